@@ -1,0 +1,138 @@
+"""The CRM's three tables: customers, their addresses and their loyalty records.
+
+Every index is named and says which query it serves. The list API's queries
+are built in :mod:`core.selectors`; an index that no query there uses should
+not exist, because each one costs time on every write and on every bulk load.
+
+Two families of index serve the list API:
+
+* ``(sort column, id)`` b-trees: one per sortable column. The API's keyset
+  pagination seeks on exactly these columns, so page 50,000 costs what page 1
+  costs.
+* trigram GIN indexes on ``UPPER(column)``: Django compiles ``icontains`` to
+  ``UPPER(col::text) LIKE UPPER(%s)``, so an index on the bare column would
+  never be used; the index is on the expression the query really contains.
+"""
+
+from __future__ import annotations
+
+from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.db import models
+from django.db.models.functions import Upper
+from django.utils import timezone
+
+
+def trigram_index(column: str, name: str) -> GinIndex:
+    """A GIN index for case-insensitive substring search on ``column``.
+
+    It indexes ``UPPER(column)`` because that is the expression Django's
+    ``icontains`` lookup produces (``UPPER(col::text) LIKE UPPER('%smith%')``).
+    """
+    return GinIndex(OpClass(Upper(column), name="gin_trgm_ops"), name=name)
+
+
+class Address(models.Model):
+    street = models.CharField(max_length=255)
+    street_number = models.CharField(max_length=50)
+    city_code = models.CharField(max_length=20)
+    city = models.CharField(max_length=100)
+    country = models.CharField(max_length=100)
+
+    class Meta:
+        verbose_name_plural = "addresses"
+        indexes = [
+            # ?city=vienna (case-insensitive substring on the joined address).
+            trigram_index("city", "address_city_trgm"),
+            # ?country=austria.
+            trigram_index("country", "address_country_trgm"),
+            # ?city_code=1010 (exact).
+            models.Index(fields=["city_code"], name="address_city_code"),
+            # ?ordering=address__city and its keyset seek; id breaks ties
+            # between the many addresses of one city.
+            models.Index(fields=["city", "id"], name="address_city_id"),
+            # ?ordering=address__country and its keyset seek.
+            models.Index(fields=["country", "id"], name="address_country_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.street} {self.street_number}, {self.city_code} {self.city}, {self.country}"
+
+
+class AppUser(models.Model):
+    """A customer."""
+
+    class Gender(models.TextChoices):
+        MALE = "m", "Male"
+        FEMALE = "f", "Female"
+        OTHER = "o", "Other"
+
+    first_name = models.CharField(max_length=64)
+    last_name = models.CharField(max_length=64)
+    gender = models.CharField(max_length=1, choices=Gender.choices)
+    customer_id = models.CharField(max_length=64)
+    phone_number = models.CharField(max_length=32)
+    birthday = models.DateField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    last_updated = models.DateTimeField(auto_now=True)
+    # The FK's index is declared below (address_users) so that it has a name
+    # and a reason like every other index.
+    address = models.ForeignKey(
+        Address, on_delete=models.PROTECT, related_name="users", db_index=False
+    )
+
+    class Meta:
+        verbose_name = "customer"
+        constraints = [
+            # ?customer_id=... (exact) and ?ordering=customer_id. Being unique,
+            # customer_id needs no id tie-breaker, and an equality match
+            # returns at most one row: the original's (customer_id, created
+            # DESC) index would have nothing left to sort.
+            models.UniqueConstraint(fields=["customer_id"], name="appuser_customer_id_key"),
+        ]
+        indexes = [
+            # ?first_name= / ?last_name= / ?phone_number= substring filters.
+            trigram_index("first_name", "appuser_first_name_trgm"),
+            trigram_index("last_name", "appuser_last_name_trgm"),
+            trigram_index("phone_number", "appuser_phone_number_trgm"),
+            # ?ordering=<column> for each sortable column, and the keyset
+            # seek "(column, id) > (last seen)" of cursor pagination.
+            models.Index(fields=["first_name", "id"], name="appuser_first_name_id"),
+            models.Index(fields=["last_name", "id"], name="appuser_last_name_id"),
+            models.Index(fields=["gender", "id"], name="appuser_gender_id"),
+            models.Index(fields=["birthday", "id"], name="appuser_birthday_id"),
+            # Also serves ?created_from=&created_to= range filters.
+            models.Index(fields=["created", "id"], name="appuser_created_id"),
+            models.Index(fields=["last_updated", "id"], name="appuser_last_updated_id"),
+            # Joins from an address to its customers, PROTECT checks on
+            # address deletion, and the (address_id, id) tie-break of
+            # ?ordering=address__city.
+            models.Index(fields=["address", "id"], name="appuser_address_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.first_name} {self.last_name} ({self.customer_id})"
+
+
+class CustomerRelationship(models.Model):
+    """A customer's loyalty record."""
+
+    # The one-to-one's unique constraint is also the index that joins a
+    # customer to their record.
+    appuser = models.OneToOneField(AppUser, on_delete=models.CASCADE, related_name="relationship")
+    points = models.IntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+    last_activity = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            # ?ordering=-relationship__points: the list query inner-joins this
+            # table, so a backward scan of this index yields the page in
+            # order; appuser_id (= the customer's id) breaks the many ties.
+            # Also serves ?points_min=&points_max=.
+            models.Index(fields=["points", "appuser"], name="relationship_points_user"),
+            # ?ordering=relationship__last_activity and ?last_activity_from/to.
+            models.Index(fields=["last_activity", "appuser"], name="relationship_activity_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.appuser_id}: {self.points} points"

@@ -1,0 +1,67 @@
+"""Django's PostgreSQL backend, plus the embedded server and clear connection errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.db.backends.postgresql import base
+
+from crm.errors import DatabaseUnavailable
+
+from . import embedded
+
+# Data folders whose server this process has already made sure of; later
+# connections go straight to the socket.
+_started: set[Path] = set()
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    """Settings keys beyond Django's own:
+
+    ``EMBEDDED_DATA_DIR``
+        Run against the embedded server of this data folder, started on the
+        first connection (``HOST`` and ``PORT`` come from its ``postmaster.pid``).
+    ``SOURCE``
+        Where the connection settings came from ("DATABASE_URL", ...), named
+        in the error when a connection fails.
+    """
+
+    def get_connection_params(self) -> dict:
+        params = super().get_connection_params()
+        data_dir = self.settings_dict.get("EMBEDDED_DATA_DIR")
+        if data_dir:
+            server = self._embedded_server(Path(data_dir))
+            params["host"] = str(server.socket_dir)
+            params["port"] = server.port
+        return params
+
+    def _embedded_server(self, data_dir: Path) -> embedded.ServerStatus:
+        if data_dir not in _started:
+            server = embedded.ensure_running(data_dir, self.settings_dict["NAME"] or "postgres")
+            _started.add(data_dir)
+            return server
+        server = embedded.status(data_dir)
+        if not server.running:
+            # Stopped since (``embedded_db stop``, a test): the connection
+            # fails below with a clear message rather than restarting a
+            # server that someone meant to stop.
+            raise DatabaseUnavailable(
+                f"the embedded PostgreSQL in {data_dir} is not running; "
+                "start it with `python manage.py embedded_db start`"
+            )
+        return server
+
+    def get_new_connection(self, conn_params: dict):
+        try:
+            return super().get_new_connection(conn_params)
+        except self.Database.OperationalError as exc:
+            source = self.settings_dict.get("SOURCE", "settings.DATABASES")
+            host = conn_params.get("host") or "localhost"
+            port = conn_params.get("port") or 5432
+            # libpq's first line says what failed ("Connection refused",
+            # "password authentication failed"); the rest is advice.
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatabaseUnavailable(
+                f"cannot connect to PostgreSQL at {host}:{port} "
+                f"(database {conn_params.get('dbname')!r}, from {source}): {reason}"
+            ) from exc
