@@ -178,3 +178,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "WARNING")},
 }
+
+# Benchmark and load reports (generate_data, bench_list, bench_http).
+CRM_REPORTS_DIR = Path(os.environ.get("CRM_REPORTS_DIR") or BASE_DIR / "reports")

@@ -1,0 +1,97 @@
+"""``python manage.py generate_data --n N --chunk C``: replace the data with N customers."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import OperationalError
+
+from core import reports
+from core.progress import progress_for
+from core.services import DatasetLoadError, customer_dataset_replace
+
+REPORT_COLUMNS = (
+    "timestamp",
+    "git_commit",
+    "postgres_version",
+    "n",
+    "chunk",
+    "generate_s",
+    "copy_s",
+    "index_s",
+    "analyze_s",
+    "total_s",
+    "rows_per_s",
+    "peak_rss_mb",
+)
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+class Command(BaseCommand):
+    help = (
+        "Replace all customers, addresses and loyalty records with N generated ones, "
+        "atomically (the previous data stays until the new data is complete)."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--n", type=positive_int, required=True, help="customers to create")
+        parser.add_argument(
+            "--chunk", type=positive_int, default=100_000, help="rows per COPY batch (memory)"
+        )
+        parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+        parser.add_argument(
+            "--as-of",
+            type=dt.date.fromisoformat,
+            default=None,
+            help="the 'today' that dates are relative to (default: today, UTC)",
+        )
+        parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+    def handle(self, *args, n: int, chunk: int, seed: int, as_of, quiet: bool, **options) -> None:
+        progress = progress_for(self.stderr._out, quiet)
+        started = time.perf_counter()
+        try:
+            report = customer_dataset_replace(
+                n=n, chunk=chunk, seed=seed, as_of=as_of, progress=progress
+            )
+        except (DatasetLoadError, OperationalError) as exc:
+            raise CommandError(f"{exc} (the previous data is unchanged)") from exc
+        finally:
+            progress.close()
+        wall = time.perf_counter() - started
+        reports.append_csv(
+            reports.reports_dir() / "generate_benchmarks.csv",
+            REPORT_COLUMNS,
+            {
+                "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "git_commit": reports.git_commit(),
+                "postgres_version": reports.postgres_version(),
+                "n": n,
+                "chunk": chunk,
+                **{
+                    f"{phase}_s": round(report.seconds.get(phase, 0.0), 2)
+                    for phase in ("generate", "copy", "index", "analyze")
+                },
+                "total_s": round(wall, 2),
+                "rows_per_s": round(3 * n / wall),
+                "peak_rss_mb": round(report.peak_rss_mb),
+            },
+        )
+        if not quiet:
+            phases = ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items())
+            self.stdout.write(
+                f"Loaded {n:,} customers, addresses and loyalty records in {wall:.1f} s "
+                f"({3 * n / wall:,.0f} rows/s; {phases}; peak RSS {report.peak_rss_mb:.0f} MB)"
+            )
