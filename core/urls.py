@@ -1,1 +1,7 @@
-urlpatterns: list = []
+from django.urls import path
+
+from .api import CustomerListApi
+
+urlpatterns = [
+    path("users/", CustomerListApi.as_view(), name="customer-list"),
+]
