@@ -50,7 +50,7 @@ def filter_parameters() -> list[OpenApiParameter]:
             schema["enum"] = [value for value, _ in field.choices if value]
         for validator in field.validators:
             # django-filter adds its own ±1e50 guard: the tightest bound wins.
-            limit = validator.limit_value
+            limit = getattr(validator, "limit_value", None)
             if isinstance(validator, MinValueValidator) and schema["type"] == "integer":
                 schema["minimum"] = max(schema.get("minimum", limit), limit)
             elif isinstance(validator, MaxValueValidator) and schema["type"] == "integer":
