@@ -91,29 +91,23 @@ class CustomerListApi(APIView):
         ordering = self.ordering(params)
         queryset = selectors.customer_list(filters=filters, ordering=ordering)
         size = params.get("page_size", settings.CRM_PAGE_SIZE)
-        count = selectors.customer_count(
-            queryset,
-            params.get("count", "estimated"),
-            exact_threshold=settings.CRM_EXACT_COUNT_THRESHOLD,
-        )
         url = request.build_absolute_uri()
-        body: dict[str, Any] = {"count": count.value, "count_is_estimate": count.is_estimate}
+        body: dict[str, Any] = {}
         if "page" in params:
             number = params["page"]
             page = selectors.offset_page(queryset, ordering, page=number, size=size)
             if not page.rows and number > 1:
                 raise NotFound(f"Page {number} is past the end of the results.")
+            seen_all = (number - 1) * size + len(page.rows) if not page.has_next else None
             body["next"] = replace_query_param(url, "page", number + 1) if page.has_next else None
             body["previous"] = (
                 replace_query_param(url, "page", number - 1) if page.has_previous else None
             )
-            body["page"], body["page_size"] = number, size
-            body["num_pages"] = (
-                max(1, math.ceil(count.value / size)) if count.value is not None else None
-            )
         else:
             after, before = self.cursor(params, ordering)
             page = selectors.keyset_page(queryset, ordering, size=size, after=after, before=before)
+            first_and_last = not page.has_next and not page.has_previous
+            seen_all = len(page.rows) if first_and_last else None
             body["next"] = (
                 self.link(url, ordering, page.key_values(page.rows[-1], ordering), False)
                 if page.has_next and page.rows
@@ -128,6 +122,18 @@ class CustomerListApi(APIView):
                 body["previous"] = remove_query_param(url, "cursor")
             else:
                 body["previous"] = None
+        count = selectors.customer_count(
+            queryset,
+            params.get("count", "estimated"),
+            exact_threshold=settings.CRM_EXACT_COUNT_THRESHOLD,
+            known_total=seen_all,
+        )
+        body = {"count": count.value, "count_is_estimate": count.is_estimate, **body}
+        if "page" in params:
+            body["page"], body["page_size"] = params["page"], size
+            body["num_pages"] = (
+                max(1, math.ceil(count.value / size)) if count.value is not None else None
+            )
         body["results"] = selectors.customer_rows(row for row in page.rows)
         return Response(body)
 
@@ -212,13 +218,14 @@ class CustomerListApi(APIView):
         return (None, values) if backwards else (values, None)
 
     def link(self, url: str, ordering: selectors.Ordering, values: list, backwards: bool) -> str:
-        token = signing.dumps(
-            {
-                "o": ordering.spec,
-                "k": [selectors.key_to_json(v) for v in values],
-                "b": int(backwards),
-            },
-            salt=CURSOR_SALT,
-            compress=True,
-        )
-        return replace_query_param(url, "cursor", token)
+        return replace_query_param(url, "cursor", encode_cursor(ordering, values, backwards))
+
+
+def encode_cursor(ordering: selectors.Ordering, values: list, backwards: bool) -> str:
+    """A signed, opaque position: the key values of a boundary row, the ordering
+    they belong to, and the direction to read from there."""
+    return signing.dumps(
+        {"o": ordering.spec, "k": [selectors.key_to_json(v) for v in values], "b": int(backwards)},
+        salt=CURSOR_SALT,
+        compress=True,
+    )

@@ -400,6 +400,17 @@ def estimate_count(queryset: QuerySet) -> int:
     estimate comes from the statistics ``ANALYZE`` gathers; for a combination
     of filters it assumes they are independent.
     """
+    if not queryset.query.where:
+        # Unfiltered: the planner's estimate would be the table's own, which
+        # ANALYZE keeps in pg_class; reading it skips planning a query.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                [queryset.model._meta.db_table],
+            )
+            estimate = cursor.fetchone()[0]
+        if estimate >= 0:  # -1: never analyzed
+            return estimate
     sql, params = queryset.values("pk").query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
@@ -409,11 +420,19 @@ def estimate_count(queryset: QuerySet) -> int:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
-def customer_count(queryset: QuerySet, mode: str, *, exact_threshold: int) -> Count:
+def customer_count(
+    queryset: QuerySet, mode: str, *, exact_threshold: int, known_total: int | None = None
+) -> Count:
     """``exact``, ``none``, or ``estimated``: exact when the planner expects at
-    most ``exact_threshold`` rows (counting them is then cheap), else its estimate."""
+    most ``exact_threshold`` rows (counting them is then cheap), else its estimate.
+
+    ``known_total`` is the count when the caller has already seen every
+    matching row (a last page reached without a cursor): no query needed.
+    """
     if mode == "none":
         return Count(None, False)
+    if known_total is not None:
+        return Count(known_total, False)
     if mode == "estimated":
         estimate = estimate_count(queryset)
         if estimate > exact_threshold:

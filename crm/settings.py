@@ -193,3 +193,5 @@ CRM_REPORTS_DIR = Path(os.environ.get("CRM_REPORTS_DIR") or BASE_DIR / "reports"
 # The customer list (see core.api).
 CRM_PAGE_SIZE = 50
 CRM_EXACT_COUNT_THRESHOLD = env_int("CRM_EXACT_COUNT_THRESHOLD", 10_000)
+# Route the original system's list view at /api/baseline/users/ for bench_list.
+CRM_BASELINE_API = env_bool("CRM_BASELINE_API", True)
