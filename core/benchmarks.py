@@ -144,6 +144,16 @@ class DataFacts:
     viennese: int  # customers whose city contains "vienna"
 
 
+#: The scenarios need a few pages of data and a city with customers.
+MINIMUM_CUSTOMERS = 600
+
+
+def count_customers() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM core_appuser")
+        return cursor.fetchone()[0]
+
+
 def data_facts() -> DataFacts:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*), max(created) FROM core_appuser")

@@ -45,11 +45,13 @@ class Command(BaseCommand):
         if "baseline" in variants and not settings.CRM_BASELINE_API:
             raise CommandError("the baseline variant needs CRM_BASELINE_API=1")
         output = output or Path(settings.CRM_REPORTS_DIR)
-        facts = benchmarks.data_facts()
-        if facts.customers < 600:
+        customers = benchmarks.count_customers()
+        if customers < benchmarks.MINIMUM_CUSTOMERS:
             raise CommandError(
-                f"only {facts.customers} customers: load at least 600 with generate_data first"
+                f"only {customers} customers: load at least {benchmarks.MINIMUM_CUSTOMERS} "
+                "with generate_data first"
             )
+        facts = benchmarks.data_facts()
         scenarios = benchmarks.build_scenarios(facts)
         if scenario:
             unknown = set(scenario) - {s.name for s in scenarios}
