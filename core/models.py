@@ -153,3 +153,20 @@ class CustomerRelationship(models.Model):
 
     def __str__(self) -> str:
         return f"{self.appuser_id}: {self.points} points"
+
+
+class ThrottleWindow(models.Model):
+    """Request counters of the API's rate limits (see core.throttling).
+
+    UNLOGGED (set by its migration): counters need no crash safety and so no WAL.
+    """
+
+    key = models.CharField(max_length=200, primary_key=True)
+    window_start = models.DateTimeField()
+    hits = models.IntegerField()
+
+    class Meta:
+        db_table = "core_throttle_window"
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.hits} since {self.window_start:%H:%M:%S}"

@@ -47,11 +47,45 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
-SECRET_KEY = os.environ.get(
-    "DJANGO_SECRET_KEY", "django-insecure-development-only-key-never-use-in-production"
-)
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+#: "development" (the default: a laptop) or "production" (strict: see below).
+CRM_ENV = os.environ.get("CRM_ENV", "development")
+if CRM_ENV not in {"development", "production"}:
+    raise ConfigurationError(f"CRM_ENV must be development or production, got {CRM_ENV!r}")
+PRODUCTION = CRM_ENV == "production"
+
+DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
+if PRODUCTION:
+    # Refuse to start rather than sign sessions and cursors with a known key.
+    SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+    if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("django-insecure"):
+        raise ConfigurationError(
+            "DJANGO_SECRET_KEY must be set to a random value of at least 50 characters "
+            "in production (python -c 'import secrets; print(secrets.token_urlsafe(64))')"
+        )
+    ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", [])
+    if not ALLOWED_HOSTS:
+        raise ConfigurationError("DJANGO_ALLOWED_HOSTS must list the host names in production")
+else:
+    SECRET_KEY = os.environ.get(
+        "DJANGO_SECRET_KEY", "django-insecure-development-only-key-never-use-in-production"
+    )
+    ALLOWED_HOSTS = env_list(
+        "DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"]
+    )
+
+if PRODUCTION:
+    # HTTPS only. TLS ends at the proxy in front of gunicorn, which must set
+    # X-Forwarded-Proto (and strip it from clients).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("CRM_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("CRM_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -62,6 +96,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
+    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -70,10 +105,13 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's and Swagger UI's static files when DEBUG is off.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "core.middleware.StatementTimeoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -163,10 +201,44 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# WhiteNoise serves static files (admin, Swagger UI, ReDoc) straight from the
+# apps' folders: no collectstatic step, also with DEBUG off.
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT = os.environ.get("DJANGO_STATIC_ROOT") or None
+
+# Redis, when REDIS_URL is set, is the cache every worker shares (and holds
+# the throttles' counters); otherwise the counters live in PostgreSQL and the
+# per-process memory cache holds nothing that must be shared.
+REDIS_URL = os.environ.get("REDIS_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "core.authentication.CachedTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["core.permissions.CustomerPermissions"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    # With Redis, DRF's own throttles in the shared cache; without, counters
+    # in PostgreSQL (one atomic statement a request, see core.throttling).
+    "DEFAULT_THROTTLE_CLASSES": (
+        ["core.throttling.RedisAnonThrottle", "core.throttling.RedisUserThrottle"]
+        if REDIS_URL
+        else ["core.throttling.AnonThrottle", "core.throttling.UserThrottle"]
+    ),
+    "NUM_PROXIES": env_int("CRM_NUM_PROXIES", 0) if os.environ.get("CRM_NUM_PROXIES") else None,
+    "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {
@@ -178,6 +250,19 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Swagger UI's "Authorize" takes a token: "Token <key>".
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "tokenAuth": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": "Token authentication: `Token <key>` (see create_api_user).",
+            }
+        }
+    },
+    "SECURITY": [{"tokenAuth": []}],
 }
 
 LOGGING = {
@@ -193,5 +278,15 @@ CRM_REPORTS_DIR = Path(os.environ.get("CRM_REPORTS_DIR") or BASE_DIR / "reports"
 # The customer list (see core.api).
 CRM_PAGE_SIZE = 50
 CRM_EXACT_COUNT_THRESHOLD = env_int("CRM_EXACT_COUNT_THRESHOLD", 10_000)
+# How long an API token's user and permissions are remembered per process
+# (a revoked token or permission takes effect within this many seconds).
+CRM_TOKEN_CACHE_SECONDS = env_int("CRM_TOKEN_CACHE_SECONDS", 30)
+# Requests per user (per IP without credentials), counted across all workers.
+CRM_THROTTLE_RATES = {
+    "anon": os.environ.get("CRM_THROTTLE_ANON", "60/minute"),
+    "user": os.environ.get("CRM_THROTTLE_USER", "6000/minute"),
+}
+# Every SQL statement of a request is cancelled after this (the API answers 503).
+CRM_STATEMENT_TIMEOUT_MS = env_int("CRM_STATEMENT_TIMEOUT_MS", 2000)
 # Route the original system's list view at /api/baseline/users/ for bench_list.
 CRM_BASELINE_API = env_bool("CRM_BASELINE_API", True)

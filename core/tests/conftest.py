@@ -37,3 +37,18 @@ def manage(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
         text=True,
         timeout=timeout,
     )
+
+
+def api_client(username: str = "reader", read_only: bool = True):
+    """A test client that sends an API token of a user with customer permissions."""
+    from django.test import Client
+
+    from core.services import api_user_create
+
+    token = api_user_create(username=username, read_only=read_only)
+    return Client(headers={"authorization": f"Token {token}"})
+
+
+@pytest.fixture
+def reader(db):
+    return api_client()

@@ -41,7 +41,8 @@ def test_writes_csv_markdown_chart_and_explain(customers, reports_dir, capsys):
     assert all(row["db_customers"] == "3000" for row in rows)
     optimized = [row for row in rows if row["variant"] == "optimized"]
     assert all(float(row["speedup"]) > 0 for row in optimized)
-    assert all(int(row["sql_queries"]) <= 3 for row in optimized)
+    # throttle counter, EXPLAIN (estimate), COUNT (small result), page
+    assert all(int(row["sql_queries"]) <= 4 for row in optimized)
     table = (reports_dir / "benchmarks.md").read_text()
     assert "| initial_page |" in table
     assert "speedup" in table

@@ -1,0 +1,34 @@
+"""API errors as JSON: the database's failures become a 503, never a 500."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from django.db import OperationalError
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+def api_exception_handler(exc, context) -> Response | None:
+    """DRF's handler, plus: a query cancelled by ``statement_timeout`` and a
+    database that cannot be reached are 503s with a message and
+    ``Retry-After``, so that clients and load balancers back off instead of
+    seeing a crash."""
+    response = exception_handler(exc, context)
+    if response is not None or not isinstance(exc, OperationalError):
+        return response
+    if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
+        detail = (
+            "The query took longer than this server allows; narrow the filters, "
+            "or page with the cursor instead of deep page numbers."
+        )
+    else:
+        logger.warning("database unavailable: %s", exc)
+        detail = "The database is unavailable; try again shortly."
+    return Response(
+        {"detail": detail}, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"}
+    )
