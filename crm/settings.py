@@ -172,6 +172,8 @@ else:
         "EMBEDDED_DATA_DIR": str(data_dir),
         "SOURCE": f"the embedded PostgreSQL in {data_dir}",
     }
+if os.environ.get("DATABASE_NAME"):
+    default_database["NAME"] = os.environ["DATABASE_NAME"]
 # Persistent connections: a new PostgreSQL connection costs a few
 # milliseconds (a process fork on the server), more than a list request.
 default_database["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
