@@ -66,7 +66,25 @@ def filter_parameters() -> list[OpenApiParameter]:
     return parameters
 
 
-class CustomerListApi(APIView):
+class CrmApiView(APIView):
+    """Base of the API's views: throttles come before permissions.
+
+    DRF checks permissions first, so an anonymous client would get its 401
+    without ever being counted, and the per-IP limit would never apply.
+    """
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        self.format_kwarg = self.get_format_suffix(**kwargs)
+        neg = self.perform_content_negotiation(request)
+        request.accepted_renderer, request.accepted_media_type = neg
+        version, scheme = self.determine_version(request, *args, **kwargs)
+        request.version, request.versioning_scheme = version, scheme
+        self.perform_authentication(request)
+        self.check_throttles(request)
+        self.check_permissions(request)
+
+
+class CustomerListApi(CrmApiView):
     """Customers with their address and loyalty record: filter, sort, page."""
 
     #: Query parameters that are not filters. DRF's ``format`` picks a renderer.
@@ -78,7 +96,15 @@ class CustomerListApi(APIView):
         responses={
             200: CustomerListSerializer,
             400: PARAMETER_ERRORS,
+            401: OpenApiResponse(DetailSerializer, description="No or invalid credentials."),
+            403: OpenApiResponse(DetailSerializer, description="No permission to read customers."),
             404: OpenApiResponse(DetailSerializer, description="A page past the end."),
+            429: OpenApiResponse(
+                DetailSerializer, description="Too many requests; see Retry-After."
+            ),
+            503: OpenApiResponse(
+                DetailSerializer, description="Query too slow, or the database is unavailable."
+            ),
         },
         description=(
             "Every filter combines with every other and with any ordering. Without `page` "
@@ -151,6 +177,9 @@ class CustomerListApi(APIView):
                 errors[name] = ["Given more than once; give it once."]
             elif values[0] == "":
                 errors[name] = ["Empty; leave the parameter out or give it a value."]
+            elif "\ufffd" in values[0]:
+                # Django decodes invalid UTF-8 percent-escapes to U+FFFD.
+                errors[name] = ["Not valid UTF-8 once percent-decoded."]
         if errors:
             raise ValidationError(errors)
         control = CustomerListParams(
