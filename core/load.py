@@ -123,9 +123,23 @@ def database_connections() -> int:
         return cursor.fetchone()[0]
 
 
-def start_gunicorn(port: int, workers: int, secret_key: str, log: Path) -> subprocess.Popen:
+def start_gunicorn(
+    port: int, workers: int, secret_key: str, log: Path, database_env: dict | None = None
+) -> subprocess.Popen:
+    """gunicorn with production settings on 127.0.0.1:``port``, in its own process group.
+
+    ``database_env`` chooses the database (``CRM_PGDATA``, ``DATABASE_URL``,
+    ``DATABASE_NAME``); by default, the very one this process uses.
+    """
+    if database_env is None:
+        database = connection.settings_dict
+        # Serve the database this process measures (the test suite's, say).
+        database_env = {"DATABASE_NAME": database["NAME"]}
+        if database.get("EMBEDDED_DATA_DIR"):
+            database_env["CRM_PGDATA"] = database["EMBEDDED_DATA_DIR"]
     env = {
         **os.environ,
+        **database_env,
         "CRM_ENV": "production",
         "DJANGO_SECRET_KEY": secret_key,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -133,11 +147,6 @@ def start_gunicorn(port: int, workers: int, secret_key: str, log: Path) -> subpr
         "CRM_THROTTLE_USER": "100000000/minute",
         "DJANGO_SETTINGS_MODULE": "crm.settings",
     }
-    database = connection.settings_dict
-    # Serve the very database this process measures (the test suite's, say).
-    env["DATABASE_NAME"] = database["NAME"]
-    if database.get("EMBEDDED_DATA_DIR"):
-        env["CRM_PGDATA"] = database["EMBEDDED_DATA_DIR"]
     return subprocess.Popen(
         [
             sys.executable,
