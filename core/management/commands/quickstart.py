@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from core.models import AppUser
+from core.services import api_user_create
 
 
 class Command(BaseCommand):
@@ -39,6 +40,7 @@ class Command(BaseCommand):
         admin.is_staff = admin.is_superuser = True
         admin.set_password(password)
         admin.save()
+        token = api_user_create(username="api", read_only=True)
         base = f"http://{addrport}"
         self.stdout.write(
             "\n".join(
@@ -48,7 +50,11 @@ class Command(BaseCommand):
                     f"  Swagger UI {base}/api/docs/",
                     f"  ReDoc      {base}/api/redoc/",
                     f"  Admin      {base}/admin/   (user: admin, password: {password})",
+                    f"  API token  {token}   (read-only user 'api')",
                     f"  Database   {settings.DATABASES['default'].get('SOURCE')}",
+                    "",
+                    "  Try:",
+                    f"  curl -H 'Authorization: Token {token}' '{base}/api/users/?last_name=smith'",
                     "",
                 ]
             )
