@@ -8,9 +8,17 @@ this shape.
 
 from __future__ import annotations
 
+import datetime as dt
+
+from django.utils import timezone
 from rest_framework import serializers
+from rest_framework.validators import UniqueValidator
 
 from .models import Address, AppUser, CustomerRelationship
+
+EARLIEST_BIRTHDAY = dt.date(1900, 1, 1)
+#: A client's clock may lag the server's: "now" a few seconds ago is still now.
+LAST_ACTIVITY_TOLERANCE = dt.timedelta(seconds=60)
 
 
 class AddressSerializer(serializers.ModelSerializer):
@@ -23,6 +31,16 @@ class RelationshipSerializer(serializers.ModelSerializer):
     class Meta:
         model = CustomerRelationship
         fields = ["points", "created", "last_activity"]
+
+
+class RelationshipWriteSerializer(serializers.ModelSerializer):
+    points = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
+
+    class Meta:
+        model = CustomerRelationship
+        fields = ["points", "created", "last_activity"]
+        read_only_fields = ["created"]
+        extra_kwargs = {"last_activity": {"required": False}}
 
 
 class CustomerSerializer(serializers.ModelSerializer):
@@ -44,6 +62,70 @@ class CustomerSerializer(serializers.ModelSerializer):
             "address",
             "relationship",
         ]
+
+
+class CustomerWriteSerializer(serializers.ModelSerializer):
+    """A customer with their address and loyalty record, as clients write them.
+
+    Validation only; :mod:`core.services` writes, in one transaction.
+    """
+
+    address = AddressSerializer()
+    relationship = RelationshipWriteSerializer(required=False)
+
+    class Meta:
+        model = AppUser
+        fields = [
+            "id",
+            "first_name",
+            "last_name",
+            "gender",
+            "customer_id",
+            "phone_number",
+            "birthday",
+            "created",
+            "last_updated",
+            "address",
+            "relationship",
+        ]
+        read_only_fields = ["id", "created", "last_updated"]
+        extra_kwargs = {
+            "customer_id": {
+                "validators": [
+                    UniqueValidator(
+                        queryset=AppUser.objects.all(),
+                        message="A customer with this customer_id exists already.",
+                    )
+                ]
+            }
+        }
+
+    def validate_birthday(self, value: dt.date | None) -> dt.date | None:
+        if value is not None and value > dt.date.today():
+            raise serializers.ValidationError("A birthday cannot be in the future.")
+        if value is not None and value < EARLIEST_BIRTHDAY:
+            raise serializers.ValidationError("A birthday cannot be before 1900-01-01.")
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        record = attrs.get("relationship") or {}
+        if "last_activity" in record:
+            created = (
+                self.instance.relationship.created
+                if self.instance is not None and hasattr(self.instance, "relationship")
+                else timezone.now()
+            )
+            if record["last_activity"] < created - LAST_ACTIVITY_TOLERANCE:
+                raise serializers.ValidationError(
+                    {
+                        "relationship": {
+                            "last_activity": [
+                                f"Cannot be before the record was created ({created.isoformat()})."
+                            ]
+                        }
+                    }
+                )
+        return attrs
 
 
 class CustomerListSerializer(serializers.Serializer):
@@ -69,6 +151,16 @@ class DetailSerializer(serializers.Serializer):
 
 class CustomerListParams(serializers.Serializer):
     """The list's query parameters other than filters (see core.filters)."""
+
+    search = serializers.CharField(
+        required=False,
+        max_length=100,
+        help_text=(
+            "Typo-tolerant search over first name, last name, full name, customer_id, phone "
+            "number and city; every word must match; ranked by trigram similarity unless an "
+            "ordering is given."
+        ),
+    )
 
     ordering = serializers.CharField(
         required=False,
@@ -105,4 +197,15 @@ class CustomerListParams(serializers.Serializer):
             "exact: COUNT(*); estimated (default): exact when the planner expects at most "
             "a threshold of rows, otherwise its estimate; none: no count."
         ),
+    )
+
+
+class CustomerExportParams(serializers.Serializer):
+    """The export's query parameters other than filters (see core.filters)."""
+
+    search = serializers.CharField(required=False, max_length=100, help_text="As in the list.")
+    ordering = serializers.CharField(required=False, max_length=500, help_text="As in the list.")
+    order_by = serializers.CharField(required=False, max_length=500, help_text="Alias of ordering.")
+    format = serializers.ChoiceField(
+        choices=["csv", "ndjson"], required=False, help_text="csv (default) or ndjson."
     )

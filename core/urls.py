@@ -1,11 +1,13 @@
 from django.conf import settings
 from django.urls import path
 
-from .api import CustomerListApi
+from .api import CustomerDetailApi, CustomerExportApi, CustomerListApi
 from .baseline import BaselineCustomerListApi
 
 urlpatterns = [
     path("users/", CustomerListApi.as_view(), name="customer-list"),
+    path("users/export/", CustomerExportApi.as_view(), name="customer-export"),
+    path("users/<int:pk>/", CustomerDetailApi.as_view(), name="customer-detail"),
 ]
 
 if settings.CRM_BASELINE_API:

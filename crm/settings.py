@@ -182,8 +182,11 @@ default_database["CONN_HEALTH_CHECKS"] = True
 # For those, starting parallel workers costs more than they save (measured:
 # ?city=vienna&page=3 took 27 ms with two workers, 4 ms without), so this
 # project's sessions plan serial queries unless told otherwise.
+# ?search= ranks by trigram similarity; 0.25 (pg_trgm's default is 0.3) lets
+# "jon" find "John" (similarity 0.29) while "smiht" already finds "Smith" (0.33).
 default_database.setdefault("OPTIONS", {})["options"] = (
-    f"-c max_parallel_workers_per_gather={env_int('DATABASE_PARALLEL_WORKERS', 0)}"
+    f"-c max_parallel_workers_per_gather={env_int('DATABASE_PARALLEL_WORKERS', 0)} "
+    "-c pg_trgm.similarity_threshold=0.25"
 )
 default_database["TEST"] = {"NAME": os.environ.get("DATABASE_TEST_NAME") or None}
 DATABASES = {"default": default_database}
@@ -258,6 +261,10 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI's "Authorize" takes the token as "Token <key>" (the tokenAuth
     # scheme drf-spectacular derives from the token authentication class).
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.schema.add_common_responses",
+    ],
 }
 
 LOGGING = {
@@ -283,5 +290,7 @@ CRM_THROTTLE_RATES = {
 }
 # Every SQL statement of a request is cancelled after this (the API answers 503).
 CRM_STATEMENT_TIMEOUT_MS = env_int("CRM_STATEMENT_TIMEOUT_MS", 2000)
+# The export streams every matching row: its own, longer limit.
+CRM_EXPORT_TIMEOUT_MS = env_int("CRM_EXPORT_TIMEOUT_MS", 600_000)
 # Route the original system's list view at /api/baseline/users/ for bench_list.
 CRM_BASELINE_API = env_bool("CRM_BASELINE_API", True)

@@ -563,7 +563,7 @@ def test_schema_documents_every_parameter_and_validates(reader):
     from core.api import CustomerListApi
     from core.filters import CustomerFilter
 
-    expected = (set(CustomerListApi.CONTROL_PARAMETERS) - {"format"}) | set(
+    expected = (set(CustomerListApi.control_parameters()) - {"format"}) | set(
         CustomerFilter.base_filters
     )
     assert set(documented) == expected
