@@ -1,0 +1,146 @@
+"""A real browser (Debian's Chromium, driven by Playwright) on Swagger UI and the admin.
+
+These machines cannot download Playwright's own browser build, so the tests
+launch the system Chromium; without it they are skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from core.models import AppUser
+from core.services import api_user_create, customer_dataset_replace
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason="Chromium is not installed (apt-get install chromium): browser tests skipped",
+    ),
+]
+
+SCREENSHOTS = Path(settings.BASE_DIR) / "reports" / "screenshots"
+PASSWORD = "browser-Test-pass-1"
+
+
+@pytest.fixture
+def browser_page(live_server):
+    # The live server's thread must not keep a database session between
+    # requests, or the test database could not be dropped at the end.
+    database = connection.settings_dict
+    kept_for, database["CONN_MAX_AGE"] = database["CONN_MAX_AGE"], 0
+    # Playwright's sync API runs an event loop in this thread; the data is set
+    # up before it starts, but Django must not refuse the live server's ORM.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    origin = urlsplit(live_server.url).netloc
+    foreign: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+
+        def only_the_server(route):
+            if urlsplit(route.request.url).netloc == origin:
+                route.continue_()
+            else:
+                foreign.append(route.request.url)
+                route.abort()
+
+        context.route("**/*", only_the_server)
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        yield page, foreign
+        context.close()
+        browser.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    database["CONN_MAX_AGE"] = kept_for
+
+
+@pytest.fixture
+def staff():
+    customer_dataset_replace(n=400, chunk=400, seed=9)
+    user = get_user_model().objects.create_superuser("browser", "b@example.com", PASSWORD)
+    token = api_user_create(username="browser", read_only=False)
+    user.refresh_from_db()
+    return user, token
+
+
+def log_in(page, live_server) -> None:
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+    page.fill("#id_username", "browser")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#site-name")
+
+
+def test_swagger_ui_authorize_and_try_it_out(browser_page, live_server, staff):
+    page, foreign = browser_page
+    _, token = staff
+    log_in(page, live_server)
+    page.goto(f"{live_server.url}/api/docs/")
+    page.wait_for_selector(".swagger-ui .opblock")
+    page.click("button.authorize")
+    scheme = page.locator(".modal-ux .auth-container").filter(has_text="tokenAuth")
+    scheme.locator("input").fill(f"Token {token}")
+    scheme.locator("button.authorize").click()
+    page.locator(".modal-ux button.btn-done").first.click()
+    operation = page.locator("#operations-users-customers_list")
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.try-out__btn").click()
+    operation.locator("button.execute").click()
+    status = operation.locator(".live-responses-table .response .response-col_status").first
+    status.wait_for()
+    assert status.inner_text().strip() == "200"
+    curl = operation.locator(".curl-command").inner_text()
+    assert f"Authorization: Token {token}" in curl, "the request carries the token"
+    body = operation.locator(".live-responses-table .microlight").first.inner_text()
+    assert '"results"' in body
+    assert '"customer_id"' in body
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "swagger-try-it-out.png"), full_page=False)
+    assert foreign == [], f"the page tried to reach other hosts: {foreign[:5]}"
+
+
+def test_admin_login_search_and_edit(browser_page, live_server, staff):
+    page, foreign = browser_page
+    log_in(page, live_server)
+    page.goto(f"{live_server.url}/admin/core/appuser/?q=smith")
+    page.wait_for_selector("#result_list")
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() > 0
+    assert "smith" in page.locator("#result_list").inner_text().lower()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "admin-changelist-search.png"))
+    rows.first.locator("th a").click()
+    page.wait_for_selector("#appuser_form")
+    page.fill("#id_first_name", "Edited")
+    page.fill("#id_relationship-0-points", "4242")
+    page.click("input[name=_save]")
+    page.wait_for_selector(".messagelist .success")
+    page.screenshot(path=str(SCREENSHOTS / "admin-saved.png"))
+    edited = AppUser.objects.get(first_name="Edited")
+    assert edited.relationship.points == 4242
+    assert foreign == [], f"the page tried to reach other hosts: {foreign[:5]}"
