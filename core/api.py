@@ -428,7 +428,9 @@ def stream_copy(sql: str, params: list) -> Iterator[bytes]:
             [str(settings.CRM_EXPORT_TIMEOUT_MS)],
         )
         try:
-            with cursor.copy(sql, params) as copy:
+            # Django's debug cursor (DEBUG on) takes no parameters for COPY:
+            # use psycopg's own cursor underneath.
+            with cursor.cursor.copy(sql, params) as copy:
                 for block in copy:
                     yield bytes(block)
         finally:

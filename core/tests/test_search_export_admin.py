@@ -219,3 +219,26 @@ def test_a_deep_page_number_with_a_search_is_a_404_not_a_500(people):
     """Found by schemathesis: the deferred join lost the search's rank."""
     response = api_client().get(f"{URL}?search=smith&page=30&page_size=50")
     assert response.status_code == 404
+
+
+def test_export_works_with_the_debug_cursor(people):
+    """With DEBUG on (the quickstart), Django wraps cursors; COPY must still stream."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection):
+        response = api_client().get(f"{URL}export/")
+        assert len(b"".join(response.streaming_content).splitlines()) == len(PEOPLE) + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bench_features_reports_search_export_and_admin(capsys, reports_dir):
+    from django.core.management import call_command
+
+    customer_dataset_replace(n=700, chunk=700, seed=2)
+    call_command("bench_features", repeat=1)
+    out = capsys.readouterr().out
+    assert "search 'jon smith': p50" in out
+    assert "export csv: 700 rows" in out
+    assert "export ndjson: 700 rows" in out
+    assert out.count("(HTTP 200)") == 8
