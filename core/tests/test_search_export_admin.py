@@ -228,7 +228,8 @@ def test_export_works_with_the_debug_cursor(people):
 
     with CaptureQueriesContext(connection):
         response = api_client().get(f"{URL}export/")
-        assert len(b"".join(response.streaming_content).splitlines()) == len(PEOPLE) + 1
+        text = b"".join(response.streaming_content).decode()
+    assert len(list(csv.DictReader(io.StringIO(text)))) == len(PEOPLE)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -241,4 +242,5 @@ def test_bench_features_reports_search_export_and_admin(capsys, reports_dir):
     assert "search 'jon smith': p50" in out
     assert "export csv: 700 rows" in out
     assert "export ndjson: 700 rows" in out
-    assert out.count("(HTTP 200)") == 8
+    # Page 2,000 does not exist in 700 rows (the admin redirects); the rest are 200.
+    assert out.count("(HTTP 200)") == 7
