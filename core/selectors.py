@@ -633,23 +633,7 @@ def key_from_json(kind: str, value: Any) -> Any:
 #: Export columns: the API's row, flattened for CSV (nested objects become
 #: address_* and relationship_* columns).
 EXPORT_COLUMNS: dict[str, Any] = {
-    "id": F("id"),
-    "first_name": F("first_name"),
-    "last_name": F("last_name"),
-    "gender": F("gender"),
-    "customer_id": F("customer_id"),
-    "phone_number": F("phone_number"),
-    "birthday": F("birthday"),
-    "created": IsoTimestamp("created"),
-    "last_updated": IsoTimestamp("last_updated"),
-    "address_street": F("address__street"),
-    "address_street_number": F("address__street_number"),
-    "address_city_code": F("address__city_code"),
-    "address_city": F("address__city"),
-    "address_country": F("address__country"),
-    "relationship_points": F("relationship__points"),
-    "relationship_created": IsoTimestamp("relationship__created"),
-    "relationship_last_activity": IsoTimestamp("relationship__last_activity"),
+    name.replace("__", "_"): expression for name, expression in CUSTOMER_COLUMNS.items()
 }
 
 

@@ -64,30 +64,15 @@ class CustomerSerializer(serializers.ModelSerializer):
         ]
 
 
-class CustomerWriteSerializer(serializers.ModelSerializer):
+class CustomerWriteSerializer(CustomerSerializer):
     """A customer with their address and loyalty record, as clients write them.
 
     Validation only; :mod:`core.services` writes, in one transaction.
     """
 
-    address = AddressSerializer()
     relationship = RelationshipWriteSerializer(required=False)
 
-    class Meta:
-        model = AppUser
-        fields = [
-            "id",
-            "first_name",
-            "last_name",
-            "gender",
-            "customer_id",
-            "phone_number",
-            "birthday",
-            "created",
-            "last_updated",
-            "address",
-            "relationship",
-        ]
+    class Meta(CustomerSerializer.Meta):
         read_only_fields = ["id", "created", "last_updated"]
         extra_kwargs = {
             "customer_id": {
