@@ -13,7 +13,7 @@ from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
 
-from . import selectors
+from . import selectors, services
 from .models import Address, AppUser, CustomerRelationship
 
 
@@ -87,6 +87,10 @@ class AppUserAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request) -> QuerySet:
         return selectors.customer_list().select_related("address", "relationship")
+
+    def save_model(self, request, obj: AppUser, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        services.search_terms_add(obj)
 
     @admin.display(ordering="address__city")
     def city(self, customer: AppUser) -> str:

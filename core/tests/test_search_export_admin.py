@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from core.models import Address, AppUser, CustomerRelationship
-from core.services import customer_dataset_replace
+from core.services import customer_dataset_replace, search_terms_add
 
 from .conftest import api_client
 
@@ -48,6 +48,8 @@ def people(db):
             address=address,
         )
         CustomerRelationship.objects.create(appuser=user, points=10 * i)
+    # Created behind the services' back: make their names searchable as they would.
+    search_terms_add(*AppUser.objects.all())
 
 
 def names(response) -> list[str]:
@@ -244,3 +246,30 @@ def test_bench_features_reports_search_export_and_admin(capsys, reports_dir):
     assert "export ndjson: 700 rows" in out
     # Page 2,000 does not exist in 700 rows (the admin redirects); the rest are 200.
     assert out.count("(HTTP 200)") == 7
+
+
+def test_names_written_through_the_api_and_generated_are_searchable(db):
+    from core.models import SearchTerm
+
+    customer_dataset_replace(n=200, chunk=200, seed=4)
+    generated = set(AppUser.objects.values_list("last_name", flat=True))
+    assert generated <= set(
+        SearchTerm.objects.filter(field="last_name").values_list("value", flat=True)
+    )
+    editor = api_client("writer", read_only=False)
+    body = {
+        "first_name": "Zebulon",
+        "last_name": "Quixote",
+        "gender": "m",
+        "customer_id": "Q-1",
+        "phone_number": "+1 555 0000",
+        "address": {
+            "street": "A",
+            "street_number": "1",
+            "city_code": "1",
+            "city": "X",
+            "country": "Y",
+        },
+    }
+    assert editor.post(URL, body, content_type="application/json").status_code == 201
+    assert names(editor.get(f"{URL}?search=quixot")) == ["Zebulon Quixote"]
