@@ -11,7 +11,7 @@ from django import forms
 from django.conf import settings
 from django.core import signing
 from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
-from django.db import connection
+from django.db import connections
 from django.http import QueryDict, StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -22,6 +22,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
+
+from crm.replicas import read_alias
 
 from . import selectors, services
 from .filters import CustomerFilter, InstantField
@@ -422,7 +424,8 @@ def stream_copy(sql: str, params: list) -> Iterator[bytes]:
     The request's statement timeout is meant for pages, not for streaming
     millions of rows: the export has its own, restored afterwards.
     """
-    with connection.cursor() as cursor:
+    # The export reads where the list reads: a replica when one is healthy.
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(
             "SELECT set_config('statement_timeout', %s, false)",
             [str(settings.CRM_EXPORT_TIMEOUT_MS)],

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.postgres.search import TrigramSimilarity
-from django.db import connection
+from django.db import connections
 from django.db.models import (
     BooleanField,
     CharField,
@@ -42,6 +42,8 @@ from django.db.models import (
 )
 from django.db.models.expressions import Col
 from django.db.models.functions import Cast, Coalesce, Concat, Greatest, Upper
+
+from crm.replicas import read_alias
 
 from .filters import CustomerFilter
 from .models import NO_BIRTHDAY, AppUser
@@ -371,7 +373,7 @@ CITY_SIMILARITY = 0.5
 def similar_names(word: str) -> dict[str, list[str]]:
     """First and last names trigram-similar to ``word`` (see SearchTerm)."""
     names: dict[str, list[str]] = {"first_name": [], "last_name": []}
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute("SELECT field, value FROM core_searchterm WHERE upper(value) %% %s", [word])
         for field, value in cursor.fetchall():
             names[field].append(value)
@@ -380,7 +382,7 @@ def similar_names(word: str) -> dict[str, list[str]]:
 
 def similar_cities(word: str) -> list[str]:
     """Names of cities trigram-similar to ``word`` (a loose scan of the city index)."""
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(
             f"SELECT value FROM ({DISTINCT_SQL.format(table='core_address', column='city')}) "
             "cities WHERE similarity(upper(value), %s) >= %s",
@@ -406,7 +408,7 @@ DISTINCT_SQL = """
 
 def distinct_values(table: str, column: str) -> list[str]:
     """The distinct values of a column that leads a b-tree index (see DISTINCT_SQL)."""
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(DISTINCT_SQL.format(table=table, column=column))
         return [row[0] for row in cursor.fetchall()]
 
@@ -543,7 +545,7 @@ def estimate_count(queryset: QuerySet) -> int:
     if not queryset.query.where:
         # Unfiltered: the planner's estimate would be the table's own, which
         # ANALYZE keeps in pg_class; reading it skips planning a query.
-        with connection.cursor() as cursor:
+        with connections[read_alias()].cursor() as cursor:
             cursor.execute(
                 "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
                 [queryset.model._meta.db_table],
@@ -552,7 +554,7 @@ def estimate_count(queryset: QuerySet) -> int:
         if estimate >= 0:  # -1: never analyzed
             return estimate
     sql, params = queryset.values("pk").query.sql_with_params()
-    with connection.cursor() as cursor:
+    with connections[read_alias()].cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         plan = cursor.fetchone()[0]
     if isinstance(plan, str):

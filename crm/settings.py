@@ -112,6 +112,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "core.middleware.StatementTimeoutMiddleware",
+    "crm.replicas.ReadYourWritesMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -178,6 +179,19 @@ if os.environ.get("DATABASE_NAME"):
 # milliseconds (a process fork on the server), more than a list request.
 default_database["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
 default_database["CONN_HEALTH_CHECKS"] = True
+if env_bool("DATABASE_POOL", False):
+    # psycopg's pool (Django 5.1+): for threaded servers; it replaces
+    # persistent connections, which Django refuses to combine with it.
+    default_database["CONN_MAX_AGE"] = 0
+    default_database.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env_int("DATABASE_POOL_MIN", 2),
+        "max_size": env_int("DATABASE_POOL_MAX", 8),
+        "timeout": 5,
+    }
+# Behind PgBouncer in transaction mode a session may change server connection
+# between transactions: named server-side cursors cannot survive that. The
+# export streams with COPY, not a cursor, so it keeps streaming either way.
+default_database["DISABLE_SERVER_SIDE_CURSORS"] = env_bool("DATABASE_PGBOUNCER", False)
 # The API's queries read at most a few thousand index entries under a LIMIT.
 # For those, starting parallel workers costs more than they save (measured:
 # ?city=vienna&page=3 took 27 ms with two workers, 4 ms without), so this
@@ -190,6 +204,28 @@ default_database.setdefault("OPTIONS", {})["options"] = (
 )
 default_database["TEST"] = {"NAME": os.environ.get("DATABASE_TEST_NAME") or None}
 DATABASES = {"default": default_database}
+
+# Hot-standby replicas for reads (see crm.replicas).
+for number, url in enumerate(env_list("DATABASE_REPLICA_URLS", []), start=1):
+    replica = database_from_url(url, f"DATABASE_REPLICA_URLS (replica {number})")
+    if os.environ.get("DATABASE_NAME"):
+        replica["NAME"] = os.environ["DATABASE_NAME"]
+    replica["CONN_MAX_AGE"] = default_database["CONN_MAX_AGE"]
+    replica["CONN_HEALTH_CHECKS"] = True
+    # Only requests read from replicas, so the request limit is the session's default.
+    replica["OPTIONS"] = {
+        **{k: v for k, v in default_database.get("OPTIONS", {}).items() if k != "options"},
+        "options": default_database["OPTIONS"]["options"]
+        + f" -c statement_timeout={env_int('CRM_STATEMENT_TIMEOUT_MS', 2000)}",
+        # Wait at most this long for a replica that is down before falling back.
+        "connect_timeout": 2,
+    }
+    replica["TEST"] = {"MIRROR": "default"}
+    DATABASES[f"replica_{number}"] = replica
+DATABASE_ROUTERS = ["crm.replicas.ReplicaRouter"]
+CRM_REPLICA_MAX_LAG_SECONDS = env_int("CRM_REPLICA_MAX_LAG_SECONDS", 5)
+CRM_REPLICA_CHECK_SECONDS = env_int("CRM_REPLICA_CHECK_SECONDS", 2)
+CRM_READ_YOUR_WRITES_SECONDS = env_int("CRM_READ_YOUR_WRITES_SECONDS", 10)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
