@@ -118,7 +118,16 @@ def status(data_dir: Path) -> ServerStatus:
     )
 
 
-def ensure_running(data_dir: Path, dbname: str) -> ServerStatus:
+#: A server that streams its WAL to hot standbys (the replication tests).
+REPLICATION_TUNING: dict[str, str] = {
+    **TUNING,
+    "wal_level": "replica",
+    "max_wal_senders": "5",
+    "hot_standby": "on",
+}
+
+
+def ensure_running(data_dir: Path, dbname: str, tuning: dict[str, str] = TUNING) -> ServerStatus:
     """Start the server if needed, tune it, create ``dbname``, and return its status.
 
     Safe to call from several processes at once: the wheel serialises
@@ -148,12 +157,61 @@ def ensure_running(data_dir: Path, dbname: str) -> ServerStatus:
         ) from exc
     current = status(data_dir)
     with psycopg.connect(current.conninfo("postgres"), autocommit=True) as conn:
-        if _apply_tuning(conn):
+        if _apply_tuning(conn, tuning):
             _pg_ctl(data_dir, "restart", "-m", "fast")
             current = status(data_dir)
     with psycopg.connect(current.conninfo("postgres"), autocommit=True) as conn:
-        _create_database(conn, dbname)
+        if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+            _create_database(conn, dbname)
     return current
+
+
+def base_backup(primary: Path, replica_dir: Path) -> None:
+    """Make ``replica_dir`` a streaming hot standby of the running ``primary``.
+
+    ``pg_basebackup -R`` copies the primary and writes ``standby.signal`` and
+    the ``primary_conninfo`` that makes the copy follow it; start it with
+    :func:`ensure_running`.
+    """
+    source = status(primary)
+    replica_dir.mkdir(parents=True, exist_ok=True)
+    replica_dir.chmod(0o700)
+    user = None
+    if os.geteuid() == 0:
+        import pwd
+
+        user = "embedded_postgres"
+        entry = pwd.getpwnam(user)
+        os.chown(replica_dir, entry.pw_uid, entry.pw_gid)
+    try:
+        subprocess.run(
+            [
+                str(binary("pg_basebackup")),
+                "-D",
+                str(replica_dir),
+                "-h",
+                str(source.socket_dir),
+                "-p",
+                str(source.port),
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            user=user,
+        )
+    except subprocess.CalledProcessError as exc:
+        raise EmbeddedPostgresError(f"pg_basebackup failed: {exc.stderr.strip()}") from exc
+    # The primary's folder also holds its socket's lock file, its log and the
+    # wheel's list of client processes: none of them belongs to the copy.
+    for leftover in [*replica_dir.glob(".s.PGSQL.*"), replica_dir / ".handle_pids.json"]:
+        leftover.unlink(missing_ok=True)
 
 
 def stop(data_dir: Path) -> bool:
@@ -266,10 +324,10 @@ def _initdb(data_dir: Path) -> None:
         raise EmbeddedPostgresError(f"initdb failed for {data_dir}: {exc}") from exc
 
 
-def _apply_tuning(conn: psycopg.Connection) -> bool:
-    """Set :data:`TUNING` with ALTER SYSTEM; return True when a restart is needed."""
+def _apply_tuning(conn: psycopg.Connection, tuning: dict[str, str]) -> bool:
+    """Set ``tuning`` with ALTER SYSTEM; return True when a restart is needed."""
     changed = False
-    for name, value in TUNING.items():
+    for name, value in tuning.items():
         current = conn.execute("SELECT current_setting(%s)", [name]).fetchone()[0]
         if current != value:
             conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), value))
@@ -279,7 +337,7 @@ def _apply_tuning(conn: psycopg.Connection) -> bool:
     conn.execute("SELECT pg_reload_conf()")
     return conn.execute("SELECT bool_or(pending_restart) FROM pg_settings").fetchone()[0] or any(
         conn.execute("SELECT current_setting(%s)", [name]).fetchone()[0] != value
-        for name, value in TUNING.items()
+        for name, value in tuning.items()
         if name in {"shared_buffers", "wal_level", "max_wal_senders"}
     )
 
