@@ -128,7 +128,7 @@ REPLICATION_TUNING: dict[str, str] = {
 
 
 def ensure_running(data_dir: Path, dbname: str, tuning: dict[str, str] = TUNING) -> ServerStatus:
-    """Start the server if needed, tune it, create ``dbname``, and return its status.
+    """Start the server if needed (tuned on start), create ``dbname``, return its status.
 
     Safe to call from several processes at once: the wheel serialises
     ``initdb`` and start with an inter-process lock, and the tuning step is
@@ -136,6 +136,9 @@ def ensure_running(data_dir: Path, dbname: str, tuning: dict[str, str] = TUNING)
     """
     _check_data_dir(data_dir)
     _remove_stale_pid_file(data_dir)
+    # A server that is already running keeps its settings: tuning it would
+    # restart it under the feet of its other clients.
+    was_running = status(data_dir).running
     if not (data_dir / "PG_VERSION").exists():
         _initdb(data_dir)
     try:
@@ -157,7 +160,7 @@ def ensure_running(data_dir: Path, dbname: str, tuning: dict[str, str] = TUNING)
         ) from exc
     current = status(data_dir)
     with psycopg.connect(current.conninfo("postgres"), autocommit=True) as conn:
-        if _apply_tuning(conn, tuning):
+        if not was_running and _apply_tuning(conn, tuning):
             _pg_ctl(data_dir, "restart", "-m", "fast")
             current = status(data_dir)
     with psycopg.connect(current.conninfo("postgres"), autocommit=True) as conn:
