@@ -7,6 +7,7 @@ import textwrap
 from urllib.parse import quote
 
 import pytest
+from django.db import models
 from django.test import RequestFactory, override_settings
 
 from core.models import AppUser
@@ -206,3 +207,47 @@ def test_a_replicated_pair_serves_reads_from_the_standby_and_falls_back(tmp_path
     assert out["replicated"] == [1, True], "the replica serves the new customer once replicated"
     assert out["replica_down"] == [200, False], "reads fall back to the primary"
     assert out["replica_back"] == [200, True], "and return to the replica when it is back"
+
+
+# -- what the Citus plan (docs/scaling.md) relies on, checked -----------------------
+
+
+def test_the_loyalty_record_is_keyed_by_the_customer_id():
+    """Distributed by the customer id, the record co-locates with its customer."""
+    from core.models import CustomerRelationship
+
+    pk = CustomerRelationship._meta.pk
+    assert pk.name == "appuser"
+    assert pk.related_model is AppUser
+
+
+@pytest.mark.django_db
+def test_generated_customers_share_their_id_with_their_address():
+    from core.services import customer_dataset_replace
+
+    customer_dataset_replace(n=50, chunk=50)
+    assert not AppUser.objects.exclude(address_id=models.F("id")).exists()
+
+
+def test_pool_and_pgbouncer_settings_are_read_from_the_environment():
+    script = (
+        "from django.conf import settings; d = settings.DATABASES['default']; "
+        "print(d['OPTIONS'].get('pool'), d['CONN_MAX_AGE'], d['DISABLE_SERVER_SIDE_CURSORS'])"
+    )
+    pooled = manage(
+        "shell", "-v", "0", "-c", script, env={"DATABASE_POOL": "1", "DATABASE_PGBOUNCER": "1"}
+    )
+    assert pooled.returncode == 0, pooled.stderr
+    assert pooled.stdout.strip() == "{'min_size': 2, 'max_size': 8, 'timeout': 5} 0 True"
+    plain = manage("shell", "-v", "0", "-c", script)
+    assert plain.stdout.strip() == "None 60 False"
+
+
+def test_a_pooled_configuration_serves_queries_from_psycopgs_pool():
+    script = (
+        "from django.db import connection; from core.models import AppUser; "
+        "AppUser.objects.exists(); print(type(connection.pool).__name__)"
+    )
+    result = manage("shell", "-v", "0", "-c", script, env={"DATABASE_POOL": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ConnectionPool"

@@ -9,6 +9,7 @@ import importlib.util
 from django.core.management.base import BaseCommand, CommandError
 
 from core import benchmarks, load, reports
+from crm.replicas import replica_aliases
 
 LOAD_COLUMNS = (
     "timestamp",
@@ -28,6 +29,7 @@ LOAD_COLUMNS = (
     "server_errors",
     "max_db_connections",
     "connection_limit",
+    "replicas",
 )
 
 
@@ -80,6 +82,7 @@ class Command(BaseCommand):
             "db_customers": customers,
             "invalid_share": invalid_share,
             "duration_s": duration,
+            "replicas": len(replica_aliases()),
             **{
                 k: v
                 for k, v in dataclasses.asdict(result).items()
