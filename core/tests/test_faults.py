@@ -17,17 +17,8 @@ from core import load
 from core.services import DATASET_LOCK_KEY
 from crm.postgres import embedded
 
-from .conftest import REPO, manage
+from .conftest import REPO, child_database_env, manage
 from .test_generate_data import schema_snapshot, stray_tables, table_digest
-
-
-def child_env() -> dict[str, str]:
-    """Environment for a manage.py child that uses the test database."""
-    settings_dict = connection.settings_dict
-    env = {**os.environ, "DATABASE_NAME": settings_dict["NAME"]}
-    if settings_dict.get("EMBEDDED_DATA_DIR"):
-        env["CRM_PGDATA"] = settings_dict["EMBEDDED_DATA_DIR"]
-    return env
 
 
 @pytest.mark.django_db(transaction=True)
@@ -47,7 +38,7 @@ def test_sigkill_in_the_middle_of_copy_leaves_the_previous_data_intact(reports_d
             "20000",
         ],
         cwd=REPO,
-        env=child_env(),
+        env={**os.environ, **child_database_env()},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

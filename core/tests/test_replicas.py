@@ -14,7 +14,7 @@ from core.models import AppUser
 from crm import replicas
 from crm.postgres import embedded
 
-from .conftest import manage
+from .conftest import child_database_env, manage
 
 # -- the router's decisions (no replica servers needed) --------------------------
 
@@ -243,11 +243,13 @@ def test_pool_and_pgbouncer_settings_are_read_from_the_environment():
     assert plain.stdout.strip() == "None 60 False"
 
 
-def test_a_pooled_configuration_serves_queries_from_psycopgs_pool():
+def test_a_pooled_configuration_serves_queries_from_psycopgs_pool(db):
     script = (
         "from django.db import connection; c = connection.cursor(); c.execute('SELECT 1'); "
         "print(type(connection.pool).__name__)"
     )
-    result = manage("shell", "-v", "0", "-c", script, env={"DATABASE_POOL": "1"})
+    result = manage(
+        "shell", "-v", "0", "-c", script, env={**child_database_env(), "DATABASE_POOL": "1"}
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ConnectionPool"
