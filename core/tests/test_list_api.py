@@ -20,7 +20,7 @@ from core import selectors
 from core.api import CURSOR_SALT
 from core.models import NO_BIRTHDAY, Address, AppUser, CustomerRelationship
 from core.serializers import CustomerSerializer
-from core.services import customer_dataset_replace
+from core.services import customer_create, customer_dataset_replace
 
 from .conftest import api_client
 
@@ -43,23 +43,22 @@ def dataset(db) -> list[dict[str, Any]]:
         ("Ana", "Smithson", dt.date(1955, 6, 30)),
     ]
     for i, (first, last, birthday) in enumerate(awkward):
-        address = Address.objects.create(
-            street="Ringstraße",
-            street_number="1",
-            city_code="1010",
-            city="Vienna",
-            country="Austria",
-        )
-        user = AppUser.objects.create(
+        customer_create(
+            address={
+                "street": "Ringstraße",
+                "street_number": "1",
+                "city_code": "1010",
+                "city": "Vienna",
+                "country": "Austria",
+            },
+            relationship={"points": 100},
             first_name=first,
             last_name=last,
             gender="o",
             customer_id=f"EDGE-{i}",
             phone_number="+43 1 555 0000",
             birthday=birthday,
-            address=address,
         )
-        CustomerRelationship.objects.create(appuser=user, points=100)
     # Ties: many customers share a points value and a city.
     CustomerRelationship.objects.filter(appuser_id__lte=40).update(points=100)
     # One customer without a loyalty record: listed by default, absent from

@@ -10,8 +10,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from core.models import Address, AppUser, CustomerRelationship
-from core.services import customer_dataset_replace, search_terms_add
+from core.models import AppUser
+from core.services import customer_create, customer_dataset_replace
 
 from .conftest import api_client
 
@@ -32,24 +32,21 @@ PEOPLE = [
 @pytest.fixture
 def people(db):
     for i, (first, last, city) in enumerate(PEOPLE):
-        address = Address.objects.create(
-            street='Main "Street", corner\nBlock B',
-            street_number=str(i),
-            city_code="100",
-            city=city,
-            country="Somewhere",
-        )
-        user = AppUser.objects.create(
+        customer_create(
+            address={
+                "street": 'Main "Street", corner\nBlock B',
+                "street_number": str(i),
+                "city_code": "100",
+                "city": city,
+                "country": "Somewhere",
+            },
+            relationship={"points": 10 * i},
             first_name=first,
             last_name=last,
             gender="o",
             customer_id=f"CU-{i:04d}",
             phone_number=f"+1 555 01{i:02d}",
-            address=address,
         )
-        CustomerRelationship.objects.create(appuser=user, points=10 * i)
-    # Created behind the services' back: make their names searchable as they would.
-    search_terms_add(*AppUser.objects.all())
 
 
 def names(response) -> list[str]:
