@@ -236,7 +236,7 @@ class CustomerListApi(CustomerQueryMixin, CrmApiView):
             body["num_pages"] = (
                 max(1, math.ceil(count.value / size)) if count.value is not None else None
             )
-        body["results"] = selectors.customer_rows(row for row in page.rows)
+        body["results"] = selectors.customer_rows(page.rows)
         return Response(body)
 
     @extend_schema(

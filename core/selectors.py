@@ -304,7 +304,11 @@ def customer_detail(pk: int) -> dict[str, Any] | None:
 
 
 def customer_for_update(pk: int) -> AppUser | None:
-    """The customer with their address and record, locked until the transaction ends."""
+    """The customer with their address and record loaded, as the write services take them.
+
+    Not locked: the services write in their own transaction, and a write
+    request reads the primary (see crm.replicas).
+    """
     return AppUser.objects.select_related("address", "relationship").filter(pk=pk).first()
 
 
@@ -411,18 +415,6 @@ def distinct_values(table: str, column: str) -> list[str]:
     with connections[read_alias()].cursor() as cursor:
         cursor.execute(DISTINCT_SQL.format(table=table, column=column))
         return [row[0] for row in cursor.fetchall()]
-
-
-class TrigramMatch(Func):
-    """``lhs % rhs``: pg_trgm's similarity operator, the one its GIN index serves."""
-
-    arg_joiner = " %% "  # a literal % once Django interpolates parameters
-    template = "(%(expressions)s)"
-    output_field = BooleanField()
-    conditional = True
-
-    def __init__(self, lhs: Any, rhs: str) -> None:
-        super().__init__(lhs, Value(rhs))
 
 
 def _annotated(queryset: QuerySet, ordering: Ordering) -> QuerySet:
