@@ -8,6 +8,7 @@ Each is replaced below by something an index answers.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
@@ -23,12 +24,20 @@ class EstimatedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        from django.conf import settings
-
         result = selectors.customer_count(
             self.object_list, "estimated", exact_threshold=settings.CRM_EXACT_COUNT_THRESHOLD
         )
         return result.value or 0
+
+
+class LargeTableAdmin(admin.ModelAdmin):
+    """A changelist that never counts a whole table: estimated page counts,
+    and no "N total" link (Django's second ``COUNT(*)``)."""
+
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    list_per_page = 50
+    ordering = ["-pk"]
 
 
 class CountryFilter(admin.SimpleListFilter):
@@ -60,7 +69,7 @@ class RelationshipInline(admin.StackedInline):
 
 
 @admin.register(AppUser)
-class AppUserAdmin(admin.ModelAdmin):
+class AppUserAdmin(LargeTableAdmin):
     list_display = [
         "id",
         "customer_id",
@@ -77,13 +86,9 @@ class AppUserAdmin(admin.ModelAdmin):
     # icontains: UPPER(col) LIKE UPPER('%…%'), served by the trigram indexes.
     search_fields = ["last_name", "first_name", "customer_id", "phone_number"]
     list_filter = ["gender", CountryFilter]
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
-    list_per_page = 50
     raw_id_fields = ["address"]
     inlines = [RelationshipInline]
     readonly_fields = ["created", "last_updated"]
-    ordering = ["-id"]
 
     def get_queryset(self, request) -> QuerySet:
         return selectors.customer_list().select_related("address", "relationship")
@@ -103,22 +108,14 @@ class AppUserAdmin(admin.ModelAdmin):
 
 
 @admin.register(Address)
-class AddressAdmin(admin.ModelAdmin):
+class AddressAdmin(LargeTableAdmin):
     list_display = ["id", "street", "street_number", "city_code", "city", "country"]
     search_fields = ["city", "country", "=city_code"]
     list_filter = [AddressCountryFilter]
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
-    list_per_page = 50
-    ordering = ["-id"]
 
 
 @admin.register(CustomerRelationship)
-class CustomerRelationshipAdmin(admin.ModelAdmin):
+class CustomerRelationshipAdmin(LargeTableAdmin):
     list_display = ["appuser", "points", "created", "last_activity"]
     list_select_related = ["appuser"]
     raw_id_fields = ["appuser"]
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
-    list_per_page = 50
-    ordering = ["-appuser"]
