@@ -50,6 +50,9 @@ def test_writes_csv_markdown_chart_and_explain(customers, reports_dir, capsys):
     plans = sorted(p.name for p in (reports_dir / "explain").iterdir())
     assert len(plans) == 11
     assert "Execution Time" in (reports_dir / "explain" / "points_desc.txt").read_text()
+    # Each plan is the page's query, also where a count follows it.
+    for name in plans:
+        assert benchmarks.PAGE_COLUMN in (reports_dir / "explain" / name).read_text(), name
 
 
 def test_a_wrong_result_fails_the_command_after_writing(customers, reports_dir, monkeypatch):

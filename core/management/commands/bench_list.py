@@ -72,8 +72,7 @@ class Command(BaseCommand):
             results, output=output, repeat=repeat, customers=facts.customers
         )
         if explain and "optimized" in variants:
-            for s in scenarios:
-                benchmarks.explain(s, output / "explain")
+            benchmarks.explain(scenarios, output / "explain")
             paths["explain"] = output / "explain"
         self.stdout.write(paths["md"].read_text())
         self.stdout.write("Wrote " + ", ".join(str(p) for p in paths.values()))
