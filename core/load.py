@@ -132,11 +132,8 @@ def start_gunicorn(
     ``DATABASE_NAME``); by default, the very one this process uses.
     """
     if database_env is None:
-        database = connection.settings_dict
         # Serve the database this process measures (the test suite's, say).
-        database_env = {"DATABASE_NAME": database["NAME"]}
-        if database.get("EMBEDDED_DATA_DIR"):
-            database_env["CRM_PGDATA"] = database["EMBEDDED_DATA_DIR"]
+        database_env = connection.child_environment()
     env = {
         **os.environ,
         **database_env,

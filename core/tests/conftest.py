@@ -27,20 +27,6 @@ def database_url(dbname: str) -> str:
     return f"postgresql://{user}@{host}:{params.get('port') or 5432}/{dbname}"
 
 
-def child_database_env() -> dict[str, str]:
-    """Environment that points a ``manage.py`` child at the test database.
-
-    The child reads the same ``DATABASE_URL`` (or embedded data folder) as the
-    suite, but pytest-django's ``test_`` database: on an external server the
-    project's own database may not even exist.
-    """
-    settings_dict = connection.settings_dict
-    env = {"DATABASE_NAME": settings_dict["NAME"]}
-    if settings_dict.get("EMBEDDED_DATA_DIR"):
-        env["CRM_PGDATA"] = settings_dict["EMBEDDED_DATA_DIR"]
-    return env
-
-
 def manage(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
     """Run ``python manage.py ...`` in a subprocess, as a user would."""
     return subprocess.run(

@@ -17,7 +17,7 @@ from core import load
 from core.services import DATASET_LOCK_KEY
 from crm.postgres import embedded
 
-from .conftest import REPO, child_database_env, manage
+from .conftest import REPO, manage
 from .test_generate_data import schema_snapshot, stray_tables, table_digest
 
 
@@ -38,7 +38,7 @@ def test_sigkill_in_the_middle_of_copy_leaves_the_previous_data_intact(reports_d
             "20000",
         ],
         cwd=REPO,
-        env={**os.environ, **child_database_env()},
+        env={**os.environ, **connection.child_environment()},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

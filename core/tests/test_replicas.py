@@ -7,14 +7,14 @@ import textwrap
 from urllib.parse import quote
 
 import pytest
-from django.db import models
+from django.db import connection, models
 from django.test import RequestFactory, override_settings
 
 from core.models import AppUser
 from crm import replicas
 from crm.postgres import embedded
 
-from .conftest import child_database_env, manage
+from .conftest import manage
 
 # -- the router's decisions (no replica servers needed) --------------------------
 
@@ -249,7 +249,12 @@ def test_a_pooled_configuration_serves_queries_from_psycopgs_pool(db):
         "print(type(connection.pool).__name__)"
     )
     result = manage(
-        "shell", "-v", "0", "-c", script, env={**child_database_env(), "DATABASE_POOL": "1"}
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        script,
+        env={**connection.child_environment(), "DATABASE_POOL": "1"},
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ConnectionPool"

@@ -26,6 +26,20 @@ class DatabaseWrapper(base.DatabaseWrapper):
         in the error when a connection fails.
     """
 
+    def child_environment(self) -> dict[str, str]:
+        """Environment variables that make a child process of this project
+        (``manage.py``, gunicorn) use this very database.
+
+        The child reads the same ``DATABASE_URL`` or embedded data folder from
+        the environment it inherits, but may otherwise pick another database
+        name: under pytest this connection is to the ``test_`` database, and
+        on an external server the project's own database may not even exist.
+        """
+        env = {"DATABASE_NAME": self.settings_dict["NAME"]}
+        if self.settings_dict.get("EMBEDDED_DATA_DIR"):
+            env["CRM_PGDATA"] = self.settings_dict["EMBEDDED_DATA_DIR"]
+        return env
+
     def get_connection_params(self) -> dict:
         params = super().get_connection_params()
         data_dir = self.settings_dict.get("EMBEDDED_DATA_DIR")
