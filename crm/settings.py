@@ -214,12 +214,15 @@ for number, url in enumerate(env_list("DATABASE_REPLICA_URLS", []), start=1):
     replica["CONN_HEALTH_CHECKS"] = True
     # Only requests read from replicas, so the request limit is the session's default.
     replica["OPTIONS"] = {
-        **{k: v for k, v in default_database.get("OPTIONS", {}).items() if k != "options"},
+        # The replica URL's own parameters (?host=/socket/dir&port=…, sslmode).
+        **replica.get("OPTIONS", {}),
         "options": default_database["OPTIONS"]["options"]
         + f" -c statement_timeout={env_int('CRM_STATEMENT_TIMEOUT_MS', 2000)}",
         # Wait at most this long for a replica that is down before falling back.
         "connect_timeout": 2,
     }
+    if "pool" in default_database["OPTIONS"]:
+        replica["OPTIONS"]["pool"] = default_database["OPTIONS"]["pool"]
     replica["TEST"] = {"MIRROR": "default"}
     DATABASES[f"replica_{number}"] = replica
 DATABASE_ROUTERS = ["crm.replicas.ReplicaRouter"]

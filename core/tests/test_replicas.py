@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-from urllib.parse import quote
 
 import pytest
 from django.db import connection, models
@@ -175,23 +174,18 @@ DRIVER = textwrap.dedent(
 )
 
 
-def url_of(data_dir) -> str:
-    server = embedded.status(data_dir)
-    return f"postgresql://postgres@{quote(str(server.socket_dir), safe='')}:{server.port}/crm"
-
-
 @pytest.mark.embedded_server
 def test_a_replicated_pair_serves_reads_from_the_standby_and_falls_back(tmp_path):
     primary, replica = tmp_path / "primary", tmp_path / "replica"
     try:
         embedded.ensure_running(primary, "crm", embedded.REPLICATION_TUNING)
-        env = {"DATABASE_URL": url_of(primary)}
+        env = {"DATABASE_URL": embedded.status(primary).conninfo("crm")}
         assert manage("migrate", env=env).returncode == 0
         generated = manage("generate_data", "--n", "800", "--chunk", "800", "--quiet", env=env)
         assert generated.returncode == 0, generated.stderr
         embedded.base_backup(primary, replica)
         embedded.ensure_running(replica, "crm", embedded.REPLICATION_TUNING)
-        env["DATABASE_REPLICA_URLS"] = url_of(replica)
+        env["DATABASE_REPLICA_URLS"] = embedded.status(replica).conninfo("crm")
         env["CRM_REPLICA_CHECK_SECONDS"] = "0"
         script = f"REPLICA_DIR = {str(replica)!r}\n" + DRIVER
         result = manage("shell", "-c", script, env=env, timeout=180)
