@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -10,6 +11,16 @@ import pytest
 from django.db import connection
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def child_reports_dir(tmp_path_factory) -> Iterator[Path]:
+    """Child processes (manage.py, gunicorn) write their reports into a
+    temporary folder, never into the checkout's reports/."""
+    path = tmp_path_factory.mktemp("child-reports")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CRM_REPORTS_DIR", str(path))
+        yield path
 
 
 @pytest.fixture
