@@ -15,6 +15,7 @@ from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
 from .models import Address, AppUser, CustomerRelationship
+from .selectors import SORT_FIELDS
 
 EARLIEST_BIRTHDAY = dt.date(1900, 1, 1)
 #: A client's clock may lag the server's: "now" a few seconds ago is still now.
@@ -134,8 +135,8 @@ class DetailSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
-class CustomerListParams(serializers.Serializer):
-    """The list's query parameters other than filters (see core.filters)."""
+class CustomerQueryParams(serializers.Serializer):
+    """Query parameters of every customer query other than filters (see core.filters)."""
 
     search = serializers.CharField(
         required=False,
@@ -151,13 +152,16 @@ class CustomerListParams(serializers.Serializer):
         required=False,
         max_length=500,
         help_text=(
-            "Comma-separated fields, '-' for descending: id, first_name, last_name, "
-            "customer_id, birthday, created, last_updated, address__city, "
-            "address__country, relationship__points, relationship__last_activity. "
+            f"Comma-separated fields, '-' for descending: {', '.join(SORT_FIELDS)}. "
             "The customer id always breaks ties. Default: id."
         ),
     )
     order_by = serializers.CharField(required=False, max_length=500, help_text="Alias of ordering.")
+
+
+class CustomerListParams(CustomerQueryParams):
+    """The list's query parameters other than filters: these and its pages and count."""
+
     page = serializers.IntegerField(
         required=False,
         min_value=1,
@@ -185,12 +189,9 @@ class CustomerListParams(serializers.Serializer):
     )
 
 
-class CustomerExportParams(serializers.Serializer):
-    """The export's query parameters other than filters (see core.filters)."""
+class CustomerExportParams(CustomerQueryParams):
+    """The export's query parameters other than filters: these and its format."""
 
-    search = serializers.CharField(required=False, max_length=100, help_text="As in the list.")
-    ordering = serializers.CharField(required=False, max_length=500, help_text="As in the list.")
-    order_by = serializers.CharField(required=False, max_length=500, help_text="Alias of ordering.")
     format = serializers.ChoiceField(
         choices=["csv", "ndjson"], required=False, help_text="csv (default) or ndjson."
     )
