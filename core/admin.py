@@ -14,7 +14,10 @@ from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
 
-from . import selectors, services
+from .customers.distinct import distinct_values
+from .customers.pagination import customer_count
+from .customers.search import search_terms_add
+from .customers.selectors import customer_list
 from .models import Address, AppUser, CustomerRelationship
 
 
@@ -24,7 +27,7 @@ class EstimatedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        result = selectors.customer_count(
+        result = customer_count(
             self.object_list, "estimated", exact_threshold=settings.CRM_EXACT_COUNT_THRESHOLD
         )
         return result.value or 0
@@ -48,7 +51,7 @@ class CountryFilter(admin.SimpleListFilter):
     lookup = "address__country"
 
     def lookups(self, request, model_admin):
-        return [(value, value) for value in selectors.distinct_values("core_address", "country")]
+        return [(value, value) for value in distinct_values("core_address", "country")]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         if self.value():
@@ -91,11 +94,11 @@ class AppUserAdmin(LargeTableAdmin):
     readonly_fields = ["created", "last_updated"]
 
     def get_queryset(self, request) -> QuerySet:
-        return selectors.customer_list().select_related("address", "relationship")
+        return customer_list().select_related("address", "relationship")
 
     def save_model(self, request, obj: AppUser, form, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        services.search_terms_add(obj)
+        search_terms_add(obj)
 
     @admin.display(ordering="address__city")
     def city(self, customer: AppUser) -> str:

@@ -1,7 +1,7 @@
 """The CRM's three tables: customers, their addresses and their loyalty records.
 
 Every index is named and says which query it serves. The list API's queries
-are built in :mod:`core.selectors`; an index that no query there uses should
+are built in :mod:`core.customers`; an index that no query there uses should
 not exist, because each one costs time on every write and on every bulk load.
 
 Two families of index serve the list API:
@@ -156,7 +156,7 @@ class CustomerRelationship(models.Model):
 
 
 class ThrottleWindow(models.Model):
-    """Request counters of the API's rate limits (see core.throttling).
+    """Request counters of the API's rate limits (see core.security.throttling).
 
     UNLOGGED (set by its migration): counters need no crash safety and so no WAL.
     """
@@ -195,7 +195,7 @@ class SearchTerm(models.Model):
             models.UniqueConstraint(fields=["field", "value"], name="search_term_key"),
         ]
         indexes = [
-            # The similarity search of core.selectors.similar_names.
+            # The similarity search of core.customers.search.similar_names.
             trigram_index("value", "search_term_trgm"),
         ]
 

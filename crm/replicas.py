@@ -85,19 +85,7 @@ class ReplicaRouter:
     REPLICATED_APPS = frozenset({"core"})
 
     def db_for_read(self, model, **hints) -> str:
-        if model._meta.app_label not in self.REPLICATED_APPS:
-            return PRIMARY
-        if _pinned.get() or connections[PRIMARY].in_atomic_block:
-            return PRIMARY
-        aliases = replica_aliases()
-        if not aliases:
-            return PRIMARY
-        start = next(_turn)
-        for i in range(len(aliases)):
-            alias = aliases[(start + i) % len(aliases)]
-            if replica_is_healthy(alias):
-                return alias
-        return PRIMARY
+        return read_alias(model._meta.app_label)
 
     def db_for_write(self, model, **hints) -> str:
         return PRIMARY
@@ -151,8 +139,22 @@ class ReadYourWritesMiddleware:
             return False
 
 
-def read_alias() -> str:
-    """Where a raw SQL read of customers goes (the router's choice for AppUser)."""
-    from core.models import AppUser
+def read_alias(app_label: str = "core") -> str:
+    """Where a read of ``app_label``'s data goes: a healthy replica when the
+    app's data is replicated and the request may read from one, else the primary.
 
-    return ReplicaRouter().db_for_read(AppUser)
+    Raw SQL reads of customers call it directly (the router's choice for a model).
+    """
+    if app_label not in ReplicaRouter.REPLICATED_APPS:
+        return PRIMARY
+    if _pinned.get() or connections[PRIMARY].in_atomic_block:
+        return PRIMARY
+    aliases = replica_aliases()
+    if not aliases:
+        return PRIMARY
+    start = next(_turn)
+    for i in range(len(aliases)):
+        alias = aliases[(start + i) % len(aliases)]
+        if replica_is_healthy(alias):
+            return alias
+    return PRIMARY

@@ -1,65 +1,117 @@
+"""Data the customer tests share: a small generated dataset plus awkward rows."""
+
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-from urllib.parse import quote
+import datetime as dt
+from typing import Any
 
 import pytest
-from django.db import connection
 
-REPO = Path(__file__).resolve().parents[2]
+from core.customers.services import customer_create
+from core.dataset.loader import customer_dataset_replace
+from core.models import Address, AppUser, CustomerRelationship
 
-
-@pytest.fixture(autouse=True, scope="session")
-def child_reports_dir(tmp_path_factory) -> Iterator[Path]:
-    """Child processes (manage.py, gunicorn) write their reports into a
-    temporary folder, never into the checkout's reports/."""
-    path = tmp_path_factory.mktemp("child-reports")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CRM_REPORTS_DIR", str(path))
-        yield path
+AS_OF = dt.date(2026, 1, 15)
 
 
 @pytest.fixture
-def reports_dir(settings, tmp_path) -> Path:
-    """Send reports to a temporary folder instead of the checkout's reports/."""
-    settings.CRM_REPORTS_DIR = tmp_path / "reports"
-    return settings.CRM_REPORTS_DIR
-
-
-def database_url(dbname: str) -> str:
-    """A DATABASE_URL for ``dbname`` on the server the tests run against."""
-    params = connection.get_connection_params()
-    host = quote(str(params.get("host") or "localhost"), safe="")
-    user = params.get("user") or "postgres"
-    return f"postgresql://{user}@{host}:{params.get('port') or 5432}/{dbname}"
-
-
-def manage(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
-    """Run ``python manage.py ...`` in a subprocess, as a user would."""
-    return subprocess.run(
-        [sys.executable, str(REPO / "manage.py"), *args],
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+def dataset(db) -> list[dict[str, Any]]:
+    """150 generated customers plus the awkward ones, as the model sees them."""
+    customer_dataset_replace(n=150, chunk=64, seed=7, as_of=AS_OF)
+    awkward = [
+        ("100%", "Under_score", None),
+        ("Anne", "O'Brien", dt.date(1990, 1, 1)),
+        ("Jürgen", "Müller", dt.date(1990, 1, 1)),
+        ("Zoë", "Smith", None),
+        ("Ana", "Smithson", dt.date(1955, 6, 30)),
+    ]
+    for i, (first, last, birthday) in enumerate(awkward):
+        customer_create(
+            address={
+                "street": "Ringstraße",
+                "street_number": "1",
+                "city_code": "1010",
+                "city": "Vienna",
+                "country": "Austria",
+            },
+            relationship={"points": 100},
+            first_name=first,
+            last_name=last,
+            gender="o",
+            customer_id=f"EDGE-{i}",
+            phone_number="+43 1 555 0000",
+            birthday=birthday,
+        )
+    # Ties: many customers share a points value and a city.
+    CustomerRelationship.objects.filter(appuser_id__lte=40).update(points=100)
+    # One customer without a loyalty record: listed by default, absent from
+    # orderings by the record's columns.
+    address = Address.objects.create(
+        street="Gasse", street_number="2", city_code="8010", city="Graz", country="Austria"
     )
+    AppUser.objects.create(
+        first_name="Solo",
+        last_name="Norecord",
+        gender="m",
+        customer_id="SOLO",
+        phone_number="+43 316 123456",
+        address=address,
+    )
+    return model_rows()
 
 
-def api_client(username: str = "reader", read_only: bool = True):
-    """A test client that sends an API token of a user with customer permissions."""
-    from django.test import Client
+def model_rows() -> list[dict[str, Any]]:
+    rows = []
+    for user in AppUser.objects.select_related("address").all():
+        record = CustomerRelationship.objects.filter(pk=user.pk).first()
+        rows.append(
+            {
+                "id": user.id,
+                "first_name": user.first_name,
+                "last_name": user.last_name,
+                "gender": user.gender,
+                "customer_id": user.customer_id,
+                "phone_number": user.phone_number,
+                "birthday": user.birthday,
+                "created": user.created,
+                "last_updated": user.last_updated,
+                "address_id": user.address_id,
+                "city": user.address.city,
+                "country": user.address.country,
+                "city_code": user.address.city_code,
+                "points": record.points if record else None,
+                "last_activity": record.last_activity if record else None,
+            }
+        )
+    return rows
 
-    from core.services import api_user_create
 
-    token = api_user_create(username=username, read_only=read_only)
-    return Client(headers={"authorization": f"Token {token}"})
+PEOPLE = [
+    ("John", "Smith", "Boston"),
+    ("Jon", "Smithers", "Chicago"),
+    ("Joan", "Smith", "Vienna"),
+    ("Johanna", "Schmidt", "Berlin"),
+    ("Mary", "Smyth", "London"),
+    ("Peter", "Parker", "New York"),
+]
 
 
 @pytest.fixture
-def reader(db):
-    return api_client()
+def people(db):
+    for i, (first, last, city) in enumerate(PEOPLE):
+        customer_create(
+            address={
+                "street": 'Main "Street", corner\nBlock B',
+                "street_number": str(i),
+                "city_code": "100",
+                "city": city,
+                "country": "Somewhere",
+            },
+            relationship={"points": 10 * i},
+            first_name=first,
+            last_name=last,
+            gender="o",
+            customer_id=f"CU-{i:04d}",
+            phone_number=f"+1 555 01{i:02d}",
+        )
+    return PEOPLE

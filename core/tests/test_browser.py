@@ -16,8 +16,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 
+from core.dataset.loader import customer_dataset_replace
 from core.models import AppUser
-from core.services import api_user_create, customer_dataset_replace
+from core.security.api_users import api_user_create
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [

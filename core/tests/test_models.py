@@ -112,3 +112,10 @@ def test_icontains_can_use_the_trigram_index(lookup, index):
         cursor.execute(f"EXPLAIN {sql}", params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert index in plan, plan
+
+
+def test_the_loyalty_record_is_keyed_by_the_customer_id():
+    """Distributed by the customer id, the record co-locates with its customer."""
+    pk = CustomerRelationship._meta.pk
+    assert pk.name == "appuser"
+    assert pk.related_model is AppUser

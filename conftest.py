@@ -1,0 +1,33 @@
+"""Fixtures every test package shares (crm, core, bench)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def child_reports_dir(tmp_path_factory) -> Iterator[Path]:
+    """Child processes (manage.py, gunicorn) write their reports into a
+    temporary folder, never into the checkout's reports/."""
+    path = tmp_path_factory.mktemp("child-reports")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CRM_REPORTS_DIR", str(path))
+        yield path
+
+
+@pytest.fixture
+def reports_dir(settings, tmp_path) -> Path:
+    """Send reports to a temporary folder instead of the checkout's reports/."""
+    settings.CRM_REPORTS_DIR = tmp_path / "reports"
+    return settings.CRM_REPORTS_DIR
+
+
+@pytest.fixture
+def reader(db):
+    """A test client with the token of a read-only API user."""
+    from core.tests.clients import api_client
+
+    return api_client()

@@ -1,0 +1,208 @@
+"""Strict query parameters of the customer list and export, and their OpenAPI description.
+
+Every parameter is validated before a query is built: an unknown one (a
+misspelled filter), a repeated or empty one, or a malformed value is a 400
+that names it, never silently ignored. Filters are validated by the form
+fields of :class:`core.customers.filters.CustomerFilter`; the views' own
+parameters (search, ordering, pages, count, format) by the serializers below.
+The OpenAPI parameters are read off the same fields, so the documentation
+cannot drift from the validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
+from django.http import QueryDict
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+
+from core.customers.filters import CustomerFilter, InstantField
+from core.customers.ordering import SORT_FIELDS, InvalidOrdering, Ordering, customer_ordering
+
+#: The filters' form class, built once (django-filter builds it per FilterSet).
+FILTER_FORM = CustomerFilter().get_form_class()
+
+#: JSON body of a 400: each invalid parameter with what is wrong.
+PARAMETER_ERRORS = OpenApiResponse(
+    response={
+        "type": "object",
+        "additionalProperties": {"type": "array", "items": {"type": "string"}},
+    },
+    description="Invalid query parameters: each one named, with what is allowed.",
+)
+
+
+def filter_parameters() -> list[OpenApiParameter]:
+    """OpenAPI parameters for every filter, read off the form fields that validate them."""
+    parameters = []
+    for name, spec in CustomerFilter.base_filters.items():
+        field = spec.field
+        schema: dict[str, Any] = {"type": "string", "minLength": 1}
+        if isinstance(field, forms.IntegerField):
+            schema = {"type": "integer", "format": "int64"}
+        elif isinstance(field, forms.DateField):
+            schema["format"] = "date"
+        elif isinstance(field, forms.ChoiceField):
+            schema["enum"] = [value for value, _ in field.choices if value]
+        for validator in field.validators:
+            # django-filter adds its own ±1e50 guard: the tightest bound wins.
+            limit = getattr(validator, "limit_value", None)
+            if isinstance(validator, MinValueValidator) and schema["type"] == "integer":
+                schema["minimum"] = max(schema.get("minimum", limit), limit)
+            elif isinstance(validator, MaxValueValidator) and schema["type"] == "integer":
+                schema["maximum"] = min(schema.get("maximum", limit), limit)
+            elif isinstance(validator, MaxLengthValidator):
+                schema["maxLength"] = validator.limit_value
+        description = str(spec.extra.get("help_text", ""))
+        if isinstance(field, InstantField):
+            description += " ISO 8601 date or date-time; a date alone covers that whole day (UTC)."
+        parameters.append(
+            OpenApiParameter(name, schema, OpenApiParameter.QUERY, description=description)
+        )
+    return parameters
+
+
+class CustomerQueryParams(serializers.Serializer):
+    """Query parameters of every customer query other than filters (see
+    core.customers.filters)."""
+
+    search = serializers.CharField(
+        required=False,
+        max_length=100,
+        help_text=(
+            "Typo-tolerant search over first name, last name, full name, customer_id, phone "
+            "number and city; every word must match; ranked by trigram similarity unless an "
+            "ordering is given."
+        ),
+    )
+
+    ordering = serializers.CharField(
+        required=False,
+        max_length=500,
+        help_text=(
+            f"Comma-separated fields, '-' for descending: {', '.join(SORT_FIELDS)}. "
+            "The customer id always breaks ties. Default: id."
+        ),
+    )
+    order_by = serializers.CharField(required=False, max_length=500, help_text="Alias of ordering.")
+
+
+class CustomerListParams(CustomerQueryParams):
+    """The list's query parameters other than filters: these and its pages and count."""
+
+    page = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=10_000_000,
+        help_text="Page number (page-number mode). Without it the list pages by cursor.",
+    )
+    page_size = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=500,
+        help_text="Rows per page, 1 to 500 (default 50).",
+    )
+    cursor = serializers.CharField(
+        required=False,
+        max_length=2000,
+        help_text="Opaque position from a next/previous link (cursor mode).",
+    )
+    count = serializers.ChoiceField(
+        choices=["exact", "estimated", "none"],
+        required=False,
+        help_text=(
+            "exact: COUNT(*); estimated (default): exact when the planner expects at most "
+            "a threshold of rows, otherwise its estimate; none: no count."
+        ),
+    )
+
+
+class CustomerExportParams(CustomerQueryParams):
+    """The export's query parameters other than filters: these and its format."""
+
+    format = serializers.ChoiceField(
+        choices=["csv", "ndjson"], required=False, help_text="csv (default) or ndjson."
+    )
+
+
+@dataclass(frozen=True)
+class CustomerQuery:
+    """A validated request for customers: which ones, in which order, and the
+    view's own parameters (``page``, ``page_size``, ``cursor``, ``count``;
+    ``format``), keyed by name."""
+
+    filters: dict[str, Any]
+    search: str | None
+    ordering: Ordering
+    options: dict[str, Any]
+
+
+class StrictParameters:
+    """The strict query parameters of one view: the filters plus ``params_class``'s."""
+
+    def __init__(self, params_class: type[serializers.Serializer]) -> None:
+        self.params_class = params_class
+        # DRF's ``format`` picks a renderer (?format=json).
+        self.control_names = frozenset(params_class().fields) | {"format"}
+        self.allowed = self.control_names | set(CustomerFilter.base_filters)
+
+    def validate(self, query: QueryDict) -> CustomerQuery:
+        """The request's parameters, or a 400 naming each invalid one."""
+        errors: dict[str, list[str]] = {}
+        for name in query:
+            values = query.getlist(name)
+            if name not in self.allowed:
+                errors[name] = [
+                    f"Unknown parameter. Allowed: {', '.join(sorted(self.allowed - {'format'}))}."
+                ]
+            elif len(values) > 1:
+                errors[name] = ["Given more than once; give it once."]
+            elif values[0] == "":
+                errors[name] = ["Empty; leave the parameter out or give it a value."]
+            elif "\ufffd" in values[0]:
+                # Django decodes invalid UTF-8 percent-escapes to U+FFFD.
+                errors[name] = ["Not valid UTF-8 once percent-decoded."]
+        if errors:
+            raise ValidationError(errors)
+        control = self.params_class(
+            data={k: v for k, v in query.items() if k in self.control_names}
+        )
+        form = FILTER_FORM(data={k: v for k, v in query.items() if k not in self.control_names})
+        if not control.is_valid():
+            errors.update(control.errors)
+        if not form.is_valid():
+            errors.update(form.errors)
+        if "ordering" in query and "order_by" in query:
+            errors["order_by"] = ["Give ordering or its alias order_by, not both."]
+        if "page" in query and "cursor" in query:
+            errors["cursor"] = ["Give page (page-number mode) or cursor, not both."]
+        if errors:
+            raise ValidationError(errors)
+        options = dict(control.validated_data)
+        filters = {
+            name: value
+            for name, value in form.cleaned_data.items()
+            if name in query and value not in (None, "")
+        }
+        search = options.pop("search", None)
+        name = "order_by" if "order_by" in options else "ordering"
+        try:
+            ordering = customer_ordering(options.get(name), searching=search is not None)
+        except InvalidOrdering as exc:
+            raise ValidationError({name: [str(exc)]}) from None
+        options.pop("ordering", None)
+        options.pop("order_by", None)
+        return CustomerQuery(filters, search, ordering, options)
+
+    def openapi(self) -> list:
+        """The OpenAPI parameters of the view, for ``extend_schema``."""
+        return [self.params_class, *filter_parameters()]
+
+
+LIST_PARAMETERS = StrictParameters(CustomerListParams)
+EXPORT_PARAMETERS = StrictParameters(CustomerExportParams)

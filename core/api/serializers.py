@@ -1,0 +1,137 @@
+"""The API's shapes: customers in (writes) and out (their documented schema).
+
+The list does not run these serializers per row (see
+:func:`core.customers.columns.customer_rows` for why); they declare the
+response for the OpenAPI schema, with the fields of the one row shape
+(:data:`core.customers.columns.ROW`), and a test checks that the fast path
+produces exactly this shape.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
+from rest_framework.validators import UniqueValidator
+
+from core.customers import columns
+from core.models import Address, AppUser, CustomerRelationship
+
+EARLIEST_BIRTHDAY = dt.date(1900, 1, 1)
+#: A client's clock may lag the server's: "now" a few seconds ago is still now.
+LAST_ACTIVITY_TOLERANCE = dt.timedelta(seconds=60)
+
+
+class AddressSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Address
+        fields = columns.field_names(columns.ADDRESS)
+
+
+class RelationshipSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CustomerRelationship
+        fields = columns.field_names(columns.RELATIONSHIP)
+
+
+class RelationshipWriteSerializer(serializers.ModelSerializer):
+    points = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
+
+    class Meta:
+        model = CustomerRelationship
+        fields = columns.field_names(columns.RELATIONSHIP)
+        read_only_fields = ["created"]
+        extra_kwargs = {"last_activity": {"required": False}}
+
+
+class CustomerSerializer(serializers.ModelSerializer):
+    address = AddressSerializer()
+    relationship = RelationshipSerializer(allow_null=True)
+
+    class Meta:
+        model = AppUser
+        fields = [*columns.field_names(None), *columns.GROUPS]
+
+
+class CustomerWriteSerializer(CustomerSerializer):
+    """A customer with their address and loyalty record, as clients write them.
+
+    Validation only; :mod:`core.customers.services` writes, in one transaction.
+    """
+
+    relationship = RelationshipWriteSerializer(required=False)
+
+    class Meta(CustomerSerializer.Meta):
+        read_only_fields = ["id", "created", "last_updated"]
+        extra_kwargs = {
+            "customer_id": {
+                "validators": [
+                    UniqueValidator(
+                        queryset=AppUser.objects.all(),
+                        message="A customer with this customer_id exists already.",
+                    )
+                ]
+            }
+        }
+
+    def validate_birthday(self, value: dt.date | None) -> dt.date | None:
+        if value is not None and value > dt.date.today():
+            raise serializers.ValidationError("A birthday cannot be in the future.")
+        if value is not None and value < EARLIEST_BIRTHDAY:
+            raise serializers.ValidationError("A birthday cannot be before 1900-01-01.")
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        record = attrs.get("relationship") or {}
+        if "last_activity" in record:
+            created = (
+                self.instance.relationship.created
+                if self.instance is not None and hasattr(self.instance, "relationship")
+                else timezone.now()
+            )
+            if record["last_activity"] < created - LAST_ACTIVITY_TOLERANCE:
+                raise serializers.ValidationError(
+                    {
+                        "relationship": {
+                            "last_activity": [
+                                f"Cannot be before the record was created ({created.isoformat()})."
+                            ]
+                        }
+                    }
+                )
+        return attrs
+
+
+class CustomerPageSchema(serializers.Serializer):
+    """The schema of a page of the list, for the OpenAPI document only: the
+    paginator builds the body itself (see core.customers.pagination)."""
+
+    count = serializers.IntegerField(
+        allow_null=True, help_text="Matching customers; null with count=none."
+    )
+    count_is_estimate = serializers.BooleanField(
+        help_text="True when count is the planner's estimate rather than an exact count."
+    )
+    next = serializers.URLField(allow_null=True, help_text="The next page, or null.")
+    previous = serializers.URLField(allow_null=True, help_text="The previous page, or null.")
+    page = serializers.IntegerField(required=False, help_text="Page-number mode only.")
+    page_size = serializers.IntegerField(required=False, help_text="Page-number mode only.")
+    num_pages = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Page-number mode only; from count."
+    )
+    results = CustomerSerializer(many=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of an error other than invalid input: ``{"detail": "…"}``."""
+
+    detail = serializers.CharField()
+
+
+#: The body of a 400 on a write, for the OpenAPI document.
+WRITE_ERRORS = OpenApiResponse(
+    response={"type": "object", "additionalProperties": True},
+    description="Invalid data: each field (nested for address and relationship) with its errors.",
+)

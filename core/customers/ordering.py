@@ -1,0 +1,244 @@
+"""Orderings of the customer list, and the keyset predicate that pages through them.
+
+``?ordering=last_name,-created`` becomes an :class:`Ordering`: the requested
+sort keys plus a tie-breaker, so that every row has one place and pages never
+overlap or skip rows. Each sortable column has a ``(column, tie-breaker)``
+b-tree (see :mod:`core.models`); :func:`rows_after` writes "the rows after this
+one" as a SQL row comparison on exactly those columns, which PostgreSQL turns
+into an index seek, so page 50,000 costs what page 1 costs.
+
+Joins: ordered by a loyalty-record column, the list **inner**-joins the record
+(see :func:`core.customers.selectors.customer_list`), because only then can
+PostgreSQL walk ``relationship_points_user`` to serve
+``ordering=-relationship__points``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import BooleanField, Expression, F, OrderBy, Q, Value
+from django.db.models.expressions import Col
+from django.db.models.functions import Coalesce
+
+from core.models import NO_BIRTHDAY
+
+
+class TableColumn(Expression):
+    """A column of a joined table, as that table's column.
+
+    Django rewrites ``F("address__id")`` to the customer's own
+    ``address_id`` (it saves a join). For a keyset seek that is wrong: the row
+    comparison ``(city, id) > (…)`` is only an index condition on
+    ``address_city_id`` when both columns belong to the address table.
+    """
+
+    def __init__(self, relation: str, probe: str, column: str) -> None:
+        super().__init__()
+        self.relation, self.probe, self.column = relation, probe, column
+
+    def resolve_expression(
+        self, query=None, allow_joins=True, reuse=None, summarize=False, for_save=False
+    ):
+        # Resolving a non-key column of the relation sets the join up and
+        # tells us its alias; then point at the column we want on that alias.
+        probe = F(f"{self.relation}__{self.probe}").resolve_expression(
+            query, allow_joins, reuse, summarize, for_save
+        )
+        field = probe.target.model._meta.get_field(self.column)
+        return Col(probe.alias, field, field)
+
+
+class RowComparison(Expression):
+    """``(a, b, c) > (x, y, z)``: PostgreSQL compares row values
+    lexicographically and uses a b-tree on ``(a, b, c)`` to seek to the first
+    match, which an equivalent ``a > x OR (a = x AND …)`` does not."""
+
+    conditional = True
+    output_field = BooleanField()
+
+    def __init__(self, lhs: Sequence[Any], operator: str, rhs: Sequence[Any]) -> None:
+        super().__init__()
+        self.lhs, self.operator, self.rhs = list(lhs), operator, list(rhs)
+
+    def get_source_expressions(self) -> list:
+        return [*self.lhs, *self.rhs]
+
+    def set_source_expressions(self, expressions: list) -> None:
+        self.lhs, self.rhs = expressions[: len(self.lhs)], expressions[len(self.lhs) :]
+
+    def resolve_expression(
+        self, query=None, allow_joins=True, reuse=None, summarize=False, for_save=False
+    ):
+        args = (query, allow_joins, reuse, summarize, for_save)
+        clone = self.copy()
+        clone.lhs = [expression.resolve_expression(*args) for expression in self.lhs]
+        clone.rhs = [
+            (v if hasattr(v, "resolve_expression") else Value(v)).resolve_expression(*args)
+            for v in self.rhs
+        ]
+        return clone
+
+    def as_sql(self, compiler, connection):
+        sides, params = [], []
+        for side in (self.lhs, self.rhs):
+            parts = []
+            for expression in side:
+                sql, p = compiler.compile(expression)
+                parts.append(sql)
+                params.extend(p)
+            sides.append(", ".join(parts))
+        return f"({sides[0]}) {self.operator} ({sides[1]})", params
+
+
+@dataclass(frozen=True)
+class SortField:
+    """A column the list can be ordered by.
+
+    ``table`` groups keys whose columns live in one table (and so can share
+    one index); ``tie_breaker`` is the key appended after it so that equal
+    values still have a total order; ``kind`` is how a key value travels in a
+    cursor.
+    """
+
+    expression: Expression
+    table: str
+    kind: str
+    unique: bool = False
+
+
+CUSTOMER = "customer"
+ADDRESS = "address"
+RELATIONSHIP = "relationship"
+
+#: The ordering whitelist: public name -> how to sort by it. Each has an index
+#: (see core.models) that serves both the sort and the keyset seek.
+SORT_FIELDS: dict[str, SortField] = {
+    "id": SortField(F("id"), CUSTOMER, "int", unique=True),
+    "first_name": SortField(F("first_name"), CUSTOMER, "str"),
+    "last_name": SortField(F("last_name"), CUSTOMER, "str"),
+    "customer_id": SortField(F("customer_id"), CUSTOMER, "str", unique=True),
+    "birthday": SortField(Coalesce("birthday", Value(NO_BIRTHDAY)), CUSTOMER, "date"),
+    "created": SortField(F("created"), CUSTOMER, "datetime"),
+    "last_updated": SortField(F("last_updated"), CUSTOMER, "datetime"),
+    "address__city": SortField(F("address__city"), ADDRESS, "str"),
+    "address__country": SortField(F("address__country"), ADDRESS, "str"),
+    "relationship__points": SortField(F("relationship__points"), RELATIONSHIP, "int"),
+    "relationship__last_activity": SortField(
+        F("relationship__last_activity"), RELATIONSHIP, "datetime"
+    ),
+}
+
+#: The ranking of ?search= (see customer_search); not requestable by name.
+SEARCH_RANK = "search_rank"
+RANK_FIELD = SortField(F(SEARCH_RANK), CUSTOMER, "float")
+
+#: Tie-breakers per table: the table's own key, so that the keyset's leading
+#: columns stay within one index.
+TIE_BREAKERS: dict[str, list[tuple[Expression, str]]] = {
+    CUSTOMER: [(F("id"), CUSTOMER)],
+    ADDRESS: [(TableColumn("address", "city", "id"), ADDRESS), (F("id"), CUSTOMER)],
+    RELATIONSHIP: [(TableColumn("relationship", "points", "appuser"), RELATIONSHIP)],
+}
+
+DEFAULT_ORDERING = ("id",)
+
+
+class InvalidOrdering(ValueError):
+    """An ordering names a field that is not sortable, or names one twice."""
+
+
+@dataclass(frozen=True)
+class SortKey:
+    expression: Expression
+    descending: bool
+    table: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """A validated ordering: the requested fields and the full keyset."""
+
+    fields: tuple[str, ...]  # e.g. ("-relationship__points",)
+    keys: tuple[SortKey, ...]  # the requested keys plus the tie-breakers
+
+    @property
+    def spec(self) -> str:
+        return ",".join(self.fields)
+
+    def order_by(self, reverse: bool = False) -> list[OrderBy]:
+        return [OrderBy(key.expression, descending=key.descending != reverse) for key in self.keys]
+
+
+def customer_ordering(spec: str | Sequence[str] | None, *, searching: bool = False) -> Ordering:
+    """Parse ``"last_name,-created"`` into an :class:`Ordering`.
+
+    A unique tie-breaker always ends the keyset, in the direction of the last
+    requested field, so that pages never overlap or skip rows.
+    """
+    sortable = {**SORT_FIELDS, SEARCH_RANK: RANK_FIELD} if searching else SORT_FIELDS
+    if spec is None or spec == "":
+        fields = [f"-{SEARCH_RANK}"] if searching else list(DEFAULT_ORDERING)
+    elif isinstance(spec, str):
+        fields = [part.strip() for part in spec.split(",")]
+    else:
+        fields = list(spec)
+    seen: set[str] = set()
+    keys: list[SortKey] = []
+    for raw in fields:
+        name = raw.removeprefix("-")
+        field = sortable.get(name)
+        if field is None or not name:
+            raise InvalidOrdering(
+                f"{raw!r} is not a sortable field; use one of: {', '.join(SORT_FIELDS)} "
+                "(prefix '-' for descending, separate several with commas)"
+            )
+        if name in seen:
+            raise InvalidOrdering(f"{name!r} appears more than once")
+        seen.add(name)
+        keys.append(SortKey(field.expression, raw.startswith("-"), field.table, field.kind))
+    last = sortable[fields[-1].removeprefix("-")]
+    if not last.unique:
+        tables = {key.table for key in keys}
+        tie_table = keys[-1].table if len(tables) == 1 else CUSTOMER
+        for expression, table in TIE_BREAKERS[tie_table]:
+            keys.append(SortKey(expression, keys[-1].descending, table, "int"))
+    return Ordering(tuple(fields), tuple(keys))
+
+
+def rows_after(ordering: Ordering, values: Sequence[Any], reverse: bool) -> Q | RowComparison:
+    """Rows strictly after ``values`` in the ordering (before them if ``reverse``)."""
+    keys = ordering.keys
+
+    def operator(key: SortKey, inclusive: bool = False) -> str:
+        greater = key.descending == reverse
+        return (">" if greater else "<") + ("=" if inclusive else "")
+
+    # The longest leading run of keys in one table and one direction: an index
+    # on those columns can seek straight to the boundary.
+    run = 1
+    while (
+        run < len(keys)
+        and keys[run].table == keys[0].table
+        and keys[run].descending == keys[0].descending
+    ):
+        run += 1
+    expressions = [key.expression for key in keys]
+    if run == len(keys):
+        return RowComparison(expressions, operator(keys[0]), values)
+    seek = RowComparison(expressions[:run], operator(keys[0], inclusive=True), values[:run])
+    if all(key.descending == keys[0].descending for key in keys):
+        strict = RowComparison(expressions, operator(keys[0]), values)
+        return Q(seek) & Q(strict)
+    # Mixed directions: no single row comparison exists; spell out the
+    # lexicographic order, and keep the seek on the leading run.
+    strict = Q()
+    for i, key in enumerate(keys):
+        term = Q(RowComparison([key.expression], operator(key), [values[i]]))
+        for j in range(i):
+            term &= Q(RowComparison([keys[j].expression], "=", [values[j]]))
+        strict |= term
+    return Q(seek) & strict

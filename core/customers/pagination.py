@@ -1,0 +1,358 @@
+"""Pages of the customer list: keyset and offset pages, cursors, links and counts.
+
+One module owns the paging protocol. :class:`CustomerPagination` is what a
+view uses, in the shape of DRF's own ``CursorPagination``: configuration as
+commented attributes, and one small hook per step (``decode_cursor``,
+``encode_cursor``, ``get_next_link``, ``get_previous_link``,
+``get_paginated_response``). Underneath, :func:`keyset_page` and
+:func:`offset_page` fetch a page and :func:`customer_count` counts.
+
+Why not DRF's ``CursorPagination``: its cursor is an offset from the nearest
+unique position of a *single* ordering field and it pages through
+``queryset.filter(field__gt=…)``; ours seeks on the whole key (several
+fields plus a tie-breaker, mixed directions, a joined table's columns) with
+one row comparison that a ``(sort column, id)`` b-tree answers as an index
+condition (see :mod:`core.customers.ordering`), and it counts by the
+planner's estimate where DRF's ``PageNumberPagination`` runs ``COUNT(*)``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.db import connections
+from django.db.models import QuerySet
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.utils.urls import remove_query_param, replace_query_param
+
+from crm.replicas import read_alias
+
+from .columns import ROW, row_expressions
+from .ordering import Ordering, rows_after
+
+# -- one page ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page's rows (the :data:`~core.customers.columns.ROW` columns, then
+    the ordering's key values) and whether pages follow and precede it."""
+
+    rows: list[tuple]
+    has_next: bool
+    has_previous: bool
+
+    def key_values(self, row: tuple, ordering: Ordering) -> list[Any]:
+        """The sort key of ``row``: what a cursor pointing at it carries."""
+        return list(row[len(ROW) : len(ROW) + len(ordering.keys)])
+
+
+def page_query(queryset: QuerySet, ordering: Ordering) -> QuerySet:
+    """Select the row's columns plus each key value (a cursor is made of them)."""
+    columns = row_expressions()
+    keys = {f"_key{i}": key.expression for i, key in enumerate(ordering.keys)}
+    return queryset.annotate(**columns, **keys).values_list(*columns, *keys)
+
+
+def keyset_page(
+    queryset: QuerySet,
+    ordering: Ordering,
+    *,
+    size: int,
+    after: Sequence[Any] | None = None,
+    before: Sequence[Any] | None = None,
+) -> Page:
+    """The ``size`` rows after ``after`` (or before ``before``), in ``ordering``.
+
+    One query of ``size + 1`` rows: the extra row says whether another page
+    follows. Going backwards reads the reversed order and flips the result.
+    """
+    reverse = before is not None
+    boundary = before if reverse else after
+    query = page_query(queryset, ordering)
+    if boundary is not None:
+        query = query.filter(rows_after(ordering, boundary, reverse))
+    rows = list(query.order_by(*ordering.order_by(reverse))[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    if reverse:
+        rows.reverse()
+        return Page(rows, has_next=True, has_previous=more)
+    return Page(rows, has_next=more, has_previous=after is not None)
+
+
+#: Below this OFFSET a plain query is as fast as a deferred join (see
+#: :func:`offset_page`) and one query cheaper to build.
+DEFERRED_JOIN_OFFSET = 1000
+
+
+def offset_page(queryset: QuerySet, ordering: Ordering, *, page: int, size: int) -> Page:
+    """Page ``page`` (1-based) by OFFSET, for clients that number their pages.
+
+    A "deferred join": the inner query finds the page's ids with the narrowest
+    scan that can (an index-only scan for the plain orderings), skipping
+    ``OFFSET`` rows without touching the customer, address and loyalty rows;
+    only the page's rows are then joined and fetched. Deep pages still cost
+    the skipped index entries: cursors do not.
+    """
+    offset = (page - 1) * size
+    if offset < DEFERRED_JOIN_OFFSET:
+        query = page_query(queryset, ordering).order_by(*ordering.order_by())
+    else:
+        ids = queryset.order_by(*ordering.order_by()).values("pk")[offset : offset + size + 1]
+        # The outer query reads only those ids (its filters, true for them
+        # anyway, cost nothing more); it carries the queryset's annotations,
+        # such as a search's rank, that the ordering may use.
+        query = page_query(queryset.filter(pk__in=ids), ordering).order_by(*ordering.order_by())
+        offset = 0
+    rows = list(query[offset : offset + size + 1])
+    more = len(rows) > size
+    return Page(rows[:size], has_next=more, has_previous=page > 1)
+
+
+# -- counts ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Count:
+    value: int | None
+    is_estimate: bool
+
+
+def estimate_count(queryset: QuerySet) -> int:
+    """The planner's estimate of how many rows ``queryset`` returns.
+
+    ``EXPLAIN`` costs a planning pass (well under a millisecond) where an exact
+    ``COUNT(*)`` over millions of rows costs hundreds of milliseconds. The
+    estimate comes from the statistics ``ANALYZE`` gathers; for a combination
+    of filters it assumes they are independent.
+    """
+    if not queryset.query.where:
+        # Unfiltered: the planner's estimate would be the table's own, which
+        # ANALYZE keeps in pg_class; reading it skips planning a query.
+        with connections[read_alias()].cursor() as cursor:
+            cursor.execute(
+                "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                [queryset.model._meta.db_table],
+            )
+            estimate = cursor.fetchone()[0]
+        if estimate >= 0:  # -1: never analyzed
+            return estimate
+    sql, params = queryset.values("pk").query.sql_with_params()
+    with connections[read_alias()].cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def customer_count(
+    queryset: QuerySet, mode: str, *, exact_threshold: int, known_total: int | None = None
+) -> Count:
+    """``exact``, ``none``, or ``estimated``: exact when the planner expects at
+    most ``exact_threshold`` rows (counting them is then cheap), else its estimate.
+
+    ``known_total`` is the count when the caller has already seen every
+    matching row (a last page reached without a cursor): no query needed.
+    """
+    if mode == "none":
+        return Count(None, False)
+    if known_total is not None:
+        return Count(known_total, False)
+    if mode == "estimated":
+        estimate = estimate_count(queryset)
+        if estimate > exact_threshold:
+            return Count(estimate, True)
+    return Count(queryset.count(), False)
+
+
+# -- cursors -----------------------------------------------------------------
+
+
+def key_to_json(value: Any) -> Any:
+    """A key value as it travels in a cursor."""
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def key_from_json(kind: str, value: Any) -> Any:
+    """The inverse of :func:`key_to_json`; raises ValueError or TypeError on junk."""
+    if kind == "int":
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError("not an integer")
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise TypeError("not a string")
+        return value
+    if kind == "float":
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise TypeError("not a number")
+        return float(value)
+    if kind == "date":
+        return dt.date.fromisoformat(value)
+    if kind == "datetime":
+        return dt.datetime.fromisoformat(value)
+    raise ValueError(kind)
+
+
+class InvalidCursor(ValueError):
+    """A cursor that was not issued by this server for this ordering."""
+
+
+# -- the paginator -------------------------------------------------------------
+
+
+class CustomerPagination:
+    """Pages of the customer list, by cursor (the default) or by page number.
+
+    Without ``page``, a client follows ``next`` and ``previous``: signed,
+    opaque cursors holding the sort key of a boundary row, so that page 50,000
+    costs what page 1 costs. With ``page=N`` it gets numbered pages (and
+    ``page``, ``page_size``, ``num_pages`` in the body), for clients that
+    need them; the deeper the page, the more index entries PostgreSQL skips.
+    """
+
+    #: Rows per page when the client does not say (``page_size``).
+    page_size = 50
+    #: The most rows a client may ask for in one page.
+    max_page_size = 500
+    #: The query parameter of cursor mode.
+    cursor_query_param = "cursor"
+    #: The query parameter of page-number mode.
+    page_query_param = "page"
+    #: Keeps a signature of any other signed value of this project (the
+    #: read-your-writes cookie, say) from passing for a cursor.
+    cursor_salt = "core.customers.cursor"
+
+    def paginate_queryset(
+        self,
+        queryset: QuerySet,
+        ordering: Ordering,
+        request: Request,
+        *,
+        page_size: int | None = None,
+        page: int | None = None,
+        cursor: str | None = None,
+        count: str = "estimated",
+    ) -> list[tuple]:
+        """Fetch the page the request asks for, count, and remember what the links need."""
+        self.request, self.ordering = request, ordering
+        self.url = request.build_absolute_uri()
+        self.size = page_size or self.page_size
+        self.number = page
+        if page is not None:
+            self.page = offset_page(queryset, ordering, page=page, size=self.size)
+            if not self.page.rows and page > 1:
+                raise NotFound(f"Page {page} is past the end of the results.")
+            # On the last page the count is known without a query.
+            seen_all = (page - 1) * self.size + len(self.page.rows)
+            known = seen_all if not self.page.has_next else None
+        else:
+            after, before = self.decode_cursor(cursor)
+            self.page = keyset_page(queryset, ordering, size=self.size, after=after, before=before)
+            alone = not self.page.has_next and not self.page.has_previous
+            known = len(self.page.rows) if alone else None
+        self.count = customer_count(
+            queryset,
+            count,
+            exact_threshold=settings.CRM_EXACT_COUNT_THRESHOLD,
+            known_total=known,
+        )
+        return self.page.rows
+
+    def decode_cursor(self, token: str | None) -> tuple[list | None, list | None]:
+        """``cursor`` as (after, before) key values of the ordering, or a 400."""
+        if token is None:
+            return None, None
+        try:
+            values, backwards = cursor_position(token, self.ordering, salt=self.cursor_salt)
+        except InvalidCursor as exc:
+            raise ValidationError({self.cursor_query_param: [str(exc)]}) from None
+        return (None, values) if backwards else (values, None)
+
+    def encode_cursor(self, values: list, backwards: bool) -> str:
+        """A link to the rows after (or before) the row whose key is ``values``."""
+        token = cursor_token(self.ordering, values, backwards, salt=self.cursor_salt)
+        return replace_query_param(self.url, self.cursor_query_param, token)
+
+    def get_next_link(self) -> str | None:
+        if not self.page.has_next:
+            return None
+        if self.number is not None:
+            return replace_query_param(self.url, self.page_query_param, self.number + 1)
+        if not self.page.rows:
+            return None
+        return self.encode_cursor(self.page.key_values(self.page.rows[-1], self.ordering), False)
+
+    def get_previous_link(self) -> str | None:
+        if not self.page.has_previous:
+            return None
+        if self.number is not None:
+            return replace_query_param(self.url, self.page_query_param, self.number - 1)
+        if not self.page.rows:
+            # An empty page after a cursor: the previous page ends where it began.
+            return remove_query_param(self.url, self.cursor_query_param)
+        return self.encode_cursor(self.page.key_values(self.page.rows[0], self.ordering), True)
+
+    def get_paginated_response(self, data: list[dict[str, Any]]) -> Response:
+        body: dict[str, Any] = {
+            "count": self.count.value,
+            "count_is_estimate": self.count.is_estimate,
+            "next": self.get_next_link(),
+            "previous": self.get_previous_link(),
+        }
+        if self.number is not None:
+            body["page"], body["page_size"] = self.number, self.size
+            body["num_pages"] = (
+                max(1, math.ceil(self.count.value / self.size))
+                if self.count.value is not None
+                else None
+            )
+        body["results"] = data
+        return Response(body)
+
+
+def cursor_token(ordering: Ordering, values: Sequence[Any], backwards: bool, *, salt: str) -> str:
+    """A signed, opaque position: the key values of a boundary row, the ordering
+    they belong to, and the direction to read from there."""
+    return signing.dumps(
+        {"o": ordering.spec, "k": [key_to_json(v) for v in values], "b": int(backwards)},
+        salt=salt,
+        compress=True,
+    )
+
+
+def cursor_position(token: str, ordering: Ordering, *, salt: str) -> tuple[list, bool]:
+    """The inverse of :func:`cursor_token`: (key values, backwards), or :class:`InvalidCursor`."""
+    try:
+        payload = signing.loads(token, salt=salt)
+        issued_for, raw_values, backwards = payload["o"], payload["k"], bool(payload["b"])
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        raise InvalidCursor(
+            "Invalid cursor: use the next or previous link of a response."
+        ) from None
+    if issued_for != ordering.spec:
+        raise InvalidCursor(
+            f"This cursor belongs to ordering {issued_for!r}; "
+            f"the request asks for {ordering.spec!r}."
+        )
+    try:
+        values = [
+            key_from_json(key.kind, value)
+            for key, value in zip(ordering.keys, raw_values, strict=True)
+        ]
+    except (TypeError, ValueError):
+        raise InvalidCursor("Invalid cursor: its position is malformed.") from None
+    return values, backwards

@@ -1,0 +1,29 @@
+"""Who may do what with customers."""
+
+from __future__ import annotations
+
+from rest_framework.permissions import DjangoModelPermissions
+
+from core.models import AppUser
+
+
+class CustomerPermissions(DjangoModelPermissions):
+    """Model permissions on customers, reads included.
+
+    DRF's ``DjangoModelPermissions`` lets any authenticated user read; this
+    API serves personal data, so reading needs ``core.view_appuser`` too.
+    Views without a queryset of their own (the list builds its query in a
+    selector) are judged against ``AppUser``.
+    """
+
+    perms_map = {
+        **DjangoModelPermissions.perms_map,
+        "GET": ["%(app_label)s.view_%(model_name)s"],
+        "HEAD": ["%(app_label)s.view_%(model_name)s"],
+        "OPTIONS": ["%(app_label)s.view_%(model_name)s"],
+    }
+
+    def _queryset(self, view):
+        if getattr(view, "queryset", None) is None and not hasattr(view, "get_queryset"):
+            return AppUser.objects.none()
+        return super()._queryset(view)

@@ -1,0 +1,73 @@
+"""A real gunicorn whose database goes away and comes back."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from bench import http_load
+from crm.postgres import embedded
+from crm.tests.processes import manage
+
+
+@pytest.mark.embedded_server
+def test_api_answers_503_while_the_database_is_down_and_recovers_by_itself(tmp_path):
+    data_dir = tmp_path / "pgdata"
+    env = {"CRM_PGDATA": str(data_dir), "DATABASE_URL": ""}
+    try:
+        assert manage("migrate", env=env).returncode == 0
+        assert (
+            manage("generate_data", "--n", "700", "--chunk", "700", "--quiet", env=env).returncode
+            == 0
+        )
+        token = manage(
+            "create_api_user", "--username", "probe", "--read-only", env=env
+        ).stdout.strip()
+        port = http_load.free_port()
+        # One worker: a worker that has never connected would start the
+        # embedded server again on its first connection (first-use start).
+        server = http_load.start_gunicorn(
+            port, 1, "k" * 64, tmp_path / "gunicorn.log", {**env, "DATABASE_NAME": "crm"}
+        )
+        try:
+            http_load.wait_ready(port, token, server)
+
+            def get() -> tuple[int, dict]:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/api/users/?page_size=5",
+                    headers={"Authorization": f"Token {token}", "X-Forwarded-Proto": "https"},
+                )
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as response:
+                        return response.status, response.headers
+                except urllib.error.HTTPError as error:
+                    return error.code, error.headers
+
+            assert get()[0] == 200
+            embedded.stop(data_dir)
+            down = [get() for _ in range(20)]
+            assert {status for status, _ in down} == {503}
+            assert all(headers["Retry-After"] == "5" for _, headers in down)
+            embedded.ensure_running(data_dir, "crm")
+            deadline = time.monotonic() + 20
+            while get()[0] != 200:
+                assert time.monotonic() < deadline, "the API did not recover"
+                time.sleep(0.2)
+            for _ in range(20):
+                assert get()[0] == 200
+            # Repeated failures leaked no connections: one for the one worker.
+            import psycopg
+
+            with psycopg.connect(embedded.status(data_dir).conninfo("crm")) as probe:
+                clients = probe.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = 'crm' "
+                    "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+                ).fetchone()[0]
+            assert clients <= 1
+        finally:
+            http_load.stop(server)
+    finally:
+        embedded.stop(data_dir)

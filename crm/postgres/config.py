@@ -1,0 +1,151 @@
+"""``settings.DATABASES`` from the environment.
+
+``DATABASE_URL`` names any PostgreSQL; without it the project runs on the
+embedded PostgreSQL 18 (:mod:`crm.postgres.embedded`). Hot standbys for reads
+come from ``DATABASE_REPLICA_URLS`` (see :mod:`crm.replicas`). Everything here
+is a pure function of the environment it is given, so the tests check every
+combination in-process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import dj_database_url
+
+from crm import env
+from crm.errors import ConfigurationError
+
+#: Where the embedded server keeps its data unless ``CRM_PGDATA`` says otherwise
+#: (inside the checkout, ignored by git).
+DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / ".pgdata"
+
+#: How long a request waits for a replica that does not answer before it falls
+#: back to the primary (seconds).
+REPLICA_CONNECT_TIMEOUT = 2
+
+
+def default_data_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """``CRM_PGDATA``, or ``.pgdata`` inside the checkout."""
+    configured = environ.get("CRM_PGDATA")
+    if configured:
+        return Path(configured).expanduser().resolve()
+    return DEFAULT_DATA_DIR
+
+
+def database_from_url(url: str, source: str) -> dict[str, Any]:
+    """Parse a PostgreSQL URL, naming ``source`` (the variable) in every error."""
+    try:
+        parts = urlsplit(url)
+        config = dj_database_url.parse(url, conn_max_age=0)
+    except ValueError as exc:
+        raise ConfigurationError(f"{source} is malformed: {exc}") from None
+    if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
+        raise ConfigurationError(
+            f"{source} must be a postgresql:// URL (this project runs on PostgreSQL only), "
+            f"got scheme {parts.scheme or 'none'!r}"
+        )
+    if not config.get("NAME"):
+        raise ConfigurationError(
+            f"{source} names no database (postgresql://user:password@host:port/DATABASE)"
+        )
+    config["ENGINE"] = "crm.postgres"
+    config["SOURCE"] = source
+    return config
+
+
+def session_settings(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """What every session of this project sets when it connects.
+
+    * ``max_parallel_workers_per_gather``: the API's queries read at most a
+      few thousand index entries under a LIMIT, and starting parallel workers
+      costs more than they save (measured: ``?city=vienna&page=3`` took 27 ms
+      with two workers, 4 ms without). ``DATABASE_PARALLEL_WORKERS`` overrides.
+    * ``pg_trgm.similarity_threshold``: ``?search=`` ranks by trigram
+      similarity; 0.25 (pg_trgm's default is 0.3) lets "jon" find "John"
+      (similarity 0.29) while "smiht" already finds "Smith" (0.33).
+    """
+    return {
+        "max_parallel_workers_per_gather": str(
+            env.integer("DATABASE_PARALLEL_WORKERS", 0, environ, minimum=0)
+        ),
+        "pg_trgm.similarity_threshold": "0.25",
+    }
+
+
+def libpq_options(parameters: Mapping[str, str]) -> str:
+    """``{"a": "1"}`` as libpq's ``options`` connection parameter: ``-c a=1``."""
+    return " ".join(f"-c {name}={value}" for name, value in parameters.items())
+
+
+def databases(
+    environ: Mapping[str, str] = os.environ, *, statement_timeout_ms: int
+) -> dict[str, dict[str, Any]]:
+    """``default`` (the primary) and ``replica_1``, ``replica_2``, … from the environment.
+
+    ``statement_timeout_ms`` is the limit on every statement a request runs;
+    replicas serve nothing but requests, so theirs is set when they connect
+    (the primary's is set per request connection, see
+    :class:`core.security.middleware.StatementTimeoutMiddleware`).
+    """
+    url = environ.get("DATABASE_URL", "")
+    if url:
+        primary = database_from_url(url, "DATABASE_URL")
+    else:
+        data_dir = default_data_dir(environ)
+        primary = {
+            "ENGINE": "crm.postgres",
+            "NAME": "crm",
+            "USER": "postgres",
+            "EMBEDDED_DATA_DIR": str(data_dir),
+            "SOURCE": f"the embedded PostgreSQL in {data_dir}",
+        }
+    name = environ.get("DATABASE_NAME")
+    if name:
+        primary["NAME"] = name
+    # Persistent connections: a new PostgreSQL connection costs a few
+    # milliseconds (a process fork on the server), more than a list request.
+    primary["CONN_MAX_AGE"] = env.integer("DATABASE_CONN_MAX_AGE", 60, environ, minimum=0)
+    primary["CONN_HEALTH_CHECKS"] = True
+    options = primary.setdefault("OPTIONS", {})
+    pool = None
+    if env.boolean("DATABASE_POOL", False, environ):
+        # psycopg's pool (Django 5.1+): for threaded servers; it replaces
+        # persistent connections, which Django refuses to combine with it.
+        primary["CONN_MAX_AGE"] = 0
+        pool = {
+            "min_size": env.integer("DATABASE_POOL_MIN", 2, environ, minimum=0),
+            "max_size": env.integer("DATABASE_POOL_MAX", 8, environ, minimum=1),
+            "timeout": 5,
+        }
+        options["pool"] = pool
+    # Behind PgBouncer in transaction mode a session may change server
+    # connection between transactions: named server-side cursors cannot
+    # survive that. The export streams with COPY, not a cursor.
+    primary["DISABLE_SERVER_SIDE_CURSORS"] = env.boolean("DATABASE_PGBOUNCER", False, environ)
+    session = session_settings(environ)
+    options["options"] = libpq_options(session)
+    primary["TEST"] = {"NAME": environ.get("DATABASE_TEST_NAME") or None}
+    result = {"default": primary}
+
+    for number, replica_url in enumerate(env.items("DATABASE_REPLICA_URLS", [], environ), 1):
+        replica = database_from_url(replica_url, f"DATABASE_REPLICA_URLS (replica {number})")
+        if name:
+            replica["NAME"] = name
+        replica["CONN_MAX_AGE"] = primary["CONN_MAX_AGE"]
+        replica["CONN_HEALTH_CHECKS"] = True
+        replica["OPTIONS"] = {
+            # The replica URL's own parameters (?host=/socket/dir&port=…, sslmode).
+            **replica.get("OPTIONS", {}),
+            "options": libpq_options({**session, "statement_timeout": str(statement_timeout_ms)}),
+            "connect_timeout": REPLICA_CONNECT_TIMEOUT,
+        }
+        if pool is not None:
+            replica["OPTIONS"]["pool"] = pool
+        replica["TEST"] = {"MIRROR": "default"}
+        result[f"replica_{number}"] = replica
+    return result

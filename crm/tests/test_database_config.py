@@ -1,0 +1,102 @@
+"""Database selection from the environment: DATABASE_URL or the embedded server, replicas, pools."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from django.db import connection
+from django.db.utils import ConnectionHandler
+
+from crm.errors import ConfigurationError
+from crm.postgres.config import database_from_url, databases
+from crm.tests.processes import database_url, manage
+
+
+def test_database_url_selects_an_external_postgresql():
+    config = database_from_url("postgresql://crm:secret@db.example:6543/crm_prod", "DATABASE_URL")
+    assert config["ENGINE"] == "crm.postgres"
+    assert (config["HOST"], config["PORT"], config["NAME"], config["USER"]) == (
+        "db.example",
+        6543,
+        "crm_prod",
+        "crm",
+    )
+    assert "EMBEDDED_DATA_DIR" not in config
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://u@h/db", "must be a postgresql:// URL"),
+        ("sqlite:///db.sqlite3", "must be a postgresql:// URL"),
+        ("postgresql://u@h:notaport/db", "DATABASE_URL is malformed"),
+        ("postgresql://u@h:5432/", "names no database"),
+    ],
+)
+def test_a_malformed_database_url_is_refused_naming_the_variable(url, message):
+    with pytest.raises(ConfigurationError, match=message) as excinfo:
+        database_from_url(url, "DATABASE_URL")
+    assert "DATABASE_URL" in str(excinfo.value)
+
+
+@pytest.mark.django_db
+def test_migrations_apply_from_zero_through_database_url():
+    """A brand-new database, reached through DATABASE_URL, migrates to the current models."""
+    name = f"crm_migrate_{uuid.uuid4().hex[:8]}"
+    with connection._nodb_cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        env = {"DATABASE_URL": database_url(name)}
+        result = manage("migrate", "--no-input", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "Applying core.0002_initial... OK" in result.stdout
+        check = manage("makemigrations", "--check", "--dry-run", env=env)
+        assert check.returncode == 0, f"models and migrations differ:\n{check.stdout}"
+        plan = manage("migrate", "--plan", env=env)
+        assert "No planned migration operations." in plan.stdout
+    finally:
+        with connection._nodb_cursor() as cursor:
+            cursor.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_pool_and_pgbouncer_settings_are_read_from_the_environment():
+    pooled = databases(
+        {"DATABASE_POOL": "1", "DATABASE_PGBOUNCER": "1"}, statement_timeout_ms=2000
+    )["default"]
+    assert pooled["OPTIONS"]["pool"] == {"min_size": 2, "max_size": 8, "timeout": 5}
+    assert pooled["CONN_MAX_AGE"] == 0, "Django refuses persistent connections with a pool"
+    assert pooled["DISABLE_SERVER_SIDE_CURSORS"] is True
+    plain = databases({}, statement_timeout_ms=2000)["default"]
+    assert "pool" not in plain["OPTIONS"]
+    assert (plain["CONN_MAX_AGE"], plain["DISABLE_SERVER_SIDE_CURSORS"]) == (60, False)
+
+
+def test_replicas_keep_their_own_connection_parameters_and_the_request_limit():
+    config = databases(
+        {
+            "DATABASE_URL": "postgresql://crm@primary:5432/crm",
+            "DATABASE_REPLICA_URLS": "postgresql://crm@/crm?host=/run/standby&port=5433",
+        },
+        statement_timeout_ms=1500,
+    )
+    replica = config["replica_1"]
+    assert replica["OPTIONS"]["host"] == "/run/standby"
+    assert "-c statement_timeout=1500" in replica["OPTIONS"]["options"]
+    assert "statement_timeout" not in config["default"]["OPTIONS"]["options"]
+    assert replica["TEST"] == {"MIRROR": "default"}
+
+
+def test_a_pooled_configuration_serves_queries_from_psycopgs_pool(db):
+    environ = {**os.environ, **connection.child_environment(), "DATABASE_POOL": "1"}
+    config = databases(environ, statement_timeout_ms=2000)["default"]
+    pooled = ConnectionHandler({"default": config})["default"]
+    try:
+        with pooled.cursor() as cursor:
+            cursor.execute("SELECT current_database()")
+            assert cursor.fetchone()[0] == connection.settings_dict["NAME"]
+        assert type(pooled.pool).__name__ == "ConnectionPool"
+    finally:
+        pooled.close()
+        pooled.close_pool()
