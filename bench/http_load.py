@@ -67,15 +67,10 @@ class HttpBenchResult:
 
 
 def default_workers() -> int:
-    """One sync worker per core, plus one to cover a worker waiting on I/O.
+    """What the README's serving setup runs (see crm.gunicorn_conf)."""
+    from crm import gunicorn_conf
 
-    gunicorn's rule of thumb (two per core, plus one) suits requests that
-    wait on slow I/O; these spend most of their time on the CPU, in Python or
-    in PostgreSQL on the same machine. Measured on 2 cores with 16 clients:
-    p99 94 ms with 2 workers, 110 ms with 3, 130 ms with 5, for the same
-    throughput (about 280 requests/s).
-    """
-    return (os.cpu_count() or 1) + 1
+    return gunicorn_conf.workers
 
 
 #: How often each bench_list scenario comes up: what people do most (first
@@ -150,6 +145,8 @@ def start_gunicorn(
             sys.executable,
             "-m",
             "gunicorn",
+            "--config",
+            "python:crm.gunicorn_conf",
             "crm.wsgi:application",
             "--bind",
             f"127.0.0.1:{port}",
@@ -157,10 +154,6 @@ def start_gunicorn(
             str(workers),
             "--error-logfile",
             str(log),
-            "--graceful-timeout",
-            "5",
-            "--timeout",
-            "30",
         ],
         cwd=settings.BASE_DIR,
         env=env,
