@@ -175,3 +175,134 @@ def chart(results: Sequence[Measurement], path: Path, *, customers: int) -> None
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+# -- bench_http ---------------------------------------------------------------
+
+CAPACITY_COLUMNS = (
+    "timestamp",
+    "git_commit",
+    "postgres_version",
+    "db_customers",
+    "generator",
+    "proxy",
+    "workers",
+    "connections",
+    "duration_s",
+    "round",
+    "plan",
+    "target",
+    "requests",
+    "requests_per_second",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "failed",
+    "max_db_connections",
+)
+
+
+def write_capacity_reports(report, *, output: Path, customers: int) -> dict[str, Path]:
+    """bench_http's run: a CSV row per wrk run, a Markdown table of medians, a chart."""
+    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    commit, version = run_records.git_commit(), run_records.postgres_version()
+    output.mkdir(parents=True, exist_ok=True)
+    csv_path = output / "http_benchmarks.csv"
+    for run in report.runs:
+        run_records.append_csv(
+            csv_path,
+            CAPACITY_COLUMNS,
+            {
+                "timestamp": stamp,
+                "git_commit": commit,
+                "postgres_version": version,
+                "db_customers": customers,
+                "generator": "wrk",
+                "proxy": "nginx" if report.proxy else "none",
+                "workers": report.workers,
+                "connections": report.connections,
+                "duration_s": report.duration,
+                "round": run.round,
+                "plan": run.plan,
+                "target": run.target,
+                "requests": run.requests,
+                "requests_per_second": round(run.requests_per_second, 1),
+                "p50_ms": run.p50_ms,
+                "p90_ms": run.p90_ms,
+                "p95_ms": run.p95_ms,
+                "p99_ms": run.p99_ms,
+                "max_ms": run.max_ms,
+                "failed": run.failed,
+                "max_db_connections": report.max_db_connections,
+            },
+        )
+    plans = list(dict.fromkeys(run.plan for run in report.runs))
+    targets = list(dict.fromkeys(run.target for run in report.runs))
+    rounds = max(run.round for run in report.runs)
+    lines = [
+        f"# bench_http: {customers:,} customers, PostgreSQL {version}, commit {commit}",
+        "",
+        f"{stamp}; wrk, {report.connections} connections, {report.duration} s per run, "
+        f"median of {rounds} round(s); {'nginx + ' if report.proxy else ''}gunicorn "
+        f"({report.workers} workers), production settings; at most "
+        f"{report.max_db_connections} database sessions.",
+        "",
+        "| plan | target | requests/s | p50 ms | p95 ms | p99 ms | failed | API / floor |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for plan in plans:
+        floor_rps = report.median(plan, "floor", "requests_per_second")
+        for target in targets:
+            rps = report.median(plan, target, "requests_per_second")
+            failed = sum(r.failed for r in report.runs if r.plan == plan and r.target == target)
+            ratio = f"{rps / floor_rps:.2f}" if target == "api" and floor_rps else ""
+            lines.append(
+                f"| {plan} | {target} | {rps:,.0f} | "
+                + " | ".join(
+                    f"{report.median(plan, target, stat):.1f}"
+                    for stat in ("p50_ms", "p95_ms", "p99_ms")
+                )
+                + f" | {failed} | {ratio} |"
+            )
+    md_path = output / "http_benchmarks.md"
+    md_path.write_text("\n".join(lines) + "\n")
+    png_path = output / "http_benchmarks.png"
+    capacity_chart(report, plans, targets, png_path, customers=customers)
+    return {"csv": csv_path, "md": md_path, "png": png_path}
+
+
+def capacity_chart(report, plans, targets, path: Path, *, customers: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"api": "#4c72b0", "floor": "#55a868"}
+    width = 0.8 / len(targets)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(max(9, 2.2 * len(plans)), 4.5))
+    for i, target in enumerate(targets):
+        xs = [j + (i - (len(targets) - 1) / 2) * width for j in range(len(plans))]
+        left.bar(
+            xs,
+            [report.median(p, target, "requests_per_second") for p in plans],
+            width,
+            label=target,
+            color=colors[target],
+        )
+        right.bar(
+            xs, [report.median(p, target, "p99_ms") for p in plans], width, color=colors[target]
+        )
+    for axes, title in ((left, "requests/s (higher is better)"), (right, "p99 latency, ms")):
+        axes.set_xticks(range(len(plans)), plans, rotation=20, ha="right")
+        axes.set_title(title)
+        axes.grid(axis="y", alpha=0.3)
+    left.legend()
+    figure.suptitle(
+        f"bench_http at {customers:,} customers: API and raw floor, "
+        f"{report.connections} connections"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

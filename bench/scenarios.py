@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from django.db import connection
 
-from core.customers.columns import ROW
+from core.customers.columns import GROUPS, OPTIONAL_GROUPS, ROW
 from core.customers.ordering import customer_ordering
 from core.customers.pagination import CustomerPagination, cursor_token
 
@@ -28,8 +28,9 @@ VARIANTS = ("baseline", "optimized", "floor")
 OPTIMIZED_URL = "/api/users/"
 BASELINE_URL = "/api/baseline/users/"
 
-#: The floor's columns: the API's row (core.customers.columns.ROW), in its order.
-FLOOR_COLUMNS = ", ".join(column.sql for column in ROW)
+#: The floor's columns: the API's row (core.customers.columns.ROW), in its
+#: order, each named like the export's flat column (``address_city``).
+FLOOR_COLUMNS = ", ".join(f'{column.sql} AS "{column.flat_name}"' for column in ROW)
 
 FROM_LEFT = """
     FROM core_appuser u
@@ -41,9 +42,6 @@ FROM_INNER = """
     JOIN core_appuser u ON u.id = r.appuser_id
     JOIN core_address a ON a.id = u.address_id
 """
-
-Rows = list[dict[str, Any]]
-Check = Callable[[Rows], str | None]
 
 Rows = list[dict[str, Any]]
 Check = Callable[[Rows], str | None]
@@ -314,6 +312,30 @@ def build_scenarios(facts: DataFacts) -> list[Scenario]:
             expect(count=min(500, facts.customers), order=lambda r: r["id"]),
         ),
     ]
+
+
+def floor_body_sql(scenario: Scenario) -> str:
+    """The scenario's floor query wrapped so that PostgreSQL builds the whole
+    response body: ``{"count": null, …, "results": [<row>, …]}``, each row
+    nested like the API's (``address`` and ``relationship`` objects)."""
+
+    def pairs(group: str | None) -> str:
+        return ", ".join(
+            f"'{column.name}', p.\"{column.flat_name}\"" for column in ROW if column.group == group
+        )
+
+    parts = [pairs(None)]
+    for group in GROUPS:
+        nested = f"json_build_object({pairs(group)})"
+        marker = OPTIONAL_GROUPS.get(group)
+        if marker is not None:
+            nested = f'CASE WHEN p."{group}_{marker}" IS NULL THEN NULL ELSE {nested} END'
+        parts.append(f"'{group}', {nested}")
+    row = f"json_build_object({', '.join(parts)})"
+    return (
+        "SELECT json_build_object('count', NULL, 'next', NULL, 'previous', NULL, "
+        f"'results', coalesce(json_agg({row}), '[]'::json))::text FROM ({scenario.floor}) p"
+    )
 
 
 def scenario_url(scenario: Scenario, variant: str) -> str:

@@ -1,4 +1,4 @@
-"""A real gunicorn whose database goes away and comes back."""
+"""The README's serving setup whose database goes away and comes back."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import time
 import urllib.error
 import urllib.request
 
+import psycopg
 import pytest
 
-from bench import http_load
+from bench import servers
 from crm.postgres import embedded
 from crm.tests.processes import manage
 
@@ -26,19 +27,21 @@ def test_api_answers_503_while_the_database_is_down_and_recovers_by_itself(tmp_p
         token = manage(
             "create_api_user", "--username", "probe", "--read-only", env=env
         ).stdout.strip()
-        port = http_load.free_port()
         # One worker: a worker that has never connected would start the
         # embedded server again on its first connection (first-use start).
-        server = http_load.start_gunicorn(
-            port, 1, "k" * 64, tmp_path / "gunicorn.log", {**env, "DATABASE_NAME": "crm"}
-        )
-        try:
-            http_load.wait_ready(port, token, server)
+        (tmp_path / "stack").mkdir()
+        with servers.serving_stack(
+            tmp_path / "stack",
+            secret_key="k" * 64,
+            token=token,
+            workers=1,
+            database_env={**env, "DATABASE_NAME": "crm"},
+        ) as stack:
 
             def get() -> tuple[int, dict]:
                 request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/api/users/?page_size=5",
-                    headers={"Authorization": f"Token {token}", "X-Forwarded-Proto": "https"},
+                    f"{stack.url}/api/users/?page_size=5",
+                    headers={"Authorization": f"Token {token}"},
                 )
                 try:
                     with urllib.request.urlopen(request, timeout=10) as response:
@@ -59,15 +62,11 @@ def test_api_answers_503_while_the_database_is_down_and_recovers_by_itself(tmp_p
             for _ in range(20):
                 assert get()[0] == 200
             # Repeated failures leaked no connections: one for the one worker.
-            import psycopg
-
             with psycopg.connect(embedded.status(data_dir).conninfo("crm")) as probe:
                 clients = probe.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = 'crm' "
                     "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
                 ).fetchone()[0]
             assert clients <= 1
-        finally:
-            http_load.stop(server)
     finally:
         embedded.stop(data_dir)

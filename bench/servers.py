@@ -1,0 +1,248 @@
+"""The README's serving setup, started on loopback for benchmarks and fault tests.
+
+nginx (with ``deploy/nginx/crm-proxy.conf``, the file an operator deploys) in
+front of gunicorn (with ``crm/gunicorn_conf.py``, the operator's gunicorn
+configuration) under production settings; optionally a second gunicorn that
+serves the raw floor (:mod:`bench.floor`) behind the same nginx. Every
+process runs in its own process group, listens on 127.0.0.1 or a Unix socket
+in a temporary folder, and is stopped when the block ends, also on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+NGINX_PROXY_CONF = Path(settings.BASE_DIR) / "deploy" / "nginx" / "crm-proxy.conf"
+
+#: The test server stands in for the TLS-terminating server of crm-site.conf:
+#: it speaks plain HTTP on loopback but tells the application what the real
+#: proxy would, that the client came over HTTPS.
+NGINX_SITE = """
+worker_processes 1;
+daemon off;
+{user}
+pid {workdir}/nginx.pid;
+error_log {workdir}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {workdir}/nginx-body;
+    proxy_temp_path {workdir}/nginx-proxy;
+    fastcgi_temp_path {workdir}/nginx-fastcgi;
+    uwsgi_temp_path {workdir}/nginx-uwsgi;
+    scgi_temp_path {workdir}/nginx-scgi;
+    upstream crm_gunicorn {{ server unix:{api_socket}; keepalive 16; }}
+    {floor_upstream}
+    server {{
+        listen 127.0.0.1:{port};
+        set $crm_forwarded_proto https;
+        include {proxy_conf};
+        {floor_location}
+    }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def production_environment(secret_key: str, database_env: Mapping[str, str] | None = None) -> dict:
+    """The environment of the API's gunicorn: production settings, this process's database.
+
+    ``database_env`` chooses the database (``CRM_PGDATA``, ``DATABASE_URL``,
+    ``DATABASE_NAME``); by default, the very one this process uses (the test
+    suite's, say).
+    """
+    if database_env is None:
+        database_env = connection.child_environment()
+    return {
+        **os.environ,
+        **database_env,
+        "CRM_ENV": "production",
+        "DJANGO_SECRET_KEY": secret_key,
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # nginx sets X-Forwarded-For from the client's address.
+        "CRM_NUM_PROXIES": "1",
+        "DJANGO_SETTINGS_MODULE": "crm.settings",
+    }
+
+
+def start_gunicorn(
+    bind: str,
+    *,
+    env: Mapping[str, str],
+    log: Path,
+    app: str = "crm.wsgi:application",
+    workers: int | None = None,
+) -> subprocess.Popen:
+    """gunicorn with the project's configuration, in its own process group."""
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:crm.gunicorn_conf",
+        app,
+        "--bind",
+        bind,
+        "--error-logfile",
+        str(log),
+    ]
+    if workers is not None:
+        command += ["--workers", str(workers)]
+    return subprocess.Popen(command, cwd=settings.BASE_DIR, env=dict(env), start_new_session=True)
+
+
+def start_nginx(
+    workdir: Path, port: int, api_socket: Path, floor_socket: Path | None
+) -> subprocess.Popen:
+    """nginx with the operator's proxy rules (``deploy/nginx/crm-proxy.conf``)."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        raise RuntimeError("nginx is not installed (apt-get install nginx-light)")
+    floor_upstream = floor_location = ""
+    if floor_socket is not None:
+        floor_upstream = f"upstream crm_floor {{ server unix:{floor_socket}; keepalive 16; }}"
+        floor_location = (
+            "location /floor/ { proxy_pass http://crm_floor; proxy_http_version 1.1; "
+            'proxy_set_header Connection ""; }'
+        )
+    config = workdir / "nginx.conf"
+    config.write_text(
+        NGINX_SITE.format(
+            user="user root;" if os.geteuid() == 0 else "",
+            workdir=workdir,
+            api_socket=api_socket,
+            floor_upstream=floor_upstream,
+            floor_location=floor_location,
+            port=port,
+            proxy_conf=NGINX_PROXY_CONF,
+        )
+    )
+    return subprocess.Popen(
+        [nginx, "-c", str(config), "-p", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / "nginx-stderr.log").open("w"),
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM the process group, SIGKILL it if it has not gone within 15 s."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+def wait_ready(
+    url: str, processes: list[subprocess.Popen], headers: Mapping[str, str], seconds: float = 60
+) -> None:
+    """Until ``url`` answers 200 (any other answer or a dead process is an error)."""
+    deadline = time.monotonic() + seconds
+    request = urllib.request.Request(url, headers=dict(headers))
+    while time.monotonic() < deadline:
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"{process.args[0]} exited with status {process.returncode}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except urllib.error.HTTPError as error:
+            if error.code not in (502, 503, 504):
+                raise RuntimeError(f"{url} answered {error.code} while starting") from error
+            time.sleep(0.3)
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {seconds:.0f} s")
+
+
+@dataclass
+class Stack:
+    """A running serving setup: ``url`` is nginx's address (or gunicorn's, without a proxy)."""
+
+    url: str
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def api_workers(self) -> subprocess.Popen:
+        return self.processes[0]
+
+
+@contextlib.contextmanager
+def serving_stack(
+    workdir: Path,
+    *,
+    secret_key: str,
+    token: str,
+    workers: int | None = None,
+    database_env: Mapping[str, str] | None = None,
+    floor_env: Mapping[str, str] | None = None,
+    proxy: bool = True,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[Stack]:
+    """nginx in front of the API's gunicorn (and of the floor's, given ``floor_env``).
+
+    Without ``proxy`` the API's gunicorn listens on a loopback port itself
+    (what the benchmarks compare the proxy against).
+    """
+    env = {**production_environment(secret_key, database_env), **(extra_env or {})}
+    stack = Stack(url="")
+    api_socket = workdir / "api.sock"
+    floor_socket = workdir / "floor.sock" if floor_env is not None else None
+    try:
+        if proxy:
+            port = free_port()
+            api_bind = f"unix:{api_socket}"
+        else:
+            port = free_port()
+            api_bind = f"127.0.0.1:{port}"
+        stack.processes.append(
+            start_gunicorn(api_bind, env=env, log=workdir / "gunicorn.log", workers=workers)
+        )
+        if floor_socket is not None:
+            stack.processes.append(
+                start_gunicorn(
+                    f"unix:{floor_socket}",
+                    env={**os.environ, **floor_env},
+                    log=workdir / "floor.log",
+                    app="bench.floor:application",
+                    workers=workers,
+                )
+            )
+        if proxy:
+            stack.processes.append(start_nginx(workdir, port, api_socket, floor_socket))
+        stack.url = f"http://127.0.0.1:{port}"
+        wait_ready(
+            f"{stack.url}/api/users/?page_size=1&count=none",
+            stack.processes,
+            # Without the proxy, the client says what the proxy would have.
+            {"Authorization": f"Token {token}", "X-Forwarded-Proto": "https"},
+        )
+        yield stack
+    finally:
+        for process in reversed(stack.processes):
+            stop(process)
