@@ -8,6 +8,8 @@ names the parameter), and the OpenAPI schema documents them from here.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from typing import Any
 
 import django_filters
 from django import forms
@@ -123,26 +125,36 @@ class BirthdayBound(django_filters.DateFilter):
         )
 
 
+#: Parameters that bound one range: (start, end).
+RANGES = (
+    ("created_from", "created_to"),
+    ("birthday_from", "birthday_to"),
+    ("points_min", "points_max"),
+    ("last_activity_from", "last_activity_to"),
+)
+
+
+def range_errors(cleaned: Mapping[str, Any]) -> dict[str, str]:
+    """Ranges whose start is after their end, by the start's parameter."""
+    errors = {}
+    for low, high in RANGES:
+        start, end = cleaned.get(low), cleaned.get(high)
+        if start is None or end is None:
+            continue
+        if isinstance(start, tuple):  # (instant, exclusive)
+            start, end = start[0], end[0]
+        if start > end:
+            errors[low] = f"{low} must not be after {high}."
+    return errors
+
+
 class CustomerFilterForm(forms.Form):
     """Checks across parameters: a range whose start is after its end."""
 
-    RANGES = (
-        ("created_from", "created_to"),
-        ("birthday_from", "birthday_to"),
-        ("points_min", "points_max"),
-        ("last_activity_from", "last_activity_to"),
-    )
-
     def clean(self) -> dict:
         cleaned = super().clean()
-        for low, high in self.RANGES:
-            start, end = cleaned.get(low), cleaned.get(high)
-            if start is None or end is None:
-                continue
-            if isinstance(start, tuple):  # (instant, exclusive)
-                start, end = start[0], end[0]
-            if start > end:
-                self.add_error(low, f"{low} must not be after {high}.")
+        for name, message in range_errors(cleaned).items():
+            self.add_error(name, message)
         return cleaned
 
 
