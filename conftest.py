@@ -31,3 +31,12 @@ def reader(db):
     from core.tests.clients import api_client
 
     return api_client()
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limit_counts(monkeypatch):
+    """Each test starts with no rate-limit counts in this process; the shared
+    counts live in the test's database, which each test starts afresh."""
+    from core.security import throttling
+
+    monkeypatch.setattr(throttling, "_counter", None)

@@ -19,6 +19,7 @@ from .customers.pagination import customer_count
 from .customers.search import search_terms_add
 from .customers.selectors import customer_list
 from .models import Address, AppUser, CustomerRelationship
+from .security.admin_login import ThrottledAuthenticationForm
 
 
 class EstimatedCountPaginator(Paginator):
@@ -122,3 +123,7 @@ class CustomerRelationshipAdmin(LargeTableAdmin):
     list_display = ["appuser", "points", "created", "last_activity"]
     list_select_related = ["appuser"]
     raw_id_fields = ["appuser"]
+
+
+# Failed sign-ins are limited (CRM_THROTTLE_LOGIN).
+admin.site.login_form = ThrottledAuthenticationForm

@@ -65,6 +65,20 @@ def items(name: str, default: list[str], environ: Mapping[str, str] = os.environ
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def rate(name: str, default: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    """A rate limit in DRF's notation (``60/minute``), or None for "none" / "off"."""
+    value = environ.get(name) or default
+    if value.lower() in {"none", "off"}:
+        return None
+    count, _, period = value.partition("/")
+    if not count.isdigit() or period.strip()[:1] not in {"s", "m", "h", "d"}:
+        raise ConfigurationError(
+            f"{name} must be like 60/minute (requests per second, minute, hour or day), "
+            f"or none, got {value!r}"
+        )
+    return value
+
+
 def choice(
     name: str, choices: tuple[str, ...], default: str, environ: Mapping[str, str] = os.environ
 ) -> str:

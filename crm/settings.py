@@ -150,14 +150,16 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    # With Redis, DRF's own throttles in the shared cache; without, counters
-    # in PostgreSQL (one atomic statement a request, see core.security.throttling).
-    "DEFAULT_THROTTLE_CLASSES": (
-        ["core.security.throttling.RedisAnonThrottle", "core.security.throttling.RedisUserThrottle"]
-        if REDIS_URL
-        else ["core.security.throttling.AnonThrottle", "core.security.throttling.UserThrottle"]
-    ),
-    "NUM_PROXIES": env.integer("CRM_NUM_PROXIES", 0) if env.string("CRM_NUM_PROXIES") else None,
+    # Counted in each worker, shared through PostgreSQL or Redis (see
+    # core.security.throttling).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "core.security.throttling.AnonThrottle",
+        "core.security.throttling.UserThrottle",
+    ],
+    # How many proxies in front set X-Forwarded-For (the README's nginx: 1).
+    # With none, the client's address is the connection's: a client cannot
+    # pick a new address per request by sending the header itself.
+    "NUM_PROXIES": env.integer("CRM_NUM_PROXIES", 0, minimum=0),
     "EXCEPTION_HANDLER": "core.security.exceptions.api_exception_handler",
 }
 
@@ -197,8 +199,11 @@ CRM_EXACT_COUNT_THRESHOLD = env.integer("CRM_EXACT_COUNT_THRESHOLD", 10_000)
 # How long an API token's user and permissions are remembered per process
 # (a revoked token or permission takes effect within this many seconds).
 CRM_TOKEN_CACHE_SECONDS = env.integer("CRM_TOKEN_CACHE_SECONDS", 30)
-# Requests per user (per IP without credentials), counted across all workers.
+# Requests per user (per address without valid credentials), counted across
+# all workers (see core.security.throttling).
 CRM_THROTTLE_RATES = {
-    "anon": env.string("CRM_THROTTLE_ANON", "60/minute"),
-    "user": env.string("CRM_THROTTLE_USER", "6000/minute"),
+    "anon": env.rate("CRM_THROTTLE_ANON", "60/minute"),
+    "user": env.rate("CRM_THROTTLE_USER", "6000/minute"),
+    # Failed sign-ins to the admin, per address and per user name.
+    "login": env.rate("CRM_THROTTLE_LOGIN", "20/hour"),
 }

@@ -1,13 +1,21 @@
-"""Rate limits: per user, per IP before the 401, shared by every process."""
+"""Rate limits: per user, per address before the 401, shared by every process, hard to dodge."""
 
 from __future__ import annotations
+
+import concurrent.futures
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 
+from bench import servers
 from core.dataset.loader import customer_dataset_replace
+from core.security import throttling
+from core.security.api_users import api_user_create
 from core.tests.clients import api_client
 
 URL = "/api/users/"
@@ -15,8 +23,13 @@ URL = "/api/users/"
 
 @pytest.fixture
 def customers(db):
-
     customer_dataset_replace(n=120, chunk=60, seed=3)
+
+
+def window_rows() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM core_throttle_window")
+        return cursor.fetchone()[0]
 
 
 @pytest.mark.django_db
@@ -40,14 +53,132 @@ def test_anonymous_clients_are_throttled_per_ip_before_the_401(settings):
 
 @pytest.mark.django_db
 def test_throttle_counts_are_shared_by_every_process(customers, settings):
-    """The counter lives in PostgreSQL: a request counted elsewhere counts here."""
+    """The shared count lives in PostgreSQL: requests counted elsewhere count here."""
     settings.CRM_THROTTLE_RATES = {"anon": None, "user": "2/minute"}
     client = api_client("shared")
     user_id = get_user_model().objects.get(username="shared").pk
+    window = int(time.time() // 60 * 60)
     with connection.cursor() as cursor:  # as another worker would have done
         cursor.execute(
-            "INSERT INTO core_throttle_window VALUES (%s, to_timestamp(floor(extract(epoch "
-            "FROM now()) / 60) * 60), 2)",
-            [f"throttle_user_{user_id}"],
+            "INSERT INTO core_throttle_window VALUES (%s, to_timestamp(%s), 2)",
+            [throttling.client_key("user", str(user_id)), window],
         )
     assert client.get(URL).status_code == 429
+
+
+@pytest.mark.django_db
+def test_a_rotating_x_forwarded_for_is_not_a_new_client(settings):
+    """Without proxies in front (the default), the header is the client's own say."""
+    settings.CRM_THROTTLE_RATES = {"anon": "60/minute", "user": None}
+    client = Client(REMOTE_ADDR="198.51.100.7")
+    statuses = [
+        client.get(URL, HTTP_X_FORWARDED_FOR=f"10.0.{i // 250}.{i % 250}").status_code
+        for i in range(100)
+    ]
+    assert statuses[:60] == [401] * 60
+    assert set(statuses[60:]) == {429}
+    assert window_rows() <= 1, "one key for the client, not one per header value"
+
+
+@pytest.mark.django_db
+def test_an_overlong_forwarded_address_is_counted_like_any_other(settings):
+    """Behind one proxy the address comes from the header: any length maps to one key."""
+    settings.CRM_THROTTLE_RATES = {"anon": "5/minute", "user": None}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    client = Client(REMOTE_ADDR="127.0.0.1")
+    forged = "1." * 400 + "1"
+    statuses = [client.get(URL, HTTP_X_FORWARDED_FOR=forged).status_code for _ in range(7)]
+    assert statuses == [401] * 5 + [429] * 2
+
+
+@pytest.mark.django_db
+def test_failed_tokens_count_and_an_exhausted_address_costs_no_lookup(
+    settings, django_assert_num_queries
+):
+    settings.CRM_THROTTLE_RATES = {"anon": "10/minute", "user": None}
+    client = Client(REMOTE_ADDR="192.0.2.44", headers={"authorization": "Token " + "0" * 40})
+    statuses = [client.get(URL).status_code for _ in range(12)]
+    assert statuses == [401] * 10 + [429] * 2
+    with django_assert_num_queries(0):
+        assert client.get(URL).status_code == 429
+
+
+@pytest.mark.django_db
+def test_a_known_token_is_served_from_an_exhausted_address(customers, settings):
+    settings.CRM_THROTTLE_RATES = {"anon": "3/minute", "user": None}
+    token = api_user_create(username="behind-the-nat", read_only=True)
+    good = Client(REMOTE_ADDR="192.0.2.45", headers={"authorization": f"Token {token}"})
+    assert good.get(URL).status_code == 200  # its user is now cached
+    guesser = Client(REMOTE_ADDR="192.0.2.45", headers={"authorization": "Token " + "1" * 40})
+    assert [guesser.get(URL).status_code for _ in range(4)] == [401, 401, 401, 429]
+    assert good.get(URL).status_code == 200
+
+
+@pytest.mark.django_db
+def test_windows_that_ended_are_purged(settings, monkeypatch):
+    settings.CRM_THROTTLE_RATES = {"anon": "1000/minute", "user": None}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO core_throttle_window VALUES ('anon:stale', now() - interval '2 days', 9)"
+        )
+    store = throttling.PostgresCounts()
+    monkeypatch.setattr(throttling.counter(), "store", store)
+    store.purged = time.monotonic() - store.purge_every - 1
+    Client(REMOTE_ADDR="192.0.2.50").get(URL)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT key FROM core_throttle_window")
+        assert "anon:stale" not in {row[0] for row in cursor.fetchall()}
+
+
+@pytest.mark.django_db
+def test_admin_sign_in_is_refused_after_too_many_failures(settings):
+    settings.CRM_THROTTLE_RATES = {"anon": None, "user": None, "login": "5/hour"}
+    get_user_model().objects.create_superuser("root", "root@example.com", "the-Right-pass-1")
+    client = Client(REMOTE_ADDR="192.0.2.60")
+    for _ in range(5):
+        page = client.post(
+            "/admin/login/", {"username": "root", "password": "wrong", "next": "/admin/"}
+        )
+        assert page.status_code == 200
+        assert b"Please enter the correct username" in page.content
+    right = client.post(
+        "/admin/login/", {"username": "root", "password": "the-Right-pass-1", "next": "/admin/"}
+    )
+    assert right.status_code == 200, "the right password after the limit is refused too"
+    assert b"Too many failed sign-ins" in right.content
+    other = Client(REMOTE_ADDR="192.0.2.61").post(
+        "/admin/login/", {"username": "root", "password": "the-Right-pass-1", "next": "/admin/"}
+    )
+    assert b"Too many failed sign-ins" in other.content, "counted per user name too"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workers_share_a_limit_within_the_stated_tolerance(tmp_path):
+    """Three gunicorn workers behind nginx, one user at 100 a day: at most 5% more per worker."""
+    customer_dataset_replace(n=60, chunk=60)
+    token = api_user_create(username="hammer", read_only=True)
+    with servers.serving_stack(
+        tmp_path,
+        secret_key="s" * 64,
+        token=token,
+        workers=3,
+        extra_env={"CRM_THROTTLE_USER": "100/day", "CRM_THROTTLE_ANON": "none"},
+    ) as stack:
+
+        def status(_: int) -> int:
+            request = urllib.request.Request(
+                f"{stack.url}{URL}?page_size=1&count=none",
+                headers={"Authorization": f"Token {token}"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status
+            except urllib.error.HTTPError as error:
+                return error.code
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(status, range(300)))
+    served = statuses.count(200)
+    assert set(statuses) == {200, 429}
+    # wait_ready's request counted too.
+    assert 100 <= served + 1 <= 100 + 3 * 5, served
