@@ -9,8 +9,9 @@ import pytest
 from django.core.management import call_command
 
 from bench import servers
+from crm.tests.processes import needs_programs
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), needs_programs("nginx")]
 
 
 @pytest.fixture
@@ -31,6 +32,7 @@ def assert_stopped(ports: list[int]) -> None:
                 s.connect(("127.0.0.1", port))
 
 
+@needs_programs("wrk")
 def test_capacity_measures_api_and_floor_with_wrk_and_checks_every_answer(
     reports_dir, capsys, ports
 ):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import quote
 
+import pytest
 from django.db import connection
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,4 +32,17 @@ def manage(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
         capture_output=True,
         text=True,
         timeout=timeout,
+    )
+
+
+def needs_programs(*names: str) -> pytest.MarkDecorator:
+    """Skip, saying which are missing, unless the programs are installed (CI installs
+    them: ``.ci/run``; on a laptop, ``apt-get install`` them)."""
+    missing = [
+        name
+        for name in names
+        if shutil.which(name) is None and not Path(f"/usr/sbin/{name}").exists()
+    ]
+    return pytest.mark.skipif(
+        bool(missing), reason=f"{', '.join(missing)} not installed (apt-get install them)"
     )

@@ -11,10 +11,11 @@ import pytest
 
 from bench import servers
 from crm.postgres import embedded
-from crm.tests.processes import manage
+from crm.tests.processes import manage, needs_programs
 
 
 @pytest.mark.embedded_server
+@needs_programs("nginx")
 def test_api_answers_503_while_the_database_is_down_and_recovers_by_itself(tmp_path):
     data_dir = tmp_path / "pgdata"
     env = {"CRM_PGDATA": str(data_dir), "DATABASE_URL": ""}

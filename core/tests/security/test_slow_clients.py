@@ -15,8 +15,9 @@ import pytest
 from bench import servers
 from core.dataset.loader import customer_dataset_replace
 from core.security.api_users import api_user_create
+from crm.tests.processes import needs_programs
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), needs_programs("nginx")]
 
 #: Generous: an answer that takes longer means a client was left waiting for
 #: a worker (without the proxy they wait for gunicorn's 30 s timeout).
