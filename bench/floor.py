@@ -9,8 +9,9 @@ PostgreSQL built: the page's rows as JSON, in the API's nested shape (see
 :func:`bench.scenarios.floor_body_sql`).
 
 It reads its plan, ``{"<scenario>": [sql, params]}``, from the JSON file named
-by ``CRM_FLOOR_PLAN`` and its database from ``CRM_FLOOR_DSN``, and imports
-nothing of Django or of this project.
+by ``CRM_FLOOR_PLAN`` and its database from ``CRM_FLOOR_DSN`` (with
+``CRM_FLOOR_PREPARE=0``, behind a pooler, it prepares no statements), and
+imports nothing of Django or of this project.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def application(environ, start_response):
             _plan = {name: (sql, params) for name, (sql, params) in json.load(f).items()}
     if _connection is None or _connection.closed:
         _connection = psycopg.connect(os.environ["CRM_FLOOR_DSN"], autocommit=True)
+        if os.environ.get("CRM_FLOOR_PREPARE") == "0":
+            _connection.prepare_threshold = None
     query = _plan.get(environ["PATH_INFO"].removeprefix("/floor/"))
     if query is None:
         start_response("404 Not Found", [("Content-Type", "text/plain")])

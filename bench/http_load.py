@@ -139,6 +139,7 @@ class CapacityReport:
     duration: int
     workers: int
     proxy: bool
+    pgbouncer: bool
     runs: list[WrkRun] = field(default_factory=list)
     max_db_connections: int = 0
 
@@ -202,10 +203,6 @@ def run_wrk(
     return json.loads(result_file.read_text())
 
 
-#: The floor's sessions say who they are, so that the API's can be counted apart.
-FLOOR_APPLICATION_NAME = "crm-floor"
-
-
 def database_connections() -> int:
     """Client sessions on this database, but this process's own and the floor's."""
     with connection.cursor() as cursor:
@@ -213,7 +210,7 @@ def database_connections() -> int:
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
             "AND application_name <> %s",
-            [FLOOR_APPLICATION_NAME],
+            [servers.FLOOR_APPLICATION_NAME],
         )
         return cursor.fetchone()[0]
 
@@ -278,14 +275,6 @@ def floor_plan(chosen: Sequence[scenarios.Scenario]) -> dict[str, list]:
     }
 
 
-def floor_dsn() -> str:
-    """A libpq connection string for this process's database (the floor's)."""
-    params = connection.get_connection_params()
-    parts = {key: params.get(key) for key in ("host", "port", "dbname", "user", "password")}
-    parts["application_name"] = FLOOR_APPLICATION_NAME
-    return " ".join(f"{key}='{value}'" for key, value in parts.items() if value)
-
-
 def run_capacity(
     *,
     connections: int,
@@ -295,6 +284,7 @@ def run_capacity(
     plans: Sequence[str],
     floor: bool = True,
     proxy: bool = True,
+    pgbouncer: bool = False,
     progress: Callable[[str], None] = print,
 ) -> CapacityReport:
     """Each plan against the API and the floor, ``rounds`` times, with wrk."""
@@ -305,16 +295,13 @@ def run_capacity(
     with override_settings(SECRET_KEY=secret_key):
         chosen = scenarios.build_scenarios(scenarios.data_facts())
     by_name = {s.name: s for s in chosen}
-    report = CapacityReport(connections, duration, workers, proxy)
+    report = CapacityReport(connections, duration, workers, proxy, pgbouncer)
     with tempfile.TemporaryDirectory(prefix="bench_http-") as tmp:
         workdir = Path(tmp)
-        floor_env = None
+        plan_file = None
         if floor:
-            (workdir / "floor-plan.json").write_text(json.dumps(floor_plan(chosen)))
-            floor_env = {
-                "CRM_FLOOR_PLAN": str(workdir / "floor-plan.json"),
-                "CRM_FLOOR_DSN": floor_dsn(),
-            }
+            plan_file = workdir / "floor-plan.json"
+            plan_file.write_text(json.dumps(floor_plan(chosen)))
         with (
             ConnectionSampler() as sampler,
             servers.serving_stack(
@@ -322,14 +309,16 @@ def run_capacity(
                 secret_key=secret_key,
                 token=token,
                 workers=workers,
-                floor_env=floor_env,
+                floor_plan=plan_file,
                 proxy=proxy,
+                pgbouncer=pgbouncer,
                 extra_env={"CRM_THROTTLE_USER": "1000000000/minute"},
             ) as stack,
         ):
             check_answers(stack.url, chosen, token, floor and proxy)
             progress(
-                f"{'nginx + ' if proxy else ''}gunicorn ({workers} workers) at {stack.url}; "
+                f"{'nginx + ' if proxy else ''}gunicorn ({workers} workers)"
+                f"{' + PgBouncer' if pgbouncer else ''} at {stack.url}; "
                 f"wrk: {connections} connections, {duration} s per run, {rounds} round(s)"
             )
             targets = [t for t in TARGETS if t == "api" or (floor and proxy)]

@@ -186,6 +186,7 @@ CAPACITY_COLUMNS = (
     "db_customers",
     "generator",
     "proxy",
+    "pooler",
     "workers",
     "connections",
     "duration_s",
@@ -221,6 +222,7 @@ def write_capacity_reports(report, *, output: Path, customers: int) -> dict[str,
                 "db_customers": customers,
                 "generator": "wrk",
                 "proxy": "nginx" if report.proxy else "none",
+                "pooler": "pgbouncer" if report.pgbouncer else "none",
                 "workers": report.workers,
                 "connections": report.connections,
                 "duration_s": report.duration,
@@ -246,7 +248,8 @@ def write_capacity_reports(report, *, output: Path, customers: int) -> dict[str,
         "",
         f"{stamp}; wrk, {report.connections} connections, {report.duration} s per run, "
         f"median of {rounds} round(s); {'nginx + ' if report.proxy else ''}gunicorn "
-        f"({report.workers} workers), production settings; at most "
+        f"({report.workers} workers){' + PgBouncer' if report.pgbouncer else ''}, "
+        "production settings; at most "
         f"{report.max_db_connections} database sessions.",
         "",
         "| plan | target | requests/s | p50 ms | p95 ms | p99 ms | failed | API / floor |",

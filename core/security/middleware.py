@@ -18,6 +18,10 @@ class StatementTimeoutMiddleware:
     requests only: ``generate_data`` and ``migrate`` run outside this
     middleware and are not cut short. The API turns a cancelled query into a
     503 (see core.security.exceptions).
+
+    Behind a transaction-mode pooler (``DATABASE_PGBOUNCER``) a session
+    setting would stay on a server connection that other clients get next:
+    the limit is the API role's own there (``manage.py database_role_settings``).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -29,6 +33,8 @@ class StatementTimeoutMiddleware:
         connection.crm_statement_timeout = None
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if settings.CRM_DATABASE_POOLER:
+            return self.get_response(request)
         timeout = settings.CRM_STATEMENT_TIMEOUT_MS
         if getattr(connection, "crm_statement_timeout", None) != timeout:
             try:

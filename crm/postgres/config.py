@@ -125,10 +125,14 @@ def databases(
         options["pool"] = pool
     # Behind PgBouncer in transaction mode a session may change server
     # connection between transactions: named server-side cursors cannot
-    # survive that. The export streams with COPY, not a cursor.
-    primary["DISABLE_SERVER_SIDE_CURSORS"] = env.boolean("DATABASE_PGBOUNCER", False, environ)
+    # survive that (the export streams with COPY, not a cursor), and the
+    # pooler refuses the session settings of the connection's start-up
+    # packet: they belong on the database role instead (see role_settings).
+    pooled = env.boolean("DATABASE_PGBOUNCER", False, environ)
+    primary["DISABLE_SERVER_SIDE_CURSORS"] = pooled
     session = session_settings(environ)
-    options["options"] = libpq_options(session)
+    if not pooled:
+        options["options"] = libpq_options(session)
     primary["TEST"] = {"NAME": environ.get("DATABASE_TEST_NAME") or None}
     result = {"default": primary}
 
@@ -149,3 +153,20 @@ def databases(
         replica["TEST"] = {"MIRROR": "default"}
         result[f"replica_{number}"] = replica
     return result
+
+
+def role_settings(
+    environ: Mapping[str, str] = os.environ, *, statement_timeout_ms: int
+) -> dict[str, str]:
+    """What the API's database role must carry behind a transaction-mode pooler.
+
+    PgBouncer hands a server connection to another client after each
+    transaction, so a session setting would leak between clients, and it
+    refuses the ``options`` of a connection's start-up packet. Set on the
+    role (``ALTER ROLE … IN DATABASE … SET``), they apply to every session it
+    opens: the settings of :func:`session_settings`, and the request's
+    statement timeout (which the middleware sets per session otherwise). Give
+    the API a role of its own: migrations and ``generate_data`` run as the
+    owner, without the API's timeout.
+    """
+    return {**session_settings(environ), "statement_timeout": str(statement_timeout_ms)}

@@ -72,6 +72,11 @@ class Command(BaseCommand):
             help="clients talk to gunicorn directly, without nginx (not the README's setup)",
         )
         parser.add_argument(
+            "--pgbouncer",
+            action="store_true",
+            help="API and floor reach the database through PgBouncer in transaction mode",
+        )
+        parser.add_argument(
             "--workers",
             type=int,
             default=http_load.default_workers(),
@@ -114,6 +119,7 @@ class Command(BaseCommand):
             plans=options["plan"] or list(http_load.PLANS),
             floor=not options["no_floor"],
             proxy=not options["no_proxy"],
+            pgbouncer=options["pgbouncer"],
             progress=self.stdout.write,
         )
         paths = reports.write_capacity_reports(report, output=output, customers=customers)
