@@ -209,7 +209,7 @@ def pooled_role(name: str = POOLED_ROLE) -> str:
     that a transaction-mode pooler would strip (``database_role_settings``)."""
     from psycopg import sql
 
-    from core.management.commands.database_role_settings import role_settings_sql
+    from crm.postgres.config import role_settings_sql
 
     role = sql.Identifier(name)
     statements = [
@@ -227,7 +227,11 @@ def pooled_role(name: str = POOLED_ROLE) -> str:
             "ALTER DEFAULT PRIVILEGES IN SCHEMA public "
             "GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {}"
         ).format(role),
-        *role_settings_sql(name, connection.settings_dict["NAME"]),
+        *role_settings_sql(
+            name,
+            connection.settings_dict["NAME"],
+            statement_timeout_ms=settings.CRM_STATEMENT_TIMEOUT_MS,
+        ),
     ]
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name])

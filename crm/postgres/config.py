@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
+from psycopg import sql
 
 from crm import env
 from crm.errors import ConfigurationError
@@ -170,3 +171,21 @@ def role_settings(
     owner, without the API's timeout.
     """
     return {**session_settings(environ), "statement_timeout": str(statement_timeout_ms)}
+
+
+def role_settings_sql(
+    role: str, database: str, *, statement_timeout_ms: int, environ: Mapping[str, str] = os.environ
+) -> list[sql.Composed]:
+    """``ALTER ROLE role IN DATABASE database SET name = value`` for each of
+    :func:`role_settings`."""
+    values = role_settings(environ, statement_timeout_ms=statement_timeout_ms)
+    return [
+        sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} = {}").format(
+            sql.Identifier(role),
+            sql.Identifier(database),
+            # An extension's setting is two names: pg_trgm.similarity_threshold.
+            sql.SQL(".").join(map(sql.Identifier, name.split("."))),
+            sql.Literal(value),
+        )
+        for name, value in values.items()
+    ]

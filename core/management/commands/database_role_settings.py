@@ -12,24 +12,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import connection
-from psycopg import sql
 
-from crm.postgres.config import role_settings
-
-
-def role_settings_sql(role: str, database: str) -> list[sql.Composed]:
-    """``ALTER ROLE role IN DATABASE database SET name = value``, one per setting."""
-    values = role_settings(statement_timeout_ms=settings.CRM_STATEMENT_TIMEOUT_MS)
-    return [
-        sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} = {}").format(
-            sql.Identifier(role),
-            sql.Identifier(database),
-            # An extension's setting is two names: pg_trgm.similarity_threshold.
-            sql.SQL(".").join(map(sql.Identifier, name.split("."))),
-            sql.Literal(value),
-        )
-        for name, value in values.items()
-    ]
+from crm.postgres.config import role_settings_sql
 
 
 class Command(BaseCommand):
@@ -43,7 +27,11 @@ class Command(BaseCommand):
         parser.add_argument("--apply", action="store_true", help="run them, not just print")
 
     def handle(self, *args, role: str, apply: bool, **options) -> None:
-        statements = role_settings_sql(role, connection.settings_dict["NAME"])
+        statements = role_settings_sql(
+            role,
+            connection.settings_dict["NAME"],
+            statement_timeout_ms=settings.CRM_STATEMENT_TIMEOUT_MS,
+        )
         with connection.cursor() as cursor:
             for statement in statements:
                 text = statement.as_string(cursor.connection)
