@@ -189,7 +189,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.string("DJANGO_LOG_LEVEL", "WARNING")},
 }
 
-# Benchmark and load reports (generate_data, bench_list, bench_http).
+# Your own runs' reports (generate_data, bench_list, bench_http, test screenshots):
+# reports/ is ignored by git; published figures go to docs/benchmarks/ only when
+# a command is pointed there (see core.run_records).
 CRM_REPORTS_DIR = Path(env.string("CRM_REPORTS_DIR") or BASE_DIR / "reports")
 
 # Up to this many estimated rows, the list counts exactly (see core.customers.pagination).

@@ -12,7 +12,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 
@@ -30,7 +29,6 @@ pytestmark = [
     ),
 ]
 
-SCREENSHOTS = Path(settings.BASE_DIR) / "reports" / "screenshots"
 PASSWORD = "browser-Test-pass-1"
 
 
@@ -97,7 +95,7 @@ def log_in(page, live_server) -> None:
     page.wait_for_selector("#site-name")
 
 
-def test_swagger_ui_authorize_and_try_it_out(browser_page, live_server, staff):
+def test_swagger_ui_authorize_and_try_it_out(browser_page, live_server, staff, screenshots_dir):
     page, foreign = browser_page
     _, token = staff
     log_in(page, live_server)
@@ -120,12 +118,11 @@ def test_swagger_ui_authorize_and_try_it_out(browser_page, live_server, staff):
     body = operation.locator(".live-responses-table .microlight").first.inner_text()
     assert '"results"' in body
     assert '"customer_id"' in body
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "swagger-try-it-out.png"), full_page=False)
+    page.screenshot(path=str(screenshots_dir / "swagger-try-it-out.png"), full_page=False)
     assert foreign == [], f"the page tried to reach other hosts: {foreign[:5]}"
 
 
-def test_admin_login_search_and_edit(browser_page, live_server, staff):
+def test_admin_login_search_and_edit(browser_page, live_server, staff, screenshots_dir):
     page, foreign = browser_page
     log_in(page, live_server)
     page.goto(f"{live_server.url}/admin/core/appuser/?q=smith")
@@ -133,15 +130,14 @@ def test_admin_login_search_and_edit(browser_page, live_server, staff):
     rows = page.locator("#result_list tbody tr")
     assert rows.count() > 0
     assert "smith" in page.locator("#result_list").inner_text().lower()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "admin-changelist-search.png"))
+    page.screenshot(path=str(screenshots_dir / "admin-changelist-search.png"))
     rows.first.locator("th a").click()
     page.wait_for_selector("#appuser_form")
     page.fill("#id_first_name", "Edited")
     page.fill("#id_relationship-0-points", "4242")
     page.click("input[name=_save]")
     page.wait_for_selector(".messagelist .success")
-    page.screenshot(path=str(SCREENSHOTS / "admin-saved.png"))
+    page.screenshot(path=str(screenshots_dir / "admin-saved.png"))
     edited = AppUser.objects.get(first_name="Edited")
     assert edited.relationship.points == 4242
     assert foreign == [], f"the page tried to reach other hosts: {foreign[:5]}"
