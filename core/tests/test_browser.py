@@ -71,6 +71,14 @@ def browser_page(live_server):
         context.route("**/*", only_the_server)
         page = context.new_page()
         page.set_default_timeout(20_000)
+        # What the pages' Content-Security-Policy refused (it would break them).
+        page.refused = []
+        page.on(
+            "console",
+            lambda message: (
+                "Content Security Policy" in message.text and page.refused.append(message.text)
+            ),
+        )
         yield page, foreign
         context.close()
         browser.close()
@@ -120,6 +128,79 @@ def test_swagger_ui_authorize_and_try_it_out(browser_page, live_server, staff, s
     assert '"customer_id"' in body
     page.screenshot(path=str(screenshots_dir / "swagger-try-it-out.png"), full_page=False)
     assert foreign == [], f"the page tried to reach other hosts: {foreign[:5]}"
+
+
+def test_swagger_ui_with_a_token_only(browser_page, live_server, staff, screenshots_dir):
+    """No session: the page loads, asks for a token, and then works with it alone."""
+    page, foreign = browser_page
+    _, token = staff
+    response = page.goto(f"{live_server.url}/api/docs/")
+    assert response.status == 200, "not a bare 401"
+    help_text = page.locator("#crm-credentials-help")
+    help_text.wait_for()
+    assert "API token" in help_text.inner_text()
+    assert (
+        page.locator("#crm-credentials-help a").get_attribute("href").startswith("/admin/login/")
+    ), "and a way to sign in"
+    page.screenshot(path=str(screenshots_dir / "docs-swagger-asks-for-a-token.png"))
+    page.fill("#crm-token", f"T={token}")  # pasted as make run prints it
+    page.click("#crm-token-use")
+    page.wait_for_selector(".swagger-ui .opblock")
+    assert "Using your API token" in page.locator("#crm-credentials-status").inner_text()
+    # The Authorize dialog: the token first, explained, and already filled in.
+    page.click("button.authorize")
+    schemes = page.locator(".modal-ux .auth-container")
+    assert "tokenAuth" in schemes.first.inner_text()
+    assert "Token <key>" in schemes.first.inner_text()
+    assert "Authorized" in schemes.first.inner_text()
+    page.locator(".modal-ux button.btn-done").first.click()
+    operation = page.locator("#operations-users-customers_list")
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.try-out__btn").click()
+    operation.locator("button.execute").click()
+    status = operation.locator(".live-responses-table .response .response-col_status").first
+    status.wait_for()
+    assert status.inner_text().strip() == "200"
+    assert f"Authorization: Token {token}" in operation.locator(".curl-command").inner_text()
+    page.screenshot(path=str(screenshots_dir / "docs-swagger-token-only.png"))
+    # The token stays for this tab: a reload needs no second paste.
+    page.reload()
+    page.wait_for_selector(".swagger-ui .opblock")
+    assert foreign == [], f"the page tried to reach other hosts: {foreign[:5]}"
+    assert page.refused == [], page.refused
+
+
+def test_a_refused_token_is_said_so(browser_page, live_server, staff):
+    page, _ = browser_page
+    page.goto(f"{live_server.url}/api/docs/")
+    page.fill("#crm-token", "not-a-token")
+    page.click("#crm-token-use")
+    page.locator("#crm-credentials-status", has_text="refused").wait_for()
+    assert page.locator(".swagger-ui .opblock").count() == 0
+
+
+def test_redoc_with_a_token_only_and_offline(browser_page, live_server, staff, screenshots_dir):
+    """ReDoc: no session, a token, no request leaves the machine, int64 shown right."""
+    page, foreign = browser_page
+    _, token = staff
+    response = page.goto(f"{live_server.url}/api/redoc/")
+    assert response.status == 200
+    page.locator("#crm-credentials-help").wait_for()
+    page.fill("#crm-token", token)
+    page.click("#crm-token-use")
+    page.wait_for_selector("[data-section-id]")
+    page.locator(
+        "[data-section-id='tag/users/operation/customers_list']"
+    ).first.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    text = page.locator("#redoc-container").inner_text()
+    assert "customers_list" in page.content()
+    assert "9223372036854776000" not in text, "JavaScript's rounding of 2**63 - 1"
+    assert "<int64>" in text
+    page.screenshot(path=str(screenshots_dir / "docs-redoc-token-only.png"))
+    assert foreign == [], f"the page tried to reach other hosts: {foreign[:5]}"
+    # The policy kept ReDoc's logo from cdn.redoc.ly, and nothing else.
+    assert all("cdn.redoc.ly" in refused for refused in page.refused), page.refused
 
 
 def test_admin_login_search_and_edit(browser_page, live_server, staff, screenshots_dir):
