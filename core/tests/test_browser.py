@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, connections
 
 from core.dataset.loader import customer_dataset_replace
 from core.models import AppUser
@@ -80,10 +80,24 @@ def browser_page(live_server):
             ),
         )
         yield page, foreign
+        # Playwright's sync API runs an event loop in this thread, and while it
+        # runs, Django keeps this thread's connections apart from the ones it
+        # has outside it (asgiref's Local is per context then). The queries
+        # of the test and its fixtures opened connections here; closed now,
+        # or one lingers and the test database cannot be dropped at the end
+        # ("being accessed by other users").
+        connections.close_all()
         context.close()
         browser.close()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     database["CONN_MAX_AGE"] = kept_for
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        lingering = cursor.fetchone()[0]
+    assert lingering == 0, "a session outlives the test: the test database could not be dropped"
 
 
 @pytest.fixture
