@@ -7,6 +7,7 @@ launch the system Chromium; without it they are skipped, saying so.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -236,3 +237,23 @@ def test_admin_login_search_and_edit(browser_page, live_server, staff, screensho
     edited = AppUser.objects.get(first_name="Edited")
     assert edited.relationship.points == 4242
     assert foreign == [], f"the page tried to reach other hosts: {foreign[:5]}"
+
+
+def test_the_customer_changelist_fits_1280_pixels(
+    browser_page, live_server, staff, screenshots_dir
+):
+    """The "Created" column was cut off at 1280 px (Django's long date format)."""
+    page, _ = browser_page
+    log_in(page, live_server)
+    page.goto(f"{live_server.url}/admin/core/appuser/")
+    page.wait_for_selector("#result_list")
+    results = page.locator("#changelist .results")
+    overflow = results.evaluate("element => element.scrollWidth - element.clientWidth")
+    assert overflow <= 0, f"the table is {overflow} px wider than its box"
+    header = page.locator("#result_list thead th.column-signed_up")
+    assert header.inner_text().strip().lower() == "created"
+    box, table_box = header.bounding_box(), results.bounding_box()
+    assert box["x"] + box["width"] <= table_box["x"] + table_box["width"] + 1
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", page.locator("td.field-signed_up").first.inner_text())
+    assert "about" not in page.locator("#result-count").inner_text(), "400 rows: counted exactly"
+    page.screenshot(path=str(screenshots_dir / "admin-changelist.png"))
