@@ -101,3 +101,13 @@ def answers(url: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def other_sessions() -> int:
+    """Client sessions on the tests' database other than this process's own."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        return cursor.fetchone()[0]

@@ -10,25 +10,14 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connection
 
-from core.tests.dev_server import free_port, quickstart_server
+from core.tests.dev_server import free_port, other_sessions, quickstart_server
 from crm.tests.processes import REPO, manage
 
 CLIENTS = 40
 REQUESTS = 200
 #: quickstart's pool (SERVER_ENVIRONMENT's DATABASE_POOL_MAX).
 POOL_MAX = 4
-
-
-def server_connections() -> int:
-    """Client sessions on the tests' database other than this test's own."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
-        )
-        return cursor.fetchone()[0]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -52,17 +41,17 @@ def test_forty_concurrent_clients_keep_a_handful_of_connections():
             with ThreadPoolExecutor(CLIENTS) as pool:
                 statuses = pool.map(get, range(REQUESTS))
                 pending = list(statuses)  # waits for all
-                peak = max(peak, server_connections())
+                peak = max(peak, other_sessions())
             assert pending == [200] * REQUESTS, sorted(set(pending))
         # Sampled while the load ran too (below): the count never grows past the pool.
         with ThreadPoolExecutor(CLIENTS) as pool:
             futures = [pool.submit(get, i) for i in range(REQUESTS)]
             while not all(f.done() for f in futures):
-                peak = max(peak, server_connections())
+                peak = max(peak, other_sessions())
                 time.sleep(0.05)
         assert [f.result() for f in futures] == [200] * REQUESTS
         assert peak <= POOL_MAX, f"{peak} connections for {CLIENTS} clients"
-        assert server_connections() <= POOL_MAX
+        assert other_sessions() <= POOL_MAX
 
 
 def test_make_run_passes_the_port():

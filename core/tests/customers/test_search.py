@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from core.customers.search import closeness, edit_distance, search_words
-from core.customers.services import customer_create
 from core.dataset.loader import customer_dataset_replace
 from core.models import AppUser
 from core.tests.clients import api_client
@@ -23,32 +22,6 @@ def names(response) -> list[str]:
 
 def test_search_tolerates_typos(people):
     assert "John Smith" in names(api_client().get(f"{URL}?search=smiht"))
-
-
-@pytest.fixture
-def namesakes(people):
-    """The issue's case: at 100,000 rows four "Joe Smith" came before the first "John Smith"."""
-    for i, (first, last) in enumerate(
-        [("Joe", "Smith")] * 4 + [("Jonathan", "Smith")] * 4 + [("Jon", "Smith")]
-    ):
-        customer_create(
-            address=ADDRESS,
-            relationship={"points": 1},
-            first_name=first,
-            last_name=last,
-            gender="m",
-            customer_id=f"NS-{i}",
-            phone_number="+1 555 0199",
-        )
-
-
-ADDRESS = {
-    "street": "Main Street",
-    "street_number": "1",
-    "city_code": "100",
-    "city": "Springfield",
-    "country": "Somewhere",
-}
 
 
 def test_the_exact_name_comes_first_then_the_closer_ones(namesakes):
