@@ -86,7 +86,7 @@ class CustomerQueryParams(serializers.Serializer):
         max_length=100,
         help_text=(
             "Typo-tolerant search over first name, last name, full name, customer_id, phone "
-            "number and city; every word must match; ranked by trigram similarity unless an "
+            "number and city; every word must match; the closest names first unless an "
             "ordering is given."
         ),
     )
