@@ -1,11 +1,32 @@
-"""The export's download formats, for DRF's content negotiation."""
+"""How the API's answers are rendered: JSON (by orjson), the browsable API with
+a filter form, and the export's download formats for DRF's content negotiation."""
 
 from __future__ import annotations
 
 import json
 
 import orjson
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from django.template import loader
+from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
+
+
+class FilterFormBrowsableAPIRenderer(BrowsableAPIRenderer):
+    """DRF's browsable API, with the view's filter form behind its "Filters" button.
+
+    DRF builds that form from a generic view's filter backends; these views
+    validate their query parameters themselves (core.api.params), so a view
+    names its form instead, in ``filter_form_class``: a Django form bound to
+    the query string, so that a rejected value shows its error in place.
+    """
+
+    filter_template = "rest_framework/filter_form.html"
+
+    def get_filter_form(self, data, view, request):
+        form_class = getattr(view, "filter_form_class", None)
+        if form_class is None or request.method != "GET":
+            return None
+        form = form_class(request.query_params or None)
+        return loader.get_template(self.filter_template).render({"form": form}, request)
 
 
 class StreamRenderer(BaseRenderer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.conf import settings
 from django.http import StreamingHttpResponse
 from django.utils import timezone
@@ -19,8 +20,14 @@ from core.customers.pagination import CustomerPagination
 from core.models import AppUser
 from core.security.views import ProtectedApiView
 
-from .params import EXPORT_PARAMETERS, LIST_PARAMETERS, PARAMETER_ERRORS, CustomerQuery
-from .renderers import CsvRenderer, NdjsonRenderer
+from .params import (
+    EXPORT_PARAMETERS,
+    FILTER_FORM,
+    LIST_PARAMETERS,
+    PARAMETER_ERRORS,
+    CustomerQuery,
+)
+from .renderers import CsvRenderer, FilterFormBrowsableAPIRenderer, NdjsonRenderer
 from .serializers import (
     WRITE_ERRORS,
     CustomerPageSchema,
@@ -37,10 +44,24 @@ def customers(query: CustomerQuery):
     )
 
 
+class CustomerFilterForm(FILTER_FORM):
+    """The list's filters, search, ordering and page size as one form, for the
+    browsable API (the API validates them with core.api.params)."""
+
+    search = forms.CharField(required=False, max_length=100, help_text="Names, typos forgiven.")
+    ordering = forms.CharField(
+        required=False, max_length=500, help_text="e.g. -relationship__points,last_name"
+    )
+    page_size = forms.IntegerField(required=False, min_value=1, max_value=500)
+
+
 class CustomerListApi(ProtectedApiView):
     """Customers with their address and loyalty record: filter, sort, page."""
 
+    name = "Customers"  # the browsable API's title (DRF would say "Customer List Api")
     pagination_class = CustomerPagination
+    renderer_classes = [JSONRenderer, FilterFormBrowsableAPIRenderer]
+    filter_form_class = CustomerFilterForm
 
     @extend_schema(
         operation_id="customers_list",
@@ -105,6 +126,8 @@ def write_customer(serializer: CustomerWriteSerializer, customer: AppUser | None
 class CustomerDetailApi(ProtectedApiView):
     """One customer: read, replace (PUT), change (PATCH) or delete."""
 
+    name = "Customer"
+
     def customer(self, pk: int) -> AppUser:
         customer = selectors.customer_for_update(pk)
         if customer is None:
@@ -146,6 +169,7 @@ class CustomerDetailApi(ProtectedApiView):
 class CustomerExportApi(ProtectedApiView):
     """Every matching customer, streamed as CSV or NDJSON with constant memory."""
 
+    name = "Customer export"
     renderer_classes = [CsvRenderer, NdjsonRenderer]
 
     def handle_exception(self, exc):

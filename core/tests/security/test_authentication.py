@@ -22,9 +22,22 @@ def customers(db):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("path", [URL, "/api/schema/", "/api/docs/", "/api/redoc/"])
+@pytest.mark.parametrize("path", [URL, "/api/schema/", "/api/users/export/", "/api/users/1/"])
 def test_every_api_endpoint_needs_credentials(path):
     assert Client().get(path).status_code == 401
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/docs/", "/api/redoc/"])
+def test_the_documentation_pages_load_for_anyone_but_hold_no_schema(path):
+    """They fetch the schema with the visitor's token or session (crm.api_docs)."""
+    response = Client().get(path)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "API token" in html, "the page asks for a token"
+    assert "/admin/login/?next=" in html, "or offers to sign in"
+    for secret in ("customers_list", "last_name", "/api/users/"):
+        assert secret not in html
 
 
 @pytest.mark.django_db
