@@ -24,8 +24,10 @@ from rest_framework.exceptions import ValidationError
 from core.customers.filters import CustomerFilter, InstantField, range_errors
 from core.customers.ordering import SORT_FIELDS, InvalidOrdering, Ordering, customer_ordering
 
-#: The filters' form fields, built once (django-filter builds them per FilterSet).
-FILTER_FIELDS = CustomerFilter().get_form_class().base_fields
+#: The filters' form class and its fields, built once (django-filter builds
+#: them per FilterSet).
+FILTER_FORM = CustomerFilter().get_form_class()
+FILTER_FIELDS = FILTER_FORM.base_fields
 
 #: The range "format: int64" stands for.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1

@@ -27,7 +27,12 @@ from .params import (
     PARAMETER_ERRORS,
     CustomerQuery,
 )
-from .renderers import CsvRenderer, FilterFormBrowsableAPIRenderer, NdjsonRenderer
+from .renderers import (
+    CsvRenderer,
+    FastJSONRenderer,
+    FilterFormBrowsableAPIRenderer,
+    NdjsonRenderer,
+)
 from .serializers import (
     WRITE_ERRORS,
     CustomerPageSchema,
@@ -60,7 +65,7 @@ class CustomerListApi(ProtectedApiView):
 
     name = "Customers"  # the browsable API's title (DRF would say "Customer List Api")
     pagination_class = CustomerPagination
-    renderer_classes = [JSONRenderer, FilterFormBrowsableAPIRenderer]
+    renderer_classes = [FastJSONRenderer, FilterFormBrowsableAPIRenderer]
     filter_form_class = CustomerFilterForm
 
     @extend_schema(
