@@ -22,6 +22,14 @@ bind = env.string("CRM_BIND", "127.0.0.1:8000")
 #: workers, 110 ms with 3, 130 ms with 5, for the same throughput).
 workers = env.integer("GUNICORN_WORKERS", (os.cpu_count() or 1) + 1, minimum=1)
 
+#: Sync workers: nginx in front reads every request whole and every response
+#: at once (deploy/nginx/crm-proxy.conf), so no worker ever waits on a slow
+#: client, and a worker that serves one request at a time is the cheapest.
+#: GUNICORN_WORKER_CLASS=gthread and GUNICORN_THREADS exist for comparison
+#: (bench_http measures either).
+worker_class = env.string("GUNICORN_WORKER_CLASS", "sync")
+threads = env.integer("GUNICORN_THREADS", 1, minimum=1)
+
 #: A worker that stops answering gunicorn's heartbeat for this long is killed.
 timeout = 30
 

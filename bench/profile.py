@@ -1,0 +1,179 @@
+"""bench_profile: where one API request's CPU time goes, by part of the request path.
+
+A request is run in this process through the project's WSGI application, the
+way gunicorn calls it, many times over. First without a profiler, for the
+CPU time per request (``time.process_time``: this process's CPU, so neither
+PostgreSQL's work nor the time spent waiting for it counts) and the median
+of several batches (the machine is shared). Then under ``cProfile`` with a
+CPU clock, to split that time between the parts of the path. The profiler
+makes every Python call dearer, so its absolute times are not the request's:
+each part's *share* of the profiled time is applied to the unprofiled CPU
+time per request.
+
+The parts are found by the functions that do them, by name, so the same
+table can be made of an older version of the code (whose functions have
+other names: each part lists both).
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+#: The parts of a list request, each the cumulative time of the functions
+#: named (``module fragment:function``), less that of the parts nested in it
+#: (``minus``). What no part claims is the framework's own (Django's handler,
+#: the middleware, DRF's dispatch and negotiation).
+PARTS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("authentication (token, cached user)", ("rest_framework/request:_authenticate",), ()),
+    ("rate limits", ("rest_framework/views:check_throttles",), ()),
+    ("permissions", ("rest_framework/views:check_permissions",), ("rate limits",)),
+    (
+        "parameter validation",
+        ("core/api/params:validate", "core/api.py:validated"),
+        (),
+    ),
+    (
+        "the page: query building, SQL, fetching the rows",
+        (
+            "customers/selectors:customer_list",
+            "core/selectors:customer_list",
+            "customers/pagination:keyset_page",
+            "customers/pagination:offset_page",
+            "core/selectors:keyset_page",
+            "core/selectors:offset_page",
+        ),
+        (),
+    ),
+    (
+        "the count (estimate, exact, or remembered)",
+        ("customers/pagination:customer_count", "core/selectors:customer_count"),
+        (),
+    ),
+    (
+        "rows to JSON objects",
+        ("customers/columns:customer_rows", "core/selectors:customer_rows"),
+        (),
+    ),
+    (
+        "links and cursors",
+        (
+            "customers/pagination:get_next_link",
+            "customers/pagination:get_previous_link",
+            "core/api.py:link",
+        ),
+        (),
+    ),
+    ("rendering (JSON encoding)", ("django/template/response:render",), ()),
+)
+
+#: Exclusive time by library, across the whole request: how much of it is
+#: Django's ORM, the database driver, and so on.
+LIBRARIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Django ORM (query building, SQL compilation, rows)", ("django/db/models/",)),
+    ("database driver (psycopg, Django's cursor wrappers)", ("psycopg/", "django/db/backends/")),
+    ("Django REST framework", ("rest_framework/",)),
+    ("Django (handler, middleware, HTTP, URLs)", ("django/",)),
+    ("this project", ("/core/", "/crm/")),
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    url: str
+    requests: int
+    cpu_ms: float  # per request, unprofiled, median of batches
+    parts: list[tuple[str, float]]  # (part, ms per request), framework last
+    libraries: list[tuple[str, float]]  # (library, ms per request), the rest last
+
+
+def _cumulative(stats: pstats.Stats, patterns: Sequence[str]) -> float:
+    """Cumulative time of the functions matching ``patterns`` (outermost calls only:
+    cProfile's cumulative time already counts recursion once)."""
+    total = 0.0
+    for (filename, _line, function), (_cc, _nc, _tt, cumulative, _callers) in stats.stats.items():
+        path = filename.replace("\\", "/")
+        for pattern in patterns:
+            fragment, _, name = pattern.rpartition(":")
+            if function == name and fragment in path:
+                total += cumulative
+                break
+    return total
+
+
+def profile(request: Callable[[], int], *, url: str, requests: int, batches: int = 10) -> Profile:
+    """Run ``request`` (returns the status) ``requests`` times bare, then profiled."""
+    for _ in range(max(20, requests // 10)):  # warm the caches and the connection
+        status = request()
+    if status != 200:
+        raise RuntimeError(f"{url} answered {status}")
+    per_batch = max(1, requests // batches)
+    times = []
+    for _ in range(batches):
+        started = time.process_time()
+        for _ in range(per_batch):
+            request()
+        times.append((time.process_time() - started) / per_batch * 1000)
+    cpu_ms = statistics.median(times)
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    for _ in range(per_batch * batches):
+        request()
+    profiler.disable()
+    stats = pstats.Stats(profiler, stream=io.StringIO())
+    total = sum(tt for (_cc, _nc, tt, _ct, _callers) in stats.stats.values())
+    measured: dict[str, float] = {}
+    for name, patterns, minus in PARTS:
+        measured[name] = max(
+            0.0, _cumulative(stats, patterns) - sum(measured.get(m, 0.0) for m in minus)
+        )
+    claimed = sum(measured.values())
+    parts = [(name, cpu_ms * seconds / total) for name, seconds in measured.items()]
+    framework = "Django's handler, middleware, DRF's dispatch"
+    parts.append((framework, cpu_ms * (total - claimed) / total))
+    exclusive: dict[str, float] = {name: 0.0 for name, _ in LIBRARIES}
+    for (filename, _line, _function), (_cc, _nc, own, _ct, _callers) in stats.stats.items():
+        path = filename.replace("\\", "/")
+        for name, fragments in LIBRARIES:
+            if any(fragment in path for fragment in fragments):
+                exclusive[name] += own
+                break
+    libraries = [(name, cpu_ms * seconds / total) for name, seconds in exclusive.items()]
+    rest = total - sum(exclusive.values())
+    libraries.append(("the standard library and C extensions", cpu_ms * rest / total))
+    return Profile(url, per_batch * batches, cpu_ms, parts, libraries)
+
+
+def wsgi_request(application, url: str, headers: dict[str, str]) -> Callable[[], int]:
+    """A function that calls ``application`` with a GET of ``url``, as a WSGI server would."""
+    path, _, query = url.partition("?")
+    base = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "HTTP_HOST": "127.0.0.1:8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "https",
+        "wsgi.errors": sys.stderr,
+        **{f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()},
+    }
+    statuses: list[str] = []
+
+    def start_response(status, response_headers, exc_info=None) -> None:
+        statuses.append(status)
+
+    def call() -> int:
+        environ = {**base, "wsgi.input": io.BytesIO(b"")}
+        b"".join(application(environ, start_response))
+        return int(statuses.pop()[:3])
+
+    return call
