@@ -19,6 +19,7 @@ planner's estimate where DRF's ``PageNumberPagination`` runs ``COUNT(*)``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -324,20 +325,26 @@ class CustomerPagination:
         return Response(body)
 
 
+@functools.lru_cache(maxsize=8)
+def _signer(salt: str, key: str) -> signing.Signer:
+    # A signer per salt and key, made once: signing.dumps() builds a new one
+    # (and compresses a payload of a few dozen bytes) on every call, half the
+    # cost of a link.
+    return signing.Signer(key=key, salt=salt)
+
+
 def cursor_token(ordering: Ordering, values: Sequence[Any], backwards: bool, *, salt: str) -> str:
     """A signed, opaque position: the key values of a boundary row, the ordering
     they belong to, and the direction to read from there."""
-    return signing.dumps(
-        {"o": ordering.spec, "k": [key_to_json(v) for v in values], "b": int(backwards)},
-        salt=salt,
-        compress=True,
+    return _signer(salt, settings.SECRET_KEY).sign_object(
+        {"o": ordering.spec, "k": [key_to_json(v) for v in values], "b": int(backwards)}
     )
 
 
 def cursor_position(token: str, ordering: Ordering, *, salt: str) -> tuple[list, bool]:
     """The inverse of :func:`cursor_token`: (key values, backwards), or :class:`InvalidCursor`."""
     try:
-        payload = signing.loads(token, salt=salt)
+        payload = _signer(salt, settings.SECRET_KEY).unsign_object(token)
         issued_for, raw_values, backwards = payload["o"], payload["k"], bool(payload["b"])
     except (signing.BadSignature, KeyError, TypeError, ValueError):
         raise InvalidCursor(
