@@ -185,11 +185,11 @@ def export_rows(blocks: Iterable[bytes], fmt: str, *, header: bool) -> Iterator[
     pending = -1 if header else 0
     try:
         for block in blocks:
-            yield block
             pending += 1
             if pending == EXPORT_BATCH:
                 counter.inc(pending)
                 pending = 0
+            yield block
     finally:
         if pending > 0:
             counter.inc(pending)
