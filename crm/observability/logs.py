@@ -164,6 +164,9 @@ class JsonFormatter(logging.Formatter):
     #: Fields the request log adds (see :func:`log_request`).
     REQUEST_FIELDS = ("status", "duration_ms", "db_ms", "queries", "route", "params")
 
+    #: One encoder for every line (json.dumps with options makes a new one each call).
+    encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, Any] = {
             "timestamp": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
@@ -184,7 +187,7 @@ class JsonFormatter(logging.Formatter):
             fields["exception"] = record.exc_text
         if record.stack_info:
             fields["stack"] = record.stack_info
-        return json.dumps(fields, ensure_ascii=False, default=str)
+        return self.encode(fields)
 
 
 def logging_config(*, format: str, level: str, request_log: bool) -> dict[str, Any]:
