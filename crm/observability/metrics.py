@@ -21,6 +21,7 @@ never the path a client sent.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -43,6 +44,11 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 
 from .request_ids import client_address
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Every process started in that environment writes its files there (a
+    # manage.py command too, which may run before gunicorn has made it).
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 #: Most requests take 1 to 20 ms, so the buckets are finest there; the rest
 #: reach the statement timeout (2 s) and gunicorn's (30 s).
@@ -101,7 +107,7 @@ READ_ROUTING = Counter(
 REPLICA_LAG = Gauge(
     "crm_replica_lag_seconds",
     "How far a standby's replay was behind at its last health check (0 when it had "
-    "replayed all it received).",
+    "replayed all it received; NaN when it did not answer).",
     ("database",),
     multiprocess_mode="livemostrecent",
 )
@@ -162,8 +168,8 @@ def read_routed(alias: str, reason: str) -> str:
 def replica_checked(alias: str, healthy: bool, lag_seconds: float | None) -> None:
     """Publish a standby's health check."""
     REPLICA_IN_USE.labels(alias).set(1 if healthy else 0)
-    if lag_seconds is not None:
-        REPLICA_LAG.labels(alias).set(lag_seconds)
+    # Unknown (the standby did not answer) rather than its last value.
+    REPLICA_LAG.labels(alias).set(math.nan if lag_seconds is None else lag_seconds)
 
 
 def throttle_rejected(scope: str) -> bool:
