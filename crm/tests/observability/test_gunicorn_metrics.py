@@ -133,8 +133,10 @@ def log_lines_by_request(log, ids: set[str]) -> dict[str, int]:
     return served_by
 
 
-def test_production_serving_probes_headers_and_request_ids(tmp_path):
+def test_production_serving_probes_headers_and_request_ids(tmp_path, monkeypatch):
     token = api_user_create(username="prod", read_only=True)
+    access_log = tmp_path / "access.log"
+    monkeypatch.setenv("GUNICORN_CMD_ARGS", f"--access-logfile {access_log}")
     port = http_load.free_port()
     server = http_load.start_gunicorn(port, 2, "k" * 64, tmp_path / "gunicorn.log")
     try:
@@ -153,5 +155,12 @@ def test_production_serving_probes_headers_and_request_ids(tmp_path):
         assert headers["X-Request-ID"] != "mine", "no proxy declared: the client's id is not kept"
         assert len(headers["X-Request-ID"]) == 32
         assert "Server-Timing" not in headers, "off in production unless CRM_SERVER_TIMING=1"
+        assert fetch(port, "/api/users/?last_name=Quaxelrod", api)[0] == 200
     finally:
         http_load.stop(server)
+    # gunicorn's own access log, when turned on, has the request id and no query.
+    lines = access_log.read_text().splitlines()
+    assert any(
+        '"GET /api/users/" 200' in line and headers["X-Request-ID"] in line for line in lines
+    )
+    assert "Quaxelrod" not in access_log.read_text()
