@@ -141,13 +141,10 @@ class TextFormatter(logging.Formatter):
     """``2026-01-15 10:00:00,123 WARNING django.request [3f2a…] Bad Request: /api/users/``"""
 
     def __init__(self) -> None:
-        super().__init__(
-            "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
-            defaults={"request_id": None},
-        )
+        super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        if record.__dict__.get("request_id") is None:
+        if record.__dict__.get("request_id") is None:  # outside a request, or unfiltered
             record.request_id = "-"
         return super().format(record)
 
