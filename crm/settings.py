@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from crm import env
+from crm.observability import logs
 from crm.postgres import config as database_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -58,6 +59,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /healthz, /readyz and /metrics, ahead of the host check, the HTTPS
+    # redirect and everything that might touch the database.
+    "crm.observability.middleware.EndpointsMiddleware",
+    # Request ids, timings, metrics and the request log (crm.observability).
+    "crm.observability.middleware.RequestObservabilityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's and Swagger UI's static files when DEBUG is off.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -142,6 +148,14 @@ CACHES = {
     )
 }
 
+#: Proxies in front of the application that set X-Forwarded-For (the
+#: README's nginx: 1; none by default). They decide whose address the header
+#: gives (rate limits, the metrics' allowed addresses) and whether
+#: X-Request-ID is believed (crm.observability.request_ids). With none, the
+#: client's address is the connection's: a client cannot pick a new address
+#: per request by sending the header itself.
+CRM_NUM_PROXIES = env.integer("CRM_NUM_PROXIES", 0, minimum=0)
+
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -159,10 +173,7 @@ REST_FRAMEWORK = {
         "core.security.throttling.AnonThrottle",
         "core.security.throttling.UserThrottle",
     ],
-    # How many proxies in front set X-Forwarded-For (the README's nginx: 1).
-    # With none, the client's address is the connection's: a client cannot
-    # pick a new address per request by sending the header itself.
-    "NUM_PROXIES": env.integer("CRM_NUM_PROXIES", 0, minimum=0),
+    "NUM_PROXIES": CRM_NUM_PROXIES,
     "EXCEPTION_HANDLER": "core.security.exceptions.api_exception_handler",
 }
 
@@ -192,12 +203,29 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.string("DJANGO_LOG_LEVEL", "WARNING")},
-}
+# Logs: text, or one JSON object per line; every line carries its request's
+# id, none carries a query parameter's value (crm.observability.logs).
+DJANGO_LOG_FORMAT = env.choice("DJANGO_LOG_FORMAT", ("text", "json"), "text")
+DJANGO_LOG_LEVEL = env.choice(
+    "DJANGO_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "WARNING"
+)
+#: One line per request (method, path, status, times, user); in development
+#: runserver writes its own.
+CRM_ACCESS_LOG = env.boolean("CRM_ACCESS_LOG", PRODUCTION)
+LOGGING = logs.logging_config(
+    format=DJANGO_LOG_FORMAT, level=DJANGO_LOG_LEVEL, request_log=CRM_ACCESS_LOG
+)
+
+# Operations (crm.observability): probes, metrics, timings.
+#: /readyz: the database must answer within this, and an answer is reused
+#: for this long (so probes cost at most one statement a second per process).
+CRM_READINESS_TIMEOUT_MS = env.integer("CRM_READINESS_TIMEOUT_MS", 500, minimum=1)
+CRM_READINESS_CACHE_SECONDS = env.integer("CRM_READINESS_CACHE_SECONDS", 1, minimum=0)
+#: /metrics answers these addresses and networks only.
+CRM_METRICS_ALLOWED_IPS = env.ip_networks("CRM_METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+#: Server-Timing (db, app) on every response: on in development; in
+#: production only when asked, since it tells anyone how long the database took.
+CRM_SERVER_TIMING = env.boolean("CRM_SERVER_TIMING", not PRODUCTION)
 
 # Your own runs' reports (generate_data, bench_list, bench_http, test screenshots):
 # reports/ is ignored by git; published figures go to docs/benchmarks/ only when

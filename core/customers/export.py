@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from django.db import connections, transaction
 from django.db.models import QuerySet
 
+from crm.observability import metrics
 from crm.replicas import read_alias
 
 from .columns import ROW
@@ -66,5 +67,5 @@ def customer_export(
         # Django's debug cursor (DEBUG on) takes no parameters for COPY:
         # use psycopg's own cursor underneath.
         with cursor.cursor.copy(sql, params) as copy:
-            for block in copy:
+            for block in metrics.export_rows(copy, fmt, header=fmt == "csv"):
                 yield bytes(block)

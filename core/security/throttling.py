@@ -44,6 +44,9 @@ from django.db import DatabaseError, connection
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from crm.observability import metrics
+from crm.observability.request_ids import client_address as forwarded_client_address
+
 logger = logging.getLogger(__name__)
 
 DURATIONS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -202,9 +205,12 @@ def counter() -> WindowCounter:
 
 def client_address(request) -> str:
     """The client's address: ``REMOTE_ADDR``, or with ``CRM_NUM_PROXIES`` proxies
-    in front the address the nearest of them put in ``X-Forwarded-For``."""
-    # A WSGI server always gives REMOTE_ADDR; a test harness may not.
-    return BaseThrottle().get_ident(request) or "unknown"
+    in front the address the nearest of them put in ``X-Forwarded-For``
+    (:func:`crm.observability.request_ids.client_address`, which the metrics'
+    allowed addresses use too)."""
+    # A header no declared proxy set is the client's own say: the connection's
+    # address counts (a WSGI server always gives one; a test harness may not).
+    return forwarded_client_address(request) or request.META.get("REMOTE_ADDR") or "unknown"
 
 
 #: Identities longer than this (an address from a header) are hashed.
@@ -243,7 +249,10 @@ class ScopedThrottle(BaseThrottle):
         if rate is None or key is None:
             return True
         self.remaining = counter().hit(key, rate)
-        return self.remaining is None
+        if self.remaining is None:
+            return True
+        metrics.throttle_rejected(self.scope)
+        return False
 
     def wait(self) -> float | None:
         return self.remaining
