@@ -79,8 +79,6 @@ def production_environment(secret_key: str, database_env: Mapping[str, str] | No
         "CRM_ENV": "production",
         "DJANGO_SECRET_KEY": secret_key,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        # nginx sets X-Forwarded-For from the client's address.
-        "CRM_NUM_PROXIES": "1",
         "DJANGO_SETTINGS_MODULE": "crm.settings",
     }
 
@@ -108,7 +106,17 @@ def start_gunicorn(
     ]
     if workers is not None:
         command += ["--workers", str(workers)]
-    return subprocess.Popen(command, cwd=settings.BASE_DIR, env=dict(env), start_new_session=True)
+    # What the application itself writes (its request log, in production)
+    # goes beside gunicorn's own log, not into the benchmark's output.
+    output = log.with_suffix(".out").open("w")
+    return subprocess.Popen(
+        command,
+        cwd=settings.BASE_DIR,
+        env=dict(env),
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def start_nginx(
@@ -143,6 +151,20 @@ def start_nginx(
         stderr=(workdir / "nginx-stderr.log").open("w"),
         start_new_session=True,
     )
+
+
+def gunicorn_alone(
+    port: int,
+    *,
+    workers: int,
+    secret_key: str,
+    log: Path,
+    database_env: Mapping[str, str] | None = None,
+) -> subprocess.Popen:
+    """The API's gunicorn with production settings on 127.0.0.1:``port``, no proxy
+    in front: what a metrics scrape or a load balancer's probe reaches directly."""
+    env = production_environment(secret_key, database_env)
+    return start_gunicorn(f"127.0.0.1:{port}", env=env, log=log, workers=workers)
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -349,6 +371,9 @@ def serving_stack(
             }
             floor_database.update(host="127.0.0.1", port=bouncer_port, user=role, password=None)
         env = {**production_environment(secret_key, database_env), **(extra_env or {})}
+        if proxy:
+            # nginx sets X-Forwarded-For and X-Request-ID (crm-proxy.conf).
+            env.setdefault("CRM_NUM_PROXIES", "1")
         port = free_port()
         api_socket = workdir / "api.sock"
         api_bind = f"unix:{api_socket}" if proxy else f"127.0.0.1:{port}"

@@ -7,6 +7,8 @@ import math
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 
+from crm.observability import metrics
+
 from .throttling import client_address, client_key, counter, rate_of
 
 
@@ -31,6 +33,7 @@ class ThrottledAuthenticationForm(AdminAuthenticationForm):
         ]
         waits = [w for w in (counter().exhausted(key, rate) for key in keys) if w is not None]
         if waits:
+            metrics.throttle_rejected("login")
             raise forms.ValidationError(
                 "Too many failed sign-ins. Try again in %(minutes)d minutes.",
                 code="throttled",

@@ -6,6 +6,8 @@ from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from crm.observability import metrics
+
 from .authentication import CachedTokenAuthentication
 from .throttling import AnonThrottle, counter, rate_of
 
@@ -35,12 +37,14 @@ class ProtectedApiView(APIView):
         key = AnonThrottle.address_key(request)
         wait = counter().exhausted(key, rate)
         if wait is not None and not CachedTokenAuthentication.knows(request):
+            metrics.throttle_rejected(AnonThrottle.scope)
             raise Throttled(wait)
         try:
             super().perform_authentication(request)
         except AuthenticationFailed:
             wait = counter().hit(key, rate)
             if wait is not None:
+                metrics.throttle_rejected(AnonThrottle.scope)
                 raise Throttled(wait) from None
             raise
 

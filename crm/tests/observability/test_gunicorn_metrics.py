@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import http_load
+from bench import servers
 from core.dataset.loader import customer_dataset_replace
 from core.security.api_users import api_user_create
 
@@ -75,10 +75,14 @@ def test_metrics_cover_every_worker_and_survive_a_worker_dying(tmp_path, monkeyp
     monkeypatch.setenv("DJANGO_LOG_FORMAT", "json")
     monkeypatch.setenv("GUNICORN_CMD_ARGS", "--capture-output")  # workers' stderr to the log
     log = tmp_path / "gunicorn.log"
-    port = http_load.free_port()
-    server = http_load.start_gunicorn(port, WORKERS, "k" * 64, log)
+    port = servers.free_port()
+    server = servers.gunicorn_alone(port, workers=WORKERS, secret_key="k" * 64, log=log)
     try:
-        http_load.wait_ready(port, token, server)
+        servers.wait_ready(
+            f"http://127.0.0.1:{port}/api/users/?page_size=1&count=none",
+            [server],
+            {"Authorization": f"Token {token}", "X-Forwarded-Proto": "https"},
+        )
         before = scrape(port)
         assert not (metrics_dir / "counter_4242.db").exists(), "stale files are wiped at start"
         assert len(worker_pids(before)) == WORKERS
@@ -115,7 +119,7 @@ def test_metrics_cover_every_worker_and_survive_a_worker_dying(tmp_path, monkeyp
         assert not list(metrics_dir.glob(f"gauge_live*_{victim}.db"))
         assert list_requests(samples) - list_requests(before) == REQUESTS
     finally:
-        http_load.stop(server)
+        servers.stop(server)
     assert not list(metrics_dir.glob("gauge_live*.db")), "every worker's live gauges are dropped"
 
 
@@ -137,10 +141,16 @@ def test_production_serving_probes_headers_and_request_ids(tmp_path, monkeypatch
     token = api_user_create(username="prod", read_only=True)
     access_log = tmp_path / "access.log"
     monkeypatch.setenv("GUNICORN_CMD_ARGS", f"--access-logfile {access_log}")
-    port = http_load.free_port()
-    server = http_load.start_gunicorn(port, 2, "k" * 64, tmp_path / "gunicorn.log")
+    port = servers.free_port()
+    server = servers.gunicorn_alone(
+        port, workers=2, secret_key="k" * 64, log=tmp_path / "gunicorn.log"
+    )
     try:
-        http_load.wait_ready(port, token, server)
+        servers.wait_ready(
+            f"http://127.0.0.1:{port}/api/users/?page_size=1&count=none",
+            [server],
+            {"Authorization": f"Token {token}", "X-Forwarded-Proto": "https"},
+        )
         # Probes answer over plain HTTP and to any Host; the API redirects to HTTPS.
         for path in ("/healthz", "/readyz"):
             assert fetch(port, path, {"Host": "10.0.0.1:8000"})[0] == 200
@@ -157,7 +167,7 @@ def test_production_serving_probes_headers_and_request_ids(tmp_path, monkeypatch
         assert "Server-Timing" not in headers, "off in production unless CRM_SERVER_TIMING=1"
         assert fetch(port, "/api/users/?last_name=Quaxelrod", api)[0] == 200
     finally:
-        http_load.stop(server)
+        servers.stop(server)
     # gunicorn's own access log, when turned on, has the request id and no query.
     lines = access_log.read_text().splitlines()
     assert any(

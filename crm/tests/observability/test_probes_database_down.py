@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from bench import http_load
+from bench import servers
 from crm.postgres import embedded
 from crm.tests.processes import manage
 
@@ -43,10 +43,12 @@ def test_liveness_holds_and_readiness_follows_the_database(tmp_path):
     env = {"CRM_PGDATA": str(data_dir), "DATABASE_URL": "", "DATABASE_NAME": "crm"}
     try:
         assert manage("migrate", env=env).returncode == 0
-        port = http_load.free_port()
+        port = servers.free_port()
         # One worker: a worker that has never connected would start the
         # embedded server again on its first connection (first-use start).
-        server = http_load.start_gunicorn(port, 1, "k" * 64, tmp_path / "gunicorn.log", env)
+        server = servers.gunicorn_alone(
+            port, workers=1, secret_key="k" * 64, log=tmp_path / "gunicorn.log", database_env=env
+        )
         try:
             body = wait_for(port, "/readyz", 200, seconds=60)
             assert body["database"]["status"] == "ok"
@@ -70,6 +72,6 @@ def test_liveness_holds_and_readiness_follows_the_database(tmp_path):
             assert wait_for(port, "/readyz", 200)["database"]["status"] == "ok"
             assert probe(port, "/healthz")[0] == 200
         finally:
-            http_load.stop(server)
+            servers.stop(server)
     finally:
         embedded.stop(data_dir)
