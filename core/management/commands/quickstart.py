@@ -40,7 +40,8 @@ class Command(BaseCommand):
         admin.is_staff = admin.is_superuser = True
         admin.set_password(password)
         admin.save()
-        token = api_user_create(username="api", read_only=True)
+        # A new token each run (like the password): the one printed below.
+        token = api_user_create(username="api", read_only=True, rotate=True)
         base = f"http://{addrport}"
         self.stdout.write(
             "\n".join(
