@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+#: The body of every other error: ``{"detail": "…"}`` (the ``Error`` component).
 DETAIL = {
     "type": "object",
     "properties": {"detail": {"type": "string"}},
     "required": ["detail"],
 }
 
-#: The body of a 400 for query parameters: each one named, with what is wrong.
+#: The body of a 400 for query parameters: each one named, with what is wrong
+#: (the ``ParameterErrors`` component).
 PARAMETER_ERRORS = {
     "type": "object",
     "additionalProperties": {"type": "array", "items": {"type": "string"}},
@@ -45,7 +47,8 @@ def add_common_responses(result: dict, generator, request, public) -> dict:
             if "requestBody" in operation:
                 common.update(BODY_RESPONSES)
             for status, description in common.items():
-                schema = PARAMETER_ERRORS if status == "400" else DETAIL
+                name = "ParameterErrors" if status == "400" else "Error"
+                schema = {"$ref": f"#/components/schemas/{name}"}
                 responses.setdefault(
                     status,
                     {
@@ -53,7 +56,28 @@ def add_common_responses(result: dict, generator, request, public) -> dict:
                         "content": {"application/json": {"schema": schema}},
                     },
                 )
-    for name, component in result.get("components", {}).get("schemas", {}).items():
+    components = result.setdefault("components", {}).setdefault("schemas", {})
+    components.setdefault("Error", DETAIL)
+    components.setdefault("ParameterErrors", PARAMETER_ERRORS)
+    for name, component in list(components.items()):
+        if name.startswith("Patched"):
+            _patch_nested(component, components)
+    for name, component in components.items():
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False
     return result
+
+
+def _patch_nested(component: dict, components: dict) -> None:
+    """In a PATCH body, nested objects are partial too (``{"address": {"street": …}}``
+    changes the street alone): point them at a ``Patched…`` copy without required fields."""
+    prefix = "#/components/schemas/"
+    for prop in component.get("properties", {}).values():
+        target = prop.get("$ref", "")
+        referenced = target.removeprefix(prefix)
+        if referenced == target or not referenced.endswith("Request"):
+            continue  # not a nested request object (an enum, say)
+        name = "Patched" + referenced
+        if name not in components:
+            components[name] = {k: v for k, v in components[referenced].items() if k != "required"}
+        prop["$ref"] = prefix + name

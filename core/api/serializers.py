@@ -61,7 +61,7 @@ class AddressSerializer(serializers.ModelSerializer):
 
 
 class AddressWriteSerializer(StrictFieldsMixin, AddressSerializer):
-    pass
+    """A customer's address, as clients write it."""
 
 
 class RelationshipSerializer(serializers.ModelSerializer):
@@ -71,6 +71,8 @@ class RelationshipSerializer(serializers.ModelSerializer):
 
 
 class RelationshipWriteSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    """A customer's loyalty record, as clients write it (its ``created`` is the server's)."""
+
     points = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
 
     class Meta:
@@ -96,10 +98,8 @@ class CustomerSerializer(serializers.ModelSerializer):
 
 
 class CustomerWriteSerializer(StrictFieldsMixin, CustomerSerializer):
-    """A customer with their address and loyalty record, as clients write them.
-
-    Validation only; :mod:`core.customers.services` writes, in one transaction.
-    """
+    """A customer with their address and loyalty record, as clients write them
+    (validation only: the write services write, in one transaction)."""
 
     address = AddressWriteSerializer()
     relationship = RelationshipWriteSerializer(required=False)

@@ -125,6 +125,7 @@ COLLIDED = OpenApiResponse(
 JSON_ONLY = "Request bodies are JSON (`Content-Type: application/json`) only."
 
 
+@extend_schema(tags=["customers"])
 class CustomerListApi(CustomerApiView):
     """Customers with their address and loyalty record: filter, sort, page."""
 
@@ -171,6 +172,7 @@ class CustomerListApi(CustomerApiView):
 # -- one customer, and writes ---------------------------------------------------
 
 
+@extend_schema(tags=["customers"])
 class CustomerDetailApi(CustomerApiView):
     """One customer: read, replace (PUT), change (PATCH) or delete.
 
@@ -254,6 +256,7 @@ class CustomerDetailApi(CustomerApiView):
 # -- export -------------------------------------------------------------------
 
 
+@extend_schema(tags=["customers"])
 class CustomerExportApi(CustomerApiView):
     """Every matching customer, streamed as CSV, NDJSON or JSON with constant memory."""
 
