@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
@@ -14,10 +16,20 @@ class JsonBodyParser(JSONParser):
     The API's writes carry nested objects (the address, the loyalty record)
     that a form cannot express, so JSON is the only request format: forms and
     multipart bodies are a 415, and the OpenAPI document lists JSON alone.
+    A body whose strings hold half a UTF-16 surrogate pair is a 400 too.
     """
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
-            return super().parse(stream, media_type, parser_context)
+            data = super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise ParseError("JSON parse error - nested too deeply.") from None
+        try:
+            # JSON's \ud800-style escapes can spell half a character, which no
+            # text column (and no UTF-8 answer echoing it back) can hold.
+            json.dumps(data, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise ParseError(
+                "JSON parse error - a lone surrogate escape is not a character."
+            ) from None
+        return data

@@ -362,3 +362,63 @@ def test_deleting_one_of_two_customers_at_an_address_keeps_it(editor):
     assert Address.objects.filter(pk=shared.pk).exists()
     assert editor.delete(f"{URL}{b['id']}/").status_code == 204
     assert not Address.objects.exists()
+
+
+HOSTILE_VALUES = [
+    None,
+    True,
+    0,
+    -1,
+    1.5,
+    2**63,
+    10**400,
+    "",
+    " ",
+    "x" * 100_000,
+    "a\x00b",
+    "a\ud800b",  # a lone surrogate: valid JSON escape, no character
+    "'; DROP TABLE core_appuser; --",
+    "2023-02-30",
+    "9999-12-31T23:59:59-12:00",
+    [],
+    {},
+    ["m"],
+    {"nested": {"deeper": [1, 2, 3]}},
+]
+
+WRITABLE = [
+    *[(None, name) for name in ("first_name", "last_name", "gender", "customer_id")],
+    *[(None, name) for name in ("phone_number", "birthday")],
+    *[("address", name) for name in ("street", "street_number", "city_code", "city")],
+    ("address", "country"),
+    ("relationship", "points"),
+    ("relationship", "last_activity"),
+]
+
+
+def test_hostile_values_in_every_writable_field_are_never_a_server_error(editor):
+    """Every writable field (nested ones too) against wrong types, overflowing
+    numbers, NUL bytes, lone surrogates, impossible dates and huge strings, in
+    a POST and a PATCH: a 400 naming the field, or a 2xx, never a 5xx."""
+    pk = editor.post(URL, payload(customer_id="TARGET"), content_type="application/json").json()[
+        "id"
+    ]
+    statuses: dict[int, int] = {}
+    for i, ((group, name), value) in enumerate(
+        (field, value) for field in WRITABLE for value in HOSTILE_VALUES
+    ):
+        if group is None:
+            post_body, patch_body = payload(**{"customer_id": f"H{i}", name: value}), {name: value}
+        else:
+            nested = {**payload()[group], name: value}
+            post_body = payload(customer_id=f"H{i}", **{group: nested})
+            patch_body = {group: {name: value}}
+        for method, url, body in (("post", URL, post_body), ("patch", f"{URL}{pk}/", patch_body)):
+            response = getattr(editor, method)(url, body, content_type="application/json")
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            assert response.status_code < 500, (method, group, name, repr(value)[:80])
+            if response.status_code == 400 and value != "a\ud800b":
+                errors = response.json()
+                assert (group or name) in errors, (method, group, name, errors)
+    assert set(statuses) <= {200, 201, 400}, statuses
+    assert statuses[400] > len(WRITABLE) * len(HOSTILE_VALUES)
