@@ -76,6 +76,10 @@ class Request(threading.Thread):
             args = (self.path, self.body) if self.body is not None else (self.path,)
             response = getattr(self.client, self.method)(*args, **kwargs, **self.headers)
             self.status = response.status_code
+        except Exception:
+            # The test client re-raises what the view raised: a server's 500.
+            self.status = 500
+            raise
         finally:
             connection.close()
 
