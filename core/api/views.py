@@ -123,9 +123,16 @@ COLLIDED = OpenApiResponse(
     ErrorSerializer, description="Concurrent writes kept colliding; nothing was written."
 )
 JSON_ONLY = "Request bodies are JSON (`Content-Type: application/json`) only."
+#: What PUT and PATCH answer.
+UPDATE_RESPONSES = {
+    200: CustomerSerializer,
+    400: WRITE_ERRORS,
+    404: ErrorSerializer,
+    409: COLLIDED,
+    412: CHANGED,
+}
 
 
-@extend_schema(tags=["customers"])
 class CustomerListApi(CustomerApiView):
     """Customers with their address and loyalty record: filter, sort, page."""
 
@@ -172,7 +179,6 @@ class CustomerListApi(CustomerApiView):
 # -- one customer, and writes ---------------------------------------------------
 
 
-@extend_schema(tags=["customers"])
 class CustomerDetailApi(CustomerApiView):
     """One customer: read, replace (PUT), change (PATCH) or delete.
 
@@ -209,13 +215,7 @@ class CustomerDetailApi(CustomerApiView):
         operation_id="customers_update",
         parameters=[IF_MATCH],
         request=CustomerWriteSerializer,
-        responses={
-            200: CustomerSerializer,
-            400: WRITE_ERRORS,
-            404: ErrorSerializer,
-            409: COLLIDED,
-            412: CHANGED,
-        },
+        responses=UPDATE_RESPONSES,
         description=f"Replace a customer's fields (the loyalty record is optional). {JSON_ONLY}",
     )
     def put(self, request: Request, pk: int) -> Response:
@@ -225,13 +225,7 @@ class CustomerDetailApi(CustomerApiView):
         operation_id="customers_partial_update",
         parameters=[IF_MATCH],
         request=CustomerWriteSerializer,
-        responses={
-            200: CustomerSerializer,
-            400: WRITE_ERRORS,
-            404: ErrorSerializer,
-            409: COLLIDED,
-            412: CHANGED,
-        },
+        responses=UPDATE_RESPONSES,
         description=(
             "Change the fields given, nested ones included; the others keep their values. "
             f"An address shared with other customers is copied, not changed for them. {JSON_ONLY}"
@@ -256,7 +250,6 @@ class CustomerDetailApi(CustomerApiView):
 # -- export -------------------------------------------------------------------
 
 
-@extend_schema(tags=["customers"])
 class CustomerExportApi(CustomerApiView):
     """Every matching customer, streamed as CSV, NDJSON or JSON with constant memory."""
 

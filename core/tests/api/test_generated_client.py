@@ -89,7 +89,7 @@ def test_the_generated_client_lists_pages_creates_patches_and_deletes(generated)
         "customers_destroy",
         "customers_export",
     }, "one naming scheme"
-    api = importlib.import_module(f"{PACKAGE}.api.customers")
+    api = importlib.import_module(f"{PACKAGE}.api.users")
     models = importlib.import_module(f"{PACKAGE}.models")
     list_, create, retrieve, patch, destroy = (
         importlib.import_module(f"{api.__name__}.{name}")

@@ -169,23 +169,27 @@ def test_a_delete_queued_behind_a_patch_deletes_everything(editor):
     assert not CustomerRelationship.objects.exists()
 
 
-def test_a_deadlock_with_another_writer_is_retried(editor):
-    """The blocker locks the loyalty record, then the customer: the reverse of
-    the services' order. PostgreSQL aborts the request's transaction to break
-    the deadlock; the service runs it again, after the blocker, and succeeds."""
-    pk = new_customer(editor)
+def patch_deadlocked(editor: Client, pk: int, body: dict) -> int:
+    """The status of a PATCH of the customer and their record that deadlocks
+    with a writer locking the record, then the customer: the reverse of the
+    services' order. The request, waiting first, detects the deadlock and is
+    the transaction PostgreSQL aborts."""
     with row_locked(
         "SELECT appuser_id FROM core_customerrelationship WHERE appuser_id = %s FOR UPDATE", pk
     ) as blocker:
-        # The request, waiting first, is the one to detect the deadlock.
         blocker.execute("SET LOCAL deadlock_timeout = '30s'")
-        change = Request(
-            editor, "patch", f"{URL}{pk}/", {"first_name": "Retried", "relationship": {"points": 9}}
-        )
+        change = Request(editor, "patch", f"{URL}{pk}/", body)
         change.start()
         wait_until_waiting(1)
         blocker.execute("SELECT id FROM core_appuser WHERE id = %s FOR UPDATE", [pk])
-    assert change.result() == 200
+    return change.result()
+
+
+def test_a_deadlock_with_another_writer_is_retried(editor):
+    """The service runs the aborted transaction again, after the blocker, and succeeds."""
+    pk = new_customer(editor)
+    body = {"first_name": "Retried", "relationship": {"points": 9}}
+    assert patch_deadlocked(editor, pk, body) == 200
     row = editor.get(f"{URL}{pk}/").json()
     assert (row["first_name"], row["relationship"]["points"]) == ("Retried", 9)
 
@@ -194,17 +198,8 @@ def test_a_deadlock_that_persists_is_a_409_and_writes_nothing(editor, monkeypatc
     monkeypatch.setattr(services, "WRITE_ATTEMPTS", 1)
     pk = new_customer(editor)
     before = editor.get(f"{URL}{pk}/").json()
-    with row_locked(
-        "SELECT appuser_id FROM core_customerrelationship WHERE appuser_id = %s FOR UPDATE", pk
-    ) as blocker:
-        blocker.execute("SET LOCAL deadlock_timeout = '30s'")
-        change = Request(
-            editor, "patch", f"{URL}{pk}/", {"first_name": "Lost", "relationship": {"points": 9}}
-        )
-        change.start()
-        wait_until_waiting(1)
-        blocker.execute("SELECT id FROM core_appuser WHERE id = %s FOR UPDATE", [pk])
-    assert change.result() == 409
+    body = {"first_name": "Lost", "relationship": {"points": 9}}
+    assert patch_deadlocked(editor, pk, body) == 409
     assert editor.get(f"{URL}{pk}/").json() == before
 
 
