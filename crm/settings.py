@@ -50,7 +50,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -103,6 +102,8 @@ ASGI_APPLICATION = "crm.asgi.application"
 CRM_STATEMENT_TIMEOUT_MS = env.integer("CRM_STATEMENT_TIMEOUT_MS", 2000, minimum=0)
 # The export streams every matching row: its own, longer limit.
 CRM_EXPORT_TIMEOUT_MS = env.integer("CRM_EXPORT_TIMEOUT_MS", 600_000, minimum=0)
+# Exports one user may stream at once, across all workers (a 429 beyond).
+CRM_EXPORT_CONCURRENCY = env.integer("CRM_EXPORT_CONCURRENCY", 2, minimum=1)
 
 # DATABASE_URL when set, otherwise the embedded PostgreSQL 18; hot standbys
 # for reads from DATABASE_REPLICA_URLS (see crm.postgres.config).
@@ -163,6 +164,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["core.security.permissions.CustomerPermissions"],
+    # Writes carry nested objects that only JSON can: no form or multipart bodies.
+    "DEFAULT_PARSER_CLASSES": ["core.api.parsers.JsonBodyParser"],
+    # An unknown ?format= is a 400 naming it, not a 404.
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "core.api.renderers.StrictFormatNegotiation",
     "DEFAULT_RENDERER_CLASSES": [
         "core.api.renderers.FastJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -186,6 +191,9 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Request bodies get components of their own, without the read-only
+    # fields (id, created): what a client generated from the schema sends.
+    "COMPONENT_SPLIT_REQUEST": True,
     # The schema is part of /api/: signed-in users only. Its two pages load for
     # anyone and fetch it with a token or the session (see crm.api_docs).
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
@@ -237,6 +245,9 @@ CRM_EXACT_COUNT_THRESHOLD = env.integer("CRM_EXACT_COUNT_THRESHOLD", 10_000)
 # How long an API token's user and permissions are remembered per process
 # (a revoked token or permission takes effect within this many seconds).
 CRM_TOKEN_CACHE_SECONDS = env.integer("CRM_TOKEN_CACHE_SECONDS", 30)
+# How long a new API token works, in days (0: until revoked); create_api_user
+# --lifetime-days overrides it per token.
+CRM_TOKEN_LIFETIME_DAYS = env.integer("CRM_TOKEN_LIFETIME_DAYS", 0, minimum=0)
 # Requests per user (per address without valid credentials), counted across
 # all workers (see core.security.throttling).
 CRM_THROTTLE_RATES = {

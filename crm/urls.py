@@ -17,5 +17,6 @@ if settings.CRM_BENCHMARKS:
     # The original's list view, for bench_list to race (see bench.baseline).
     urlpatterns.append(path("api/", include("bench.urls")))
 
+handler400 = "crm.views.bad_request"
 handler404 = "crm.views.not_found"
 handler500 = "crm.views.server_error"

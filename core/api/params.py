@@ -21,6 +21,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
+from core.customers.export import FORMATS
 from core.customers.filters import CustomerFilter, InstantField, range_errors
 from core.customers.ordering import SORT_FIELDS, InvalidOrdering, Ordering, customer_ordering
 
@@ -138,7 +139,12 @@ class CustomerExportParams(CustomerQueryParams):
     """The export's query parameters other than filters: these and its format."""
 
     format = serializers.ChoiceField(
-        choices=["csv", "ndjson"], required=False, help_text="csv (default) or ndjson."
+        choices=list(FORMATS),
+        required=False,
+        help_text=(
+            "csv (the default), ndjson (one JSON object per line, nested as the list's rows) "
+            "or json (one document); overrides the Accept header."
+        ),
     )
 
 

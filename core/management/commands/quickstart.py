@@ -70,8 +70,9 @@ class Command(BaseCommand):
         admin.is_staff = admin.is_superuser = True
         admin.set_password(password)
         admin.save()
-        reader = api_user_create(username="api", read_only=True)
-        writer = api_user_create(username="api-writer", read_only=False)
+        # New tokens each run (like the password): the ones printed below.
+        reader = api_user_create(username="api", read_only=True, rotate=True)
+        writer = api_user_create(username="api-writer", read_only=False, rotate=True)
         served = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         base = f"http://{served}"
         self.stdout.write(

@@ -129,8 +129,13 @@ def test_a_customers_name_in_a_filter_never_reaches_a_log_line(log_output, custo
     anonymous = Client()
     statuses = set()
     for path, query in pii_requests():
-        statuses.add(client.get(f"{path}?{query}").status_code)
-        statuses.add(anonymous.get(f"{path}?{query}").status_code)  # 401
+        for who in (client, anonymous):  # the anonymous one gets a 401
+            response = who.get(f"{path}?{query}")
+            # An export streams from an open COPY: read it to the end (the test
+            # client then closes it), as a server would, before the next request
+            # uses the connection.
+            b"".join(getattr(response, "streaming_content", []))
+            statuses.add(response.status_code)
     # Writes carry the name in their body: a conflict, an invalid field, a change.
     statuses.add(write(CUSTOMER).status_code)  # customer_id taken: 400
     statuses.add(write({**CUSTOMER, "customer_id": "PII-2", "gender": NAME}).status_code)
