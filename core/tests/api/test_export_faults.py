@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from bench import http_load
+from bench import servers
 from crm.postgres import embedded
 from crm.tests.processes import manage
 
@@ -48,17 +48,26 @@ def served(tmp_path_factory) -> Iterator[Served]:
         # An explicit URL: a worker that connects while the server is down
         # must fail, not start the embedded server again (first-use start).
         url = embedded.status(data_dir).conninfo("crm")
-        port = http_load.free_port()
+        port = servers.free_port()
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("GUNICORN_CMD_ARGS", "--timeout 3")
-            server = http_load.start_gunicorn(
-                port, 3, "k" * 64, tmp_path / "gunicorn.log", {"DATABASE_URL": url}
+            patch.setenv("CRM_SSL_REDIRECT", "0")  # plain HTTP on loopback, no proxy
+            server = servers.gunicorn_alone(
+                port,
+                workers=3,
+                secret_key="k" * 64,
+                log=tmp_path / "gunicorn.log",
+                database_env={"DATABASE_URL": url},
             )
         try:
-            http_load.wait_ready(port, token, server)
+            servers.wait_ready(
+                f"http://127.0.0.1:{port}/api/users/?page_size=1",
+                [server],
+                {"Authorization": f"Token {token}"},
+            )
             yield Served(port, token, data_dir)
         finally:
-            http_load.stop(server)
+            servers.stop(server)
     finally:
         embedded.stop(data_dir)
 
