@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import importlib.util
+import signal
+import sys
 from pathlib import Path
 
 from django.conf import settings
@@ -100,6 +102,10 @@ class Command(BaseCommand):
         if customers < scenarios.MINIMUM_CUSTOMERS:
             raise CommandError(f"only {customers} customers: run generate_data first")
         options["output"] = options["output"] or Path(settings.CRM_REPORTS_DIR)
+        # A SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C does, through
+        # the stack's context managers: nginx, gunicorn, PgBouncer and wrk are
+        # stopped rather than left serving.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         try:
             if generator == "locust":
                 self.locust(customers, **options)
