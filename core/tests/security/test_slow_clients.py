@@ -100,7 +100,7 @@ def test_exports_read_at_ten_kilobytes_a_second_do_not_hold_a_worker(stack):
         )
         readers.append(s)
     stop = threading.Event()
-    received = [0] * len(readers)
+    received = [b""] * len(readers)
 
     def read_slowly(index: int, s: socket.socket) -> None:
         while not stop.is_set():
@@ -110,7 +110,7 @@ def test_exports_read_at_ten_kilobytes_a_second_do_not_hold_a_worker(stack):
                 return
             if not chunk:
                 return
-            received[index] += len(chunk)
+            received[index] += chunk
             time.sleep(0.1)  # 10 kB/s
 
     threads = [
@@ -130,5 +130,9 @@ def test_exports_read_at_ten_kilobytes_a_second_do_not_hold_a_worker(stack):
         for thread in threads:
             thread.join()
     assert statuses == [200] * 20
-    # Every export was being streamed (more than an error page's worth).
-    assert all(count > 20_000 for count in received), received
+    # Every export was answered 200 and was being streamed (rows after the
+    # headers, more than any error page's worth; how many depends on the
+    # machine's load, not on the server).
+    heads = [body[:200] for body in received]
+    assert all(body.startswith(b"HTTP/1.1 200") for body in received), heads
+    assert all(len(body) > 5_000 for body in received), [len(body) for body in received]
