@@ -65,8 +65,9 @@ def temporary_name(live: str, k: int) -> str:
 class IndexBuild:
     """One index to build on the shadow: a plain index or a constraint's.
 
-    ``constraint`` is the clause that makes the index a constraint at the
-    swap (``PRIMARY KEY``, ``UNIQUE DEFERRABLE`` …), empty for a plain index.
+    ``constraint`` is the kind of constraint the index becomes at the swap
+    (``PRIMARY KEY`` or ``UNIQUE``, then ``timing``, e.g. ``DEFERRABLE
+    INITIALLY DEFERRED``), empty for a plain index.
     """
 
     name: str
@@ -74,6 +75,7 @@ class IndexBuild:
     definition: str  # pg_get_indexdef() of the live index
     cost: float  # relative cost of the build, to start the costliest first
     constraint: str = ""
+    timing: str = ""
 
     def create(self, shadow: str) -> str:
         """``CREATE INDEX`` on the shadow, under the temporary name."""
@@ -90,8 +92,8 @@ class IndexBuild:
         if self.constraint:
             return (
                 f"ALTER TABLE {_quote(live)} ADD CONSTRAINT {_quote(self.name)} "
-                f"{self.constraint} USING INDEX {_quote(self.temporary)}"
-            )
+                f"{self.constraint} USING INDEX {_quote(self.temporary)} {self.timing}"
+            ).rstrip()
         return f"ALTER INDEX {_quote(self.temporary)} RENAME TO {_quote(self.name)}"
 
 
@@ -141,14 +143,14 @@ class TableDefinition:
         for k, (name, definition, constraint, kind, deferrable, deferred, cost) in enumerate(
             cursor.fetchall()
         ):
-            clause = ""
+            clause = timing = ""
             if constraint is not None:
                 name = constraint
                 clause = "PRIMARY KEY" if kind == "p" else "UNIQUE"
                 if deferrable:
-                    clause += " DEFERRABLE INITIALLY " + ("DEFERRED" if deferred else "IMMEDIATE")
+                    timing = "DEFERRABLE INITIALLY " + ("DEFERRED" if deferred else "IMMEDIATE")
             indexes.append(
-                IndexBuild(name, temporary_name(table, k), definition, float(cost), clause)
+                IndexBuild(name, temporary_name(table, k), definition, float(cost), clause, timing)
             )
         cursor.execute(
             "SELECT conname, pg_get_constraintdef(oid), confrelid::regclass::text "

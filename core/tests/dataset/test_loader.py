@@ -1,19 +1,27 @@
-"""Replacing the dataset: counts, links, atomicity, one run at a time, fresh ids."""
+"""Replacing the dataset: counts, links, atomicity, one run at a time, fresh ids,
+and every part of the tables' definitions carried over."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import psycopg
 import pytest
-from django.core.management import CommandError
-from django.db import connection
+from django.core.management import CommandError, call_command
+from django.db import connection, transaction
 from django.db.models import F
 
+from core.dataset import loader
 from core.dataset.generation import CustomerDataset
-from core.dataset.loader import DATASET_LOCK_KEY, customer_dataset_replace
+from core.dataset.loader import (
+    DATASET_LOCK_KEY,
+    customer_dataset_replace,
+    separate_connection,
+)
 from core.models import Address, AppUser, CustomerRelationship
 
 from .snapshots import schema_snapshot, stray_tables, table_digest
-from .test_generation import generate
+from .test_generation import AS_OF, generate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -97,3 +105,171 @@ def test_generated_customers_share_their_id_with_their_address():
 
     customer_dataset_replace(n=50, chunk=50)
     assert not AppUser.objects.exclude(address_id=F("id")).exists()
+
+
+def test_every_executor_loads_the_same_rows_and_schema(reports_dir):
+    """Serial builds in the caller's transaction, and pools of any size."""
+    generate(1000, jobs=1)
+    rows, schema = table_digest(), schema_snapshot()
+    generate(1000, jobs=3)
+    assert (table_digest(), schema_snapshot()) == (rows, schema)
+    with transaction.atomic():
+        customer_dataset_replace(n=1000, chunk=1000, seed=42, as_of=AS_OF)
+    assert (table_digest(), schema_snapshot()) == (rows, schema)
+
+
+#: What a migration (or a DBA) may have added to the tables beyond Django's
+#: defaults, and how to take it away again.
+EXTRAS = [
+    (
+        "CREATE INDEX extra_partial ON core_appuser (last_name) INCLUDE (first_name) "
+        "WHERE gender = 'o'",
+        "DROP INDEX extra_partial",
+    ),
+    (
+        "ALTER TABLE core_address ADD CONSTRAINT extra_check CHECK (street_number <> '')",
+        "ALTER TABLE core_address DROP CONSTRAINT extra_check",
+    ),
+    (
+        "ALTER TABLE core_address ADD CONSTRAINT extra_unique UNIQUE (id, city) "
+        "DEFERRABLE INITIALLY DEFERRED",
+        "ALTER TABLE core_address DROP CONSTRAINT extra_unique",
+    ),
+    (
+        "CREATE STATISTICS extra_stats (ndistinct) ON city, country FROM core_address",
+        "DROP STATISTICS extra_stats",
+    ),
+    (
+        "ALTER TABLE core_appuser ALTER COLUMN last_name SET STATISTICS 500",
+        "ALTER TABLE core_appuser ALTER COLUMN last_name SET STATISTICS -1",
+    ),
+    (
+        "ALTER TABLE core_customerrelationship SET (fillfactor = 90, autovacuum_enabled = off)",
+        "ALTER TABLE core_customerrelationship RESET (fillfactor, autovacuum_enabled)",
+    ),
+    ("COMMENT ON TABLE core_appuser IS 'customers'", "COMMENT ON TABLE core_appuser IS NULL"),
+    (
+        "COMMENT ON COLUMN core_appuser.customer_id IS 'their number'",
+        "COMMENT ON COLUMN core_appuser.customer_id IS NULL",
+    ),
+    (
+        "ALTER TABLE core_customerrelationship ALTER COLUMN points SET DEFAULT 7",
+        "ALTER TABLE core_customerrelationship ALTER COLUMN points DROP DEFAULT",
+    ),
+    (
+        "DO $$ BEGIN CREATE ROLE crm_test_reader; EXCEPTION WHEN duplicate_object THEN NULL; "
+        "END $$; GRANT SELECT ON core_appuser TO crm_test_reader",
+        "REVOKE ALL ON core_appuser FROM crm_test_reader; DROP ROLE crm_test_reader",
+    ),
+]
+
+
+@pytest.fixture
+def extras() -> Iterator[None]:
+    with connection.cursor() as cursor:
+        for add, _remove in EXTRAS:
+            cursor.execute(add)
+    yield
+    with connection.cursor() as cursor:
+        for _add, remove in reversed(EXTRAS):
+            cursor.execute(remove)
+
+
+@pytest.mark.parametrize("inside_a_transaction", [False, True])
+def test_what_migrations_added_to_the_tables_survives_a_load(
+    reports_dir, extras, inside_a_transaction
+):
+    """Indexes, constraints, statistics, storage parameters, comments, defaults,
+    grants: read from the catalog, so whatever the migrations made is kept."""
+    generate(500)
+    before = schema_snapshot()
+    if inside_a_transaction:
+        with transaction.atomic():
+            customer_dataset_replace(n=800, chunk=300, as_of=AS_OF)
+    else:
+        generate(800)
+    assert schema_snapshot() == before
+    assert AppUser.objects.count() == 800
+
+
+@pytest.mark.parametrize(
+    ("add", "remove", "refusal"),
+    [
+        (
+            "CREATE FUNCTION extra_noop() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RETURN NEW; END $$; CREATE TRIGGER extra_trigger BEFORE UPDATE ON "
+            "core_address FOR EACH ROW EXECUTE FUNCTION extra_noop()",
+            "DROP TRIGGER extra_trigger ON core_address; DROP FUNCTION extra_noop()",
+            "core_address has triggers .extra_trigger.",
+        ),
+        (
+            "CREATE TABLE extra_orders (customer_id bigint REFERENCES core_appuser (id))",
+            "DROP TABLE extra_orders",
+            "extra_orders references core_appuser",
+        ),
+    ],
+    ids=["trigger", "referenced"],
+)
+def test_what_a_rebuild_would_lose_is_refused_before_any_work(reports_dir, add, remove, refusal):
+    generate(100)
+    before = table_digest()
+    with connection.cursor() as cursor:
+        cursor.execute(add)
+    try:
+        with pytest.raises(CommandError, match=refusal):
+            generate(200)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(remove)
+    assert table_digest() == before
+    assert stray_tables() == []
+
+
+def test_a_migration_during_the_load_makes_the_swap_refuse(reports_dir, monkeypatch):
+    """The shadows were built from the definitions read at the start: swapping
+    them in would silently undo the migration."""
+    generate(300)
+    before = table_digest()
+    original = loader._Load._copy_all
+
+    def copy_while_migrating(self, *args, **kwargs):
+        with separate_connection() as other:
+            other.execute("CREATE INDEX extra_during_load ON core_address (street)")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(loader._Load, "_copy_all", copy_while_migrating)
+    try:
+        with pytest.raises(CommandError, match="core_address changed while the data was loading"):
+            generate(600)
+        assert table_digest() == before
+        assert stray_tables() == []
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'extra_during_load'")
+            assert cursor.fetchone() == (1,)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP INDEX IF EXISTS extra_during_load")
+
+
+def _stray_shadow() -> None:
+    """What a SIGKILL between a shadow's commit and the swap leaves."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE core_address__load (LIKE core_address)")
+
+
+def test_migrate_drops_the_shadow_tables_a_killed_load_left(reports_dir, capsys):
+    _stray_shadow()
+    call_command("migrate", verbosity=1)
+    assert stray_tables() == []
+    assert "Dropped the shadow tables of an interrupted generate_data" in capsys.readouterr().out
+
+
+def test_migrate_leaves_a_running_loads_shadow_tables_alone(reports_dir, capsys):
+    _stray_shadow()
+    with separate_connection() as load:
+        load.execute("SELECT pg_advisory_lock(%s)", [DATASET_LOCK_KEY])
+        call_command("migrate", verbosity=1)
+    assert stray_tables() == ["core_address__load"]
+    assert "A generate_data is loading data" in capsys.readouterr().out
+    call_command("migrate", verbosity=0)
+    assert stray_tables() == []
