@@ -6,7 +6,7 @@ poorly on two cores). Several builds on the same table may run at once from
 separate sessions: each takes a SHARE lock, which does not conflict with
 itself. So the loader commits each shadow table as soon as it is loaded and
 hands its build steps to :class:`BuildPool`, whose connections run them, the
-costliest ready step first, while the next table is still being copied.
+most urgent ready step first, while the next table is still being copied.
 
 A step starts when its prerequisites are done (a table's indexes before its
 ANALYZE, both tables analysed before a foreign key between them) and when no
@@ -39,8 +39,9 @@ class Step:
     ``shares`` are tables the step locks in a mode that its fellow steps
     also take (index builds: SHARE); ``locks`` are tables it must have to
     itself among the steps (ANALYZE, foreign keys, exclusion constraints).
-    ``cost`` orders the ready steps, largest first, so that the last ones to
-    finish are short.
+    ``priority`` orders the ready steps, highest first: the steps others
+    wait for (ANALYZE, foreign keys), then the costliest builds, so that the
+    last ones to finish are short.
     """
 
     name: str
@@ -49,7 +50,7 @@ class Step:
     after: frozenset[str] = frozenset()
     shares: frozenset[str] = frozenset()
     locks: frozenset[str] = frozenset()
-    cost: float = 1.0
+    priority: float = 1.0
     parallel: bool = False  # may use parallel maintenance workers
 
 
@@ -119,7 +120,7 @@ class SerialBuilds(Builds):
             ready = self._ready()
             if not ready:
                 raise BuildFailed(f"steps wait for each other: {sorted(self._pending)}")
-            step = max(ready, key=lambda s: s.cost)
+            step = max(ready, key=lambda s: s.priority)
             del self._pending[step.name]
             started = time.perf_counter()
             self.cursor.execute(step.statement)
@@ -226,13 +227,13 @@ class BuildPool(Builds):
                 conn.close()
 
     def _take(self) -> tuple[Step, int] | None:
-        """The costliest step that may start now (and its parallel workers), or
+        """The most urgent step that may start now (and its parallel workers), or
         None when there is nothing left to do."""
         with self._condition:
             while self._error is None and self._pending:
                 ready = [step for step in self._ready() if self._unlocked(step)]
                 if ready:
-                    step = max(ready, key=lambda s: s.cost)
+                    step = max(ready, key=lambda s: s.priority)
                     del self._pending[step.name]
                     self._running[step.name] = step
                     return step, self._spare_workers(step, len(ready))

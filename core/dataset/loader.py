@@ -111,6 +111,12 @@ class LoadedTable:
 REPLACED_MODELS = (AppUser, Address, CustomerRelationship)
 
 
+#: The build priority of the short steps that others wait for (ANALYZE, foreign
+#: keys): ahead of any index build, so that they overlap the remaining builds
+#: instead of trailing after the last one.
+URGENT = 100.0
+
+
 def default_jobs() -> int:
     """Connections building indexes: one per core this process may use."""
     return len(os.sched_getaffinity(0))
@@ -129,7 +135,12 @@ def load_settings(maintenance_work_mem: str, server_version: int) -> dict[str, s
     * ``synchronous_commit``: the load's many commits do not wait for the WAL
       to reach the disk; nothing is lost by that, because the swap (which
       keeps the server's setting) waits for everything before it;
-    * ``work_mem``: the foreign keys' validation hashes 3M keys in memory;
+    * ``enable_hashjoin``: off, for the foreign keys' validation, which joins
+      every referencing key to the referenced ones: both sides have a b-tree
+      in key order, and a merge join reads them in order, where a hash join
+      (which an untuned server's planner picks, its ``random_page_cost``
+      making index scans look dear) hashes 3M keys first: 3 s instead of
+      1.5 s on PostgreSQL 15. Index builds and ANALYZE make no joins;
     * ``statement_timeout``, ``lock_timeout``, ``idle_in_transaction_session_timeout``:
       none (the API's per-request limits must not cut a load short);
     * ``client_connection_check_interval`` (PostgreSQL 14+): a killed
@@ -142,7 +153,7 @@ def load_settings(maintenance_work_mem: str, server_version: int) -> dict[str, s
         "maintenance_work_mem": maintenance_work_mem,
         "max_parallel_maintenance_workers": "0",
         "synchronous_commit": "off",
-        "work_mem": "256MB",
+        "enable_hashjoin": "off",
         "statement_timeout": "0",
         "lock_timeout": "0",
         "idle_in_transaction_session_timeout": "0",
@@ -213,8 +224,11 @@ def customer_dataset_replace(
     with _dataset_lock():
         settings = load_settings(maintenance_work_mem, connection.pg_version)
         if connection.in_atomic_block:
-            with transaction.atomic(), connection.cursor() as cursor:
-                _set_local(cursor, settings)
+            with (
+                transaction.atomic(),
+                connection.cursor() as cursor,
+                _local_settings(cursor, settings),
+            ):
                 load.prepare(cursor)
                 load.run(cursor, SerialBuilds(load.steps(), cursor), settings)
         else:
@@ -303,7 +317,7 @@ class _Load:
                     statement=index.create(table.shadow),
                     after=frozenset({loaded}),
                     shares=frozenset({table.live}),
-                    cost=index.cost,
+                    priority=index.cost,
                     parallel=True,
                 )
                 for index in definition.indexes
@@ -325,7 +339,7 @@ class _Load:
                 statement=f"ANALYZE {_quote(table.shadow)}",
                 after=built | {step.name for step in exclusions},
                 locks=frozenset({table.live}),
-                cost=0.5,
+                priority=URGENT,
             )
             steps += [*indexes, *exclusions, analyze]
         for table in self.tables:
@@ -339,7 +353,7 @@ class _Load:
                         statement=statement,
                         after=frozenset(f"analyze {live}" for live in {table.live, *referenced}),
                         locks=frozenset({table.live, *referenced}),
-                        cost=0.8,
+                        priority=URGENT,
                     )
                 )
         return steps
@@ -574,6 +588,17 @@ def _set_local(cursor, settings: dict[str, str]) -> None:
     """SET LOCAL each setting: they end with the transaction."""
     for name, value in settings.items():
         cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+
+
+@contextlib.contextmanager
+def _local_settings(cursor, settings: dict[str, str]) -> Iterator[None]:
+    """``settings`` for the enclosed statements of the caller's transaction,
+    which gets its own values back afterwards (a failure rolls them back)."""
+    cursor.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(settings)), list(settings))
+    previous = dict(zip(settings, cursor.fetchone(), strict=True))
+    _set_local(cursor, settings)
+    yield
+    _set_local(cursor, previous)
 
 
 @contextlib.contextmanager

@@ -84,9 +84,13 @@ def test_steps_that_lock_a_table_never_overlap_with_others_on_it(sequences):
 
 def test_a_step_waits_for_its_prerequisites(sequences):
     steps = [
-        Step("first", "index", "SELECT pg_sleep(0.3), nextval('first_done')", cost=1),
-        Step("second", "analyze", fails_unless("first_done"), after=frozenset({"first"}), cost=9),
-        Step("after load", "index", fails_unless("loaded"), after=frozenset({"copy t"}), cost=9),
+        Step("first", "index", "SELECT pg_sleep(0.3), nextval('first_done')", priority=1),
+        Step(
+            "second", "analyze", fails_unless("first_done"), after=frozenset({"first"}), priority=9
+        ),
+        Step(
+            "after load", "index", fails_unless("loaded"), after=frozenset({"copy t"}), priority=9
+        ),
     ]
     pool = BuildPool(steps, separate_connection, 3, SETTINGS)
     try:
@@ -102,8 +106,8 @@ def test_a_step_waits_for_its_prerequisites(sequences):
 
 def test_a_failure_cancels_the_other_steps_and_names_the_statement(sequences):
     steps = [
-        Step("slow", "index", "SELECT pg_sleep(30)", cost=9),
-        Step("broken", "index", "CREATE INDEX nope ON no_such_table (x)", cost=1),
+        Step("slow", "index", "SELECT pg_sleep(30)", priority=9),
+        Step("broken", "index", "CREATE INDEX nope ON no_such_table (x)", priority=1),
     ]
     with pytest.raises(BuildFailed, match="no_such_table"):
         run(steps)
@@ -134,9 +138,13 @@ def test_the_last_build_standing_gets_the_idle_connections_as_parallel_workers(s
 
 def test_serial_builds_run_in_dependency_order(sequences):
     steps = [
-        Step("first", "index", "SELECT nextval('first_done')", cost=1),
-        Step("second", "analyze", fails_unless("first_done"), after=frozenset({"first"}), cost=9),
-        Step("after load", "index", fails_unless("loaded"), after=frozenset({"copy t"}), cost=9),
+        Step("first", "index", "SELECT nextval('first_done')", priority=1),
+        Step(
+            "second", "analyze", fails_unless("first_done"), after=frozenset({"first"}), priority=9
+        ),
+        Step(
+            "after load", "index", fails_unless("loaded"), after=frozenset({"copy t"}), priority=9
+        ),
     ]
     with connection.cursor() as cursor:
         builds = SerialBuilds(steps, cursor)

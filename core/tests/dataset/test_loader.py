@@ -273,3 +273,17 @@ def test_migrate_leaves_a_running_loads_shadow_tables_alone(reports_dir, capsys)
     assert "A generate_data is loading data" in capsys.readouterr().out
     call_command("migrate", verbosity=0)
     assert stray_tables() == []
+
+
+@pytest.mark.django_db
+def test_a_load_in_the_callers_transaction_leaves_its_settings_as_they_were():
+    names = ["enable_hashjoin", "synchronous_commit", "jit", "application_name", "TimeZone"]
+
+    def settings() -> list[str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(names)), names)
+            return list(cursor.fetchone())
+
+    before = settings()
+    customer_dataset_replace(n=50, chunk=50, as_of=AS_OF)
+    assert settings() == before
