@@ -34,6 +34,7 @@ from .shadow import (
     TableDefinition,
     UnsupportedTable,
     refuse_what_a_rebuild_would_lose,
+    retired_name,
     shadow_name,
 )
 
@@ -66,8 +67,9 @@ class DatasetReport:
     Phases (``seconds``): "generate" is Python's time in the generating
     thread, which overlaps "copy" (until the last table is committed);
     "build" is the index builds, constraints and ANALYZE still running after
-    the copy (they start as soon as a table is loaded); "swap" is the final
-    transaction. ``busy`` sums the build steps' seconds by kind over all
+    the copy (they start as soon as a table is loaded); "swap" is the
+    transaction that puts the new tables in place, "drop" the dropping of
+    the replaced ones after it. ``busy`` sums the build steps' seconds by kind over all
     connections. ``wall_seconds`` is the whole replacement, commits included.
     """
 
@@ -187,11 +189,13 @@ def customer_dataset_replace(
 
     * Atomic for readers: the live tables are untouched, and serve, until
       the swap; the swap holds its locks for the milliseconds of its renames
-      and waits at most :data:`SWAP_LOCK_TIMEOUT` for running readers.
+      (the replaced tables are dropped after it) and waits at most
+      :data:`SWAP_LOCK_TIMEOUT` for running readers.
     * Kill-safe: an error or Ctrl-C drops the shadows before returning; a
       SIGKILL (or a crash of the machine) leaves at most committed shadow
-      tables, which the next generate_data, and ``migrate``
-      (:func:`stray_shadows_drop`), drop. The live data and every index stay.
+      tables, or replaced tables not yet dropped, which the next
+      generate_data, and ``migrate`` (:func:`stray_shadows_drop`), drop. The
+      live data and every index stay.
     * Fast: a table created in the same transaction takes ``COPY … FREEZE``
       (rows are written frozen and all-visible: no hint-bit rewrites, no
       anti-wraparound vacuum later, index-only scans from the start), and
@@ -303,6 +307,9 @@ class _Load:
         self._swap(cursor, settings)
         self.progress.advance()
         self.report.seconds["swap"] = time.perf_counter() - started
+        started = time.perf_counter()
+        self._drop_retired(cursor)
+        self.report.seconds["drop"] = time.perf_counter() - started
 
     def steps(self) -> list[Step]:
         """Every build step, with what each waits for and what it locks."""
@@ -391,7 +398,9 @@ class _Load:
             copy.write(binary_copy.TRAILER)
 
     def _swap(self, cursor, settings: dict[str, str]) -> None:
-        """Drop the live tables and rename the shadows (and what they carry) into place."""
+        """Rename the live tables out of the way and the shadows (and what they
+        carry) into place: catalog changes only, so the locks that readers
+        wait for are held for milliseconds."""
         lives = [table.live for table in self.tables]
         with transaction.atomic(), _cursor(cursor) as swap:
             _set_local(
@@ -426,13 +435,19 @@ class _Load:
                     f"{', '.join(changed)} changed while the data was loading (a migration?); "
                     "run generate_data again"
                 )
-            swap.execute(
-                sql.SQL("DROP TABLE {}").format(sql.SQL(", ").join(map(sql.Identifier, lives)))
-            )
+            for table in self.tables:
+                for statement in table.definition.retire_statements(swap):
+                    swap.execute(statement)
             for table in self.tables:
                 for statement in table.definition.swap_statements(next_id=self.n + 1):
                     swap.execute(statement)
             search_terms_rebuild(swap)
+
+    def _drop_retired(self, cursor) -> None:
+        """Drop the replaced tables, now that the swap has committed (in the
+        caller's transaction: at once, there is nothing to gain by waiting)."""
+        with _cursor(cursor) as drop:
+            _drop_tables(drop, [retired_name(table.live) for table in self.tables])
 
 
 class _Producer:
@@ -491,21 +506,27 @@ class _Producer:
 
 
 def shadow_tables_drop(cursor) -> list[str]:
-    """Drop the shadow tables of the replaced tables; the caller holds the dataset lock."""
-    shadows = [shadow_name(model._meta.db_table) for model in REPLACED_MODELS]
+    """Drop the shadow tables of the replaced tables, and the replaced tables a
+    swap retired but did not get to drop; the caller holds the dataset lock."""
+    lives = [model._meta.db_table for model in REPLACED_MODELS]
+    names = [shadow_name(live) for live in lives] + [retired_name(live) for live in lives]
     cursor.execute(
         "SELECT relname FROM pg_class WHERE relname = ANY(%s) "
         "AND relnamespace = current_schema()::regnamespace AND relkind = 'r' ORDER BY 1",
-        [shadows],
+        [names],
     )
     found = [row[0] for row in cursor.fetchall()]
-    if found:
+    _drop_tables(cursor, found)
+    return found
+
+
+def _drop_tables(cursor, tables: list[str]) -> None:
+    if tables:
         cursor.execute(
             sql.SQL("DROP TABLE IF EXISTS {}").format(
-                sql.SQL(", ").join(map(sql.Identifier, found))
+                sql.SQL(", ").join(map(sql.Identifier, tables))
             )
         )
-    return found
 
 
 def stray_shadows_drop(using: str = "default") -> list[str] | None:

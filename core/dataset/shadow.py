@@ -39,6 +39,11 @@ from psycopg import sql
 #: may use it (stray shadows are found and dropped by this name).
 SHADOW_SUFFIX = "__load"
 
+#: The swap renames the replaced table with this suffix and drops it once
+#: the swap has committed (unlinking gigabytes of files takes a while, and
+#: must not hold the locks that readers wait for).
+RETIRED_SUFFIX = "__old"
+
 # An identifier as pg_get_*def() print it (quoted when needed), optionally
 # schema-qualified.
 _IDENTIFIER = r'(?:"(?:[^"]|"")+"|[^\s"(.]+)'
@@ -54,6 +59,10 @@ class UnsupportedTable(Exception):
 
 def shadow_name(live: str) -> str:
     return f"{live}{SHADOW_SUFFIX}"
+
+
+def retired_name(live: str) -> str:
+    return f"{live}{RETIRED_SUFFIX}"
 
 
 def temporary_name(live: str, k: int) -> str:
@@ -273,8 +282,33 @@ class TableDefinition:
             for k, (_name, definition) in enumerate(self.exclusions)
         ]
 
+    def retire_statements(self, cursor) -> list[str]:
+        """Rename the live table, and what is named in the schema with it
+        (indexes, identity sequences, statistics), out of the shadow's way."""
+        cursor.execute(
+            "SELECT 'INDEX', c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE i.indrelid = %(table)s::regclass "
+            "UNION ALL "
+            "SELECT 'SEQUENCE', s.relname FROM pg_depend d JOIN pg_class s ON s.oid = d.objid "
+            "WHERE d.refobjid = %(table)s::regclass AND d.classid = 'pg_class'::regclass "
+            "AND s.relkind = 'S' "
+            "UNION ALL "
+            "SELECT 'STATISTICS', stxname FROM pg_statistic_ext "
+            "WHERE stxrelid = %(table)s::regclass "
+            "ORDER BY 1, 2",
+            {"table": self.table},
+        )
+        retired = retired_name(self.table)
+        return [
+            f"ALTER TABLE {_quote(self.table)} RENAME TO {_quote(retired)}",
+            *(
+                f"ALTER {kind} {_quote(name)} RENAME TO {_quote(f'{retired}_{k}')}"
+                for k, (kind, name) in enumerate(cursor.fetchall())
+            ),
+        ]
+
     def swap_statements(self, next_id: int) -> list[str]:
-        """After the live table is dropped: the shadow takes its name and everything else."""
+        """After the live table is retired: the shadow takes its name and everything else."""
         statements = [f"ALTER TABLE {_quote(self.shadow)} RENAME TO {_quote(self.table)}"]
         statements += [index.install(self.table) for index in self.indexes]
         statements += [

@@ -29,6 +29,7 @@ REPORT_COLUMNS = (
     "copy_s",
     "build_s",
     "swap_s",
+    "drop_s",
     "index_busy_s",
     "foreign_key_busy_s",
     "analyze_busy_s",
@@ -132,7 +133,7 @@ class Command(BaseCommand):
                 "jobs": report.jobs,
                 **{
                     f"{phase}_s": round(report.seconds.get(phase, 0.0), 2)
-                    for phase in ("generate", "copy", "build", "swap")
+                    for phase in ("generate", "copy", "build", "swap", "drop")
                 },
                 **{
                     f"{kind.replace(' ', '_')}_busy_s": round(report.busy.get(kind, 0.0), 2)

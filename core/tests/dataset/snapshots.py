@@ -56,5 +56,8 @@ def schema_snapshot() -> list[tuple]:
 
 def stray_tables() -> list[str]:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE '%%\\_\\_load%%'")
+        cursor.execute(
+            "SELECT tablename FROM pg_tables "
+            "WHERE tablename LIKE '%%\\_\\_load' OR tablename LIKE '%%\\_\\_old' ORDER BY 1"
+        )
         return [row[0] for row in cursor.fetchall()]

@@ -251,17 +251,27 @@ def test_a_migration_during_the_load_makes_the_swap_refuse(reports_dir, monkeypa
             cursor.execute("DROP INDEX IF EXISTS extra_during_load")
 
 
-def _stray_shadow() -> None:
-    """What a SIGKILL between a shadow's commit and the swap leaves."""
+def _stray_shadow(name: str = "core_address__load") -> None:
+    """What a SIGKILL between a shadow's commit and the swap leaves (or, for
+    ``__old``, between the swap and the drop of the replaced table)."""
     with connection.cursor() as cursor:
-        cursor.execute("CREATE TABLE core_address__load (LIKE core_address)")
+        cursor.execute(f"CREATE TABLE {name} (LIKE core_address)")
 
 
-def test_migrate_drops_the_shadow_tables_a_killed_load_left(reports_dir, capsys):
-    _stray_shadow()
+@pytest.mark.parametrize("name", ["core_address__load", "core_appuser__old"])
+def test_migrate_drops_the_tables_a_killed_load_left(reports_dir, capsys, name):
+    _stray_shadow(name)
     call_command("migrate", verbosity=1)
     assert stray_tables() == []
     assert "Dropped the shadow tables of an interrupted generate_data" in capsys.readouterr().out
+
+
+def test_the_next_load_drops_the_tables_a_killed_load_left(reports_dir):
+    generate(100)
+    _stray_shadow("core_customerrelationship__old")
+    _stray_shadow("core_appuser__load")
+    generate(100)
+    assert stray_tables() == []
 
 
 def test_migrate_leaves_a_running_loads_shadow_tables_alone(reports_dir, capsys):
