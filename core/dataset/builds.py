@@ -196,11 +196,14 @@ class BuildPool(Builds):
     def _work(self) -> None:
         conn = None
         try:
-            conn = self.connect()
-            with self._condition:
-                self._connections.append(conn)
-            for name, value in self.settings.items():
-                conn.execute("SELECT set_config(%s, %s, false)", [name, value])
+            try:
+                conn = self.connect()
+                with self._condition:
+                    self._connections.append(conn)
+                for name, value in self.settings.items():
+                    conn.execute("SELECT set_config(%s, %s, false)", [name, value])
+            except psycopg.Error as exc:
+                raise BuildFailed(f"cannot open a connection for the builds: {exc}") from exc
             while (taken := self._take()) is not None:
                 step, workers = taken
                 started = time.perf_counter()

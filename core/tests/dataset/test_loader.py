@@ -297,3 +297,19 @@ def test_a_load_in_the_callers_transaction_leaves_its_settings_as_they_were():
     before = settings()
     customer_dataset_replace(n=50, chunk=50, as_of=AS_OF)
     assert settings() == before
+
+
+def test_builds_that_cannot_connect_fail_cleanly(reports_dir, monkeypatch):
+    """A server out of connections (say) ends the load with a message, the
+    previous data and no shadow table."""
+    generate(200)
+    before = table_digest()
+
+    def refused():
+        raise psycopg.OperationalError("sorry, too many clients already")
+
+    monkeypatch.setattr(loader, "separate_connection", refused)
+    with pytest.raises(CommandError, match="cannot open a connection for the builds"):
+        generate(400)
+    assert table_digest() == before
+    assert stray_tables() == []
