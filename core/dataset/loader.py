@@ -113,10 +113,15 @@ class LoadedTable:
 REPLACED_MODELS = (AppUser, Address, CustomerRelationship)
 
 
-#: The build priority of the short steps that others wait for (ANALYZE, foreign
-#: keys): ahead of any index build, so that they overlap the remaining builds
-#: instead of trailing after the last one.
-URGENT = 100.0
+#: Build priorities. The short steps that others wait for (ANALYZE, foreign
+#: keys) go ahead of any index build, so that they overlap the remaining
+#: builds instead of trailing after the last one. Index builds go table by
+#: table in the order the tables are loaded (each table's ANALYZE and foreign
+#: keys can then run while the next table's indexes build, and only the last
+#: table's trail), costliest first within a table (so that the last builds to
+#: finish are short).
+URGENT = 1000.0
+TABLE_PRIORITY = 10.0
 
 
 def default_jobs() -> int:
@@ -315,8 +320,9 @@ class _Load:
         """Every build step, with what each waits for and what it locks."""
         shadows = {table.live: table.shadow for table in self.tables}
         steps: list[Step] = []
-        for table in self.tables:
+        for rank, table in enumerate(self.tables):
             definition, loaded = table.definition, f"copy {table.live}"
+            first = (len(self.tables) - rank) * TABLE_PRIORITY
             indexes = [
                 Step(
                     name=f"index {index.temporary}",
@@ -324,7 +330,7 @@ class _Load:
                     statement=index.create(table.shadow),
                     after=frozenset({loaded}),
                     shares=frozenset({table.live}),
-                    priority=index.cost,
+                    priority=first + index.cost,
                     parallel=True,
                 )
                 for index in definition.indexes

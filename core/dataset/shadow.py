@@ -31,7 +31,7 @@ reference these ones (replacing every row would break them).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from psycopg import sql
 
@@ -82,7 +82,9 @@ class IndexBuild:
     name: str
     temporary: str
     definition: str  # pg_get_indexdef() of the live index
-    cost: float  # relative cost of the build, to start the costliest first
+    #: Relative cost of the build, to start the costliest first (an estimate
+    #: from statistics that may change: not part of the definition).
+    cost: float = field(compare=False)
     constraint: str = ""
     timing: str = ""
 
@@ -134,20 +136,28 @@ class TableDefinition:
             "SELECT c.relname, pg_get_indexdef(i.indexrelid), k.conname, k.contype, "
             "       k.condeferrable, k.condeferred, "
             # What a build costs, roughly: GIN (an entry per trigram) most,
-            # then sorting text or computed keys, then plain scalars.
+            # then sorting text or computed keys, then plain scalars; a
+            # b-tree whose leading column follows the rows' order (the live
+            # table's statistics say so) sorts little.
             "       CASE WHEN am.amname = 'gin' THEN 3 "
             "            WHEN i.indexprs IS NOT NULL OR EXISTS ("
             "                SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
             "                WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
             "                AND t.typcategory = 'S') THEN 2 "
             "            ELSE 1 END "
+            "       * (1 - 0.75 * coalesce(("
+            "           SELECT abs(s.correlation) FROM pg_stats s "
+            "           JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "                AND a.attnum = i.indkey[0] AND a.attname = s.attname "
+            "           WHERE s.schemaname = current_schema() "
+            "           AND s.tablename = %(table)s AND am.amname = 'btree'), 0)) "
             "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
             "JOIN pg_am am ON am.oid = c.relam "
             "LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid "
             "     AND k.contype IN ('p', 'u', 'x') "
-            "WHERE i.indrelid = %s AND k.contype IS DISTINCT FROM 'x' "
+            "WHERE i.indrelid = %(oid)s AND k.contype IS DISTINCT FROM 'x' "
             "ORDER BY c.relname",
-            [oid],
+            {"oid": oid, "table": table},
         )
         for k, (name, definition, constraint, kind, deferrable, deferred, cost) in enumerate(
             cursor.fetchall()
