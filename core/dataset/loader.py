@@ -129,7 +129,9 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def load_settings(maintenance_work_mem: str, server_version: int) -> dict[str, str]:
+def load_settings(
+    maintenance_work_mem: str, server_version: int, lz4_wal: bool = False
+) -> dict[str, str]:
     """What the load sets on each of its sessions, so that it needs nothing of
     the server's configuration (the embedded server's ALTER SYSTEM tuning
     included). A DBA's part, what cannot be set per session, is in the README.
@@ -153,7 +155,12 @@ def load_settings(maintenance_work_mem: str, server_version: int) -> dict[str, s
     * ``client_connection_check_interval`` (PostgreSQL 14+): a killed
       generate_data's statements stop within a second instead of running to
       their end;
-    * ``jit``: off, compiling the validation queries costs more than it saves.
+    * ``jit``: off, compiling the validation queries costs more than it saves;
+    * ``wal_compression``: lz4 when the server has it and the role may set it
+      (``lz4_wal``; superusers, or ``GRANT SET ON PARAMETER``). Where the WAL
+      carries the load (any ``wal_level`` but minimal), index builds log every
+      page whole: compressed, 1.4 GiB of WAL instead of 1.9 at 3M rows, and
+      the load about a fifth faster on an untuned PostgreSQL 15.
     """
     settings = {
         "application_name": APPLICATION_NAME,
@@ -169,7 +176,21 @@ def load_settings(maintenance_work_mem: str, server_version: int) -> dict[str, s
     }
     if server_version >= 140000:
         settings["client_connection_check_interval"] = "1s"
+    if lz4_wal:
+        settings["wal_compression"] = "lz4"
     return settings
+
+
+def may_compress_wal_with_lz4(cursor) -> bool:
+    """Whether this server knows lz4 WAL compression and this role may set it."""
+    cursor.execute("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'wal_compression'")
+    if not cursor.fetchone()[0]:
+        return False
+    if cursor.connection.info.server_version >= 150000:
+        cursor.execute("SELECT has_parameter_privilege('wal_compression', 'SET')")
+    else:
+        cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+    return bool(cursor.fetchone()[0])
 
 
 def customer_dataset_replace(
@@ -231,7 +252,9 @@ def customer_dataset_replace(
     )
     started = time.perf_counter()
     with _dataset_lock():
-        settings = load_settings(maintenance_work_mem, connection.pg_version)
+        with connection.cursor() as cursor:
+            lz4_wal = may_compress_wal_with_lz4(cursor)
+        settings = load_settings(maintenance_work_mem, connection.pg_version, lz4_wal)
         if connection.in_atomic_block:
             with (
                 transaction.atomic(),

@@ -153,3 +153,19 @@ def test_serial_builds_run_in_dependency_order(sequences):
         reported = []
         builds.finish(reported.append)
     assert reported == [1, 2, 3]
+
+
+def test_every_build_connection_has_the_loads_settings(sequences):
+    settings = {**SETTINGS, "maintenance_work_mem": "321MB", "synchronous_commit": "off"}
+    check = (
+        "DO $$ BEGIN IF current_setting('maintenance_work_mem') <> '321MB' "
+        "OR current_setting('synchronous_commit') <> 'off' "
+        "THEN RAISE EXCEPTION 'settings not applied'; END IF; END $$"
+    )
+    steps = [Step(f"check {k}", "index", f"{check}; {rendezvous(2)}") for k in range(2)]
+    pool = BuildPool(steps, separate_connection, 2, settings)
+    try:
+        pool.finish()
+    finally:
+        pool.close()
+    assert pool.finished == 2

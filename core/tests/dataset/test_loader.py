@@ -313,3 +313,18 @@ def test_builds_that_cannot_connect_fail_cleanly(reports_dir, monkeypatch):
         generate(400)
     assert table_digest() == before
     assert stray_tables() == []
+
+
+@pytest.mark.django_db
+def test_wal_compression_only_where_the_server_has_lz4_and_the_role_may_set_it():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'wal_compression'"
+        )
+        server_has_lz4 = bool(cursor.fetchone()[0])
+        assert loader.may_compress_wal_with_lz4(cursor) is server_has_lz4  # tests run as superuser
+        cursor.execute("CREATE ROLE crm_test_nobody")
+        cursor.execute("SET LOCAL ROLE crm_test_nobody")
+        assert loader.may_compress_wal_with_lz4(cursor) is False
+    assert loader.load_settings("1GB", 150000, lz4_wal=True)["wal_compression"] == "lz4"
+    assert "wal_compression" not in loader.load_settings("1GB", 150000, lz4_wal=False)
