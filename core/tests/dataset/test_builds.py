@@ -82,9 +82,12 @@ def test_steps_that_lock_a_table_never_overlap_with_others_on_it(sequences):
     assert run(steps, jobs=4).finished == 4
 
 
-def test_a_step_waits_for_its_prerequisites(sequences):
-    steps = [
-        Step("first", "index", "SELECT pg_sleep(0.3), nextval('first_done')", priority=1),
+def dependent_steps(first: str) -> list[Step]:
+    """``first``, a step after it, and a step after the outside prerequisite
+    "copy t": the later ones fail if they run too early, and would be picked
+    first by priority alone."""
+    return [
+        Step("first", "index", first, priority=1),
         Step(
             "second", "analyze", fails_unless("first_done"), after=frozenset({"first"}), priority=9
         ),
@@ -92,6 +95,10 @@ def test_a_step_waits_for_its_prerequisites(sequences):
             "after load", "index", fails_unless("loaded"), after=frozenset({"copy t"}), priority=9
         ),
     ]
+
+
+def test_a_step_waits_for_its_prerequisites(sequences):
+    steps = dependent_steps("SELECT pg_sleep(0.3), nextval('first_done')")
     pool = BuildPool(steps, separate_connection, 3, SETTINGS)
     try:
         pool.check()
@@ -137,15 +144,7 @@ def test_the_last_build_standing_gets_the_idle_connections_as_parallel_workers(s
 
 
 def test_serial_builds_run_in_dependency_order(sequences):
-    steps = [
-        Step("first", "index", "SELECT nextval('first_done')", priority=1),
-        Step(
-            "second", "analyze", fails_unless("first_done"), after=frozenset({"first"}), priority=9
-        ),
-        Step(
-            "after load", "index", fails_unless("loaded"), after=frozenset({"copy t"}), priority=9
-        ),
-    ]
+    steps = dependent_steps("SELECT nextval('first_done')")
     with connection.cursor() as cursor:
         builds = SerialBuilds(steps, cursor)
         cursor.execute("SELECT nextval('loaded')")
