@@ -131,6 +131,11 @@ class TableDefinition:
     def read(cls, cursor, table: str) -> TableDefinition:
         cursor.execute("SELECT %s::regclass::oid", [table])
         oid = cursor.fetchone()[0]
+
+        def rows_of(query: str) -> tuple[tuple, ...]:
+            cursor.execute(query, [oid])
+            return tuple(cursor.fetchall())
+
         indexes: list[IndexBuild] = []
         cursor.execute(
             "SELECT c.relname, pg_get_indexdef(i.indexrelid), k.conname, k.contype, "
@@ -171,39 +176,29 @@ class TableDefinition:
             indexes.append(
                 IndexBuild(name, temporary_name(table, k), definition, float(cost), clause, timing)
             )
-        cursor.execute(
+        foreign_keys = rows_of(
             "SELECT conname, pg_get_constraintdef(oid), confrelid::regclass::text "
             "FROM pg_constraint WHERE conrelid = %s AND contype = 'f' ORDER BY conname",
-            [oid],
         )
-        foreign_keys = cursor.fetchall()
-        cursor.execute(
+        exclusions = rows_of(
             "SELECT conname, pg_get_constraintdef(oid) "
             "FROM pg_constraint WHERE conrelid = %s AND contype = 'x' ORDER BY conname",
-            [oid],
         )
-        exclusions = cursor.fetchall()
-        cursor.execute(
+        identity = rows_of(
             "SELECT attname, CASE attidentity WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END "
             "FROM pg_attribute WHERE attrelid = %s AND attidentity <> '' AND NOT attisdropped "
             "ORDER BY attnum",
-            [oid],
         )
-        identity = cursor.fetchall()
-        cursor.execute(
+        statistics = rows_of(
             "SELECT stxname, pg_get_statisticsobjdef(oid) FROM pg_statistic_ext "
             "WHERE stxrelid = %s ORDER BY stxname",
-            [oid],
         )
-        statistics = cursor.fetchall()
-        cursor.execute(
+        targets = rows_of(
             # NULL (PostgreSQL 17+) or -1 (before) is the default target.
             "SELECT attname, attstattarget FROM pg_attribute "
             "WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped AND attstattarget >= 0 "
             "ORDER BY attnum",
-            [oid],
         )
-        targets = cursor.fetchall()
         cursor.execute(
             "SELECT coalesce(c.reloptions, '{}') || coalesce(("
             "    SELECT array_agg('toast.' || option) FROM unnest(t.reloptions) option), '{}'), "
@@ -212,26 +207,24 @@ class TableDefinition:
             [oid],
         )
         options, comment = cursor.fetchone()
-        cursor.execute(
+        grants = rows_of(
             "SELECT a.privilege_type, "
             "       CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END, "
             "       a.is_grantable "
             "FROM pg_class c, aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee "
             "WHERE c.oid = %s AND a.grantee <> c.relowner ORDER BY 2, 1",
-            [oid],
         )
-        grants = cursor.fetchall()
         return cls(
             table=table,
             indexes=tuple(indexes),
-            foreign_keys=tuple(foreign_keys),
-            exclusions=tuple(exclusions),
-            identity=tuple(identity),
-            statistics=tuple(statistics),
-            statistics_targets=tuple(targets),
+            foreign_keys=foreign_keys,
+            exclusions=exclusions,
+            identity=identity,
+            statistics=statistics,
+            statistics_targets=targets,
             storage_parameters=tuple(options),
             comment=comment,
-            grants=tuple(grants),
+            grants=grants,
         )
 
     # -- the shadow's life: create, build, swap ------------------------------
