@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from django.apps import apps
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.db.models import F
@@ -328,3 +329,19 @@ def test_wal_compression_only_where_the_server_has_lz4_and_the_role_may_set_it()
         assert loader.may_compress_wal_with_lz4(cursor) is False
     assert loader.load_settings("1GB", 150000, lz4_wal=True)["wal_compression"] == "lz4"
     assert "wal_compression" not in loader.load_settings("1GB", 150000, lz4_wal=False)
+
+
+def test_only_the_three_customer_tables_are_replaced_and_no_other_model_points_at_them():
+    """The loader rebuilds the tables of REPLACED_MODELS and refuses to run
+    while another table references them (a rebuild would break that key):
+    a new model (API tokens, say) must keep its keys off the customers'."""
+    replaced = set(loader.REPLACED_MODELS)
+    assert replaced == {AppUser, Address, CustomerRelationship}
+    pointing = [
+        f"{model._meta.label}.{field.name}"
+        for model in apps.get_models()
+        if model not in replaced
+        for field in model._meta.get_fields()
+        if field.is_relation and field.concrete and field.related_model in replaced
+    ]
+    assert pointing == []
