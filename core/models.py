@@ -128,6 +128,31 @@ class AppUser(models.Model):
         return f"{self.first_name} {self.last_name} ({self.customer_id})"
 
 
+class LastActivityField(models.DateTimeField):
+    """A loyalty record's last activity, which can never precede the record's creation.
+
+    A new record's default last activity (``timezone.now`` when the instance
+    is built) comes before ``created``, which ``auto_now_add`` stamps when
+    the record is saved: it used to be saved microseconds earlier (seconds in
+    the admin, whose form carries the time the page was shown). On every
+    save, a value before ``created`` becomes ``created``: a new record's last
+    activity is its creation, to the microsecond, and a client's clock that
+    lags the server's (the API tolerates a minute) cannot break the rule
+    either. Fields are saved in their declared order, so ``created`` is set
+    when this runs; every path that saves a model (the API's services, the
+    admin, ``bulk_create``) goes through here.
+    """
+
+    def pre_save(self, model_instance: models.Model, add: bool):
+        value = super().pre_save(model_instance, add)
+        # Not getattr: a deferred ``created`` is not worth a query here.
+        created = model_instance.__dict__.get("created")
+        if value is not None and created is not None and value < created:
+            value = created
+            setattr(model_instance, self.attname, value)
+        return value
+
+
 class CustomerRelationship(models.Model):
     """A customer's loyalty record."""
 
@@ -139,7 +164,7 @@ class CustomerRelationship(models.Model):
     )
     points = models.IntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
-    last_activity = models.DateTimeField(default=timezone.now)
+    last_activity = LastActivityField(default=timezone.now)
 
     class Meta:
         indexes = [

@@ -1,10 +1,11 @@
-"""Realistic, deterministic customer rows, rendered straight to COPY text.
+"""Realistic, deterministic customer rows, rendered straight to binary COPY.
 
 Why not Faker per row: the original system called Faker once per field per
 row and spent 678 of its 798 seconds on that for 3M customers. Here Faker (and
 the curated ``data/cities.csv``) only fill small *value pools* once; rows are
-then drawn from the pools with vectorised NumPy sampling, and each column is
-rendered with one ``str.join`` per chunk.
+then drawn from the pools with vectorised NumPy sampling and written in
+PostgreSQL's binary COPY format (:mod:`.binary_copy`): numbers and timestamps
+are NumPy casts, text values are encoded once per pool value.
 
 Determinism independent of the chunk size: every column has its own random
 stream, cut into fixed blocks of :data:`BLOCK` rows, and block ``k`` of stream
@@ -20,6 +21,12 @@ population (Vienna is about 2% of customers); US and UK surnames and US first
 names carry their census frequencies from Faker's data ("Smith" is the most
 common surname), the other locales' names are drawn uniformly; loyalty points
 follow a Lomax (Pareto II) law, many small and a few very large.
+
+Times look like a live system's: microseconds, spread over every hour of the
+day, sign-ups growing over the years, no instant shared by many rows. Each
+time is drawn between two bounds that are already in the past (a loyalty
+record between its customer's sign-up and ``--as-of``), never computed beyond
+them and clamped back, which would pile rows up on the bound.
 """
 
 from __future__ import annotations
@@ -27,8 +34,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import importlib
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -36,29 +42,39 @@ from pathlib import Path
 import numpy as np
 from faker import Faker
 
+from . import binary_copy
+
 #: Rows per random block; see the module docstring.
 BLOCK = 8192
 
 CITIES_CSV = Path(__file__).resolve().parent / "data" / "cities.csv"
 
+DAY_MICROSECONDS = 86_400 * 1_000_000
 BIRTHDAY_FIRST = np.datetime64("1940-01-01", "D")
 BIRTHDAY_LAST = np.datetime64("2007-12-31", "D")
-HISTORY_SECONDS = 10 * 365 * 24 * 3600  # customers joined within the last ten years
+#: Customers joined within the ten years before --as-of.
+HISTORY_MICROSECONDS = 3650 * DAY_MICROSECONDS
+#: A loyalty record follows its customer's sign-up within this delay.
+RECORD_DELAY_MICROSECONDS = 30 * DAY_MICROSECONDS
 
 # customer_id = CUSTOMER_ID_PREFIX + 9 digits of (A * id + B) mod 10**9: an
 # affine bijection (A is coprime with 10**9), so ids up to 10**9 never collide
 # yet do not look sequential.
+CUSTOMER_ID_PREFIX = "CU"
 CUSTOMER_ID_A = 387_420_489  # 3**18
 CUSTOMER_ID_B = 104_729
 CUSTOMER_ID_MOD = 10**9
+CUSTOMER_ID_DIGITS = 9
+
+#: Loyalty points: a Lomax law of this shape and scale, truncated (not
+#: clamped) at the cap so that no single value collects the tail.
+POINTS_SHAPE, POINTS_SCALE, POINTS_CAP = 1.2, 100.0, 1_000_000
 
 # One random stream per drawn quantity (never renumber: it changes the data).
 S_CITY, S_STREET, S_STREET_NUMBER, S_POSTCODE = 1, 2, 3, 4
 S_GENDER, S_FIRST_NAME, S_LAST_NAME, S_PHONE = 5, 6, 7, 8
 S_BIRTHDAY, S_CREATED, S_UPDATED = 9, 10, 11
 S_POINTS, S_REL_CREATED, S_ACTIVITY = 12, 13, 14
-
-_UNSAFE_FOR_COPY = re.compile(r"[\t\n\r\\]")
 
 
 @dataclass(frozen=True)
@@ -92,7 +108,9 @@ class GroupedPool:
     Group ``g``'s cumulative weights are scaled into ``(g, g + 1]`` and all
     groups are concatenated into one ascending array, so a row of group ``g``
     with a uniform draw ``u`` picks ``searchsorted(cum, g + u)``: one NumPy
-    call samples every row, whatever its group.
+    call samples every row, whatever its group. Each value is encoded as a
+    COPY field once (``fields``); rows draw the encoded bytes. ``group`` says
+    which group each value belongs to.
     """
 
     def __init__(self, groups: Sequence[Sequence[tuple[str, float]]]) -> None:
@@ -102,20 +120,20 @@ class GroupedPool:
             if not group:
                 raise ValueError(f"pool group {g} is empty")
             names, weights = zip(*group, strict=True)
-            for name in names:
-                if _UNSAFE_FOR_COPY.search(name):
-                    raise ValueError(f"pool value {name!r} needs COPY escaping")
             w = np.asarray(weights, dtype=np.float64)
             cum = g + np.cumsum(w) / w.sum()
             cum[-1] = g + 1  # exact upper edge despite rounding
             values.extend(names)
             cumulative.append(cum)
         self.values = np.asarray(values, dtype=object)
+        self.fields = binary_copy.text_fields(values)
+        self.group = np.repeat(np.arange(len(groups)), [len(group) for group in groups])
         self.cumulative = np.concatenate(cumulative)
 
     def sample(self, group: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """The index in ``values`` (and ``fields``) of each row's draw."""
         index = np.searchsorted(self.cumulative, group + u, side="right")
-        return self.values[np.minimum(index, len(self.values) - 1)]
+        return np.minimum(index, len(self.values) - 1)
 
 
 def fill_pattern(pattern: str, rng: np.random.Generator) -> str:
@@ -131,11 +149,29 @@ def fill_pattern(pattern: str, rng: np.random.Generator) -> str:
     )
 
 
-def phone_formatter(pattern: str) -> tuple[Callable[..., str], list[int]]:
-    """Turn ``+43 1 ### ####`` into a ``str.format`` and the digit count of each group."""
-    widths = [len(m) for m in re.findall(r"#+", pattern)]
-    template = re.sub(r"#+", lambda m: f"{{:0{len(m.group())}d}}", pattern)
-    return template.format, widths
+@dataclass(frozen=True)
+class PhonePattern:
+    """``+43 1 ### ####``: the pattern's ASCII codes and where its digits go."""
+
+    template: np.ndarray
+    digit_positions: np.ndarray
+
+    @classmethod
+    def parse(cls, pattern: str) -> PhonePattern:
+        codes = np.frombuffer(pattern.encode("ascii"), dtype=np.uint8)
+        return cls(codes, np.flatnonzero(codes == ord("#")))
+
+    def render(self, number: np.ndarray) -> np.ndarray:
+        """The pattern filled with the digits of each ``number``, as COPY fields."""
+        return binary_copy.ascii_fields(_fill_digits(self.template, self.digit_positions, number))
+
+
+def _fill_digits(template: np.ndarray, positions: np.ndarray, number: np.ndarray) -> np.ndarray:
+    """Rows of ``template`` whose ``positions`` hold ``number``'s digits, most significant first."""
+    powers = 10 ** np.arange(len(positions) - 1, -1, -1, dtype=np.int64)
+    characters = np.repeat(template[np.newaxis, :], len(number), axis=0)
+    characters[:, positions] = ord("0") + number[:, np.newaxis] // powers % 10
+    return characters
 
 
 def _names(locale: str, attribute: str) -> list[tuple[str, float]]:
@@ -154,75 +190,26 @@ def _names(locale: str, attribute: str) -> list[tuple[str, float]]:
     return [(name, 1.0) for name in dict.fromkeys(names)]
 
 
-def _text(values: Sequence[str] | np.ndarray) -> list[str]:
-    return values.tolist() if isinstance(values, np.ndarray) else list(values)
-
-
-def _ints(values: np.ndarray) -> list[str]:
-    return list(map(str, values.tolist()))
-
-
-class IsoText:
-    """ISO 8601 text for dates and UTC timestamps, by table look-up.
-
-    ``np.datetime_as_string`` costs about 0.5 µs a value; a customer row has
-    four dates, so generation would spend more time formatting than COPY spends
-    parsing. Every date in the data lies in a known range of days and every
-    time of day is one of 86,400 values, so both are formatted once and a row's
-    text is two array look-ups and one concatenation.
-    """
-
-    def __init__(self, first_day: np.datetime64, last_day: np.datetime64) -> None:
-        self.first_day = first_day.astype("datetime64[D]")
-        days = np.arange(self.first_day, last_day.astype("datetime64[D]") + 1)
-        self.days = np.array(np.datetime_as_string(days).tolist(), dtype=object)
-        seconds = np.arange(86400)
-        self.times = np.array(
-            [
-                f"T{h:02d}:{m:02d}:{s:02d}"
-                for h, m, s in zip(
-                    (seconds // 3600).tolist(),
-                    (seconds // 60 % 60).tolist(),
-                    (seconds % 60).tolist(),
-                    strict=True,
-                )
-            ],
-            dtype=object,
-        )
-        self.epoch_day = int(self.first_day.astype(np.int64))
-
-    def dates(self, days: np.ndarray) -> list[str]:
-        """``days`` as numpy ``datetime64[D]``."""
-        return self.days[days.astype(np.int64) - self.epoch_day].tolist()
-
-    def timestamps(self, seconds: np.ndarray) -> list[str]:
-        """``seconds`` since the Unix epoch, rendered in UTC (the load's time zone)."""
-        day, second = np.divmod(seconds, 86400)
-        return (self.days[day - self.epoch_day] + self.times[second]).tolist()
-
-
-def _copy_text(columns: Sequence[list[str]]) -> bytes:
-    """COPY text format: tab-separated, newline-terminated (pools hold no tab,
-    newline or backslash, so nothing needs escaping)."""
-    return ("\n".join(map("\t".join, zip(*columns, strict=True))) + "\n").encode()
+def _between(earliest: np.ndarray, latest: int, fraction: np.ndarray) -> np.ndarray:
+    """Microseconds ``fraction`` of the way from ``earliest`` to ``latest``."""
+    return earliest + (fraction * (latest - earliest)).astype(np.int64)
 
 
 class CustomerDataset:
-    """Rows 1..n of the three tables, for one seed and one reference date."""
+    """Rows 1..n of the three tables, for one seed, one size and one reference date."""
 
     STREET_POOL_SIZE = 400
     POSTCODE_POOL_SIZE = 60
+    MAX_STREET_NUMBER = 250
 
-    def __init__(self, seed: int, as_of: dt.date) -> None:
+    def __init__(self, seed: int, as_of: dt.date, n: int) -> None:
         self.seed = seed
         self.as_of = as_of
+        self.n = n
         midnight = dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
-        self.now = int(midnight.timestamp())
+        #: --as-of midnight UTC, in microseconds since 1970: every time lies before it.
+        self.now = int(midnight.timestamp()) * 1_000_000
         self.cities = load_cities()
-        self.iso = IsoText(
-            BIRTHDAY_FIRST,
-            np.datetime64(as_of, "D"),
-        )
 
     # -- pools, built once -------------------------------------------------
 
@@ -236,7 +223,7 @@ class CustomerDataset:
 
     @cached_property
     def city_pool(self) -> GroupedPool:
-        return GroupedPool([[(str(i), c.population) for i, c in enumerate(self.cities)]])
+        return GroupedPool([[(c.name, c.population) for c in self.cities]])
 
     @cached_property
     def first_names(self) -> GroupedPool:
@@ -257,14 +244,21 @@ class CustomerDataset:
     def streets(self) -> GroupedPool:
         groups = []
         for i, locale in enumerate(self.locales):
-            fake = Faker(locale)
+            # Only the providers street names use: discovering all of
+            # Faker's providers costs most of a second per run.
+            fake = Faker(locale, providers=["faker.providers.address", "faker.providers.person"])
             fake.seed_instance(self.seed * 1000 + i)
             names = {fake.street_name() for _ in range(self.STREET_POOL_SIZE)}
             groups.append([(name, 1.0) for name in sorted(names)])
         return GroupedPool(groups)
 
     @cached_property
+    def street_number_fields(self) -> np.ndarray:
+        return binary_copy.text_fields(str(k) for k in range(self.MAX_STREET_NUMBER + 1))
+
+    @cached_property
     def postcodes(self) -> GroupedPool:
+        """Each city's postcodes (group = city)."""
         groups = []
         for i, city in enumerate(self.cities):
             rng = np.random.default_rng([self.seed, 0, i])
@@ -276,8 +270,24 @@ class CustomerDataset:
         return GroupedPool(groups)
 
     @cached_property
-    def phone_formats(self) -> list[tuple[Callable[..., str], list[int]]]:
-        return [phone_formatter(city.phone_pattern) for city in self.cities]
+    def postcode_city_country_fields(self) -> np.ndarray:
+        """Per postcode of :attr:`postcodes`: it, its city and its country, three
+        consecutive COPY fields encoded once (a postcode belongs to one city)."""
+        return np.array(
+            [
+                field
+                + binary_copy.text_field(self.cities[c].name)
+                + binary_copy.text_field(self.cities[c].country)
+                for field, c in zip(
+                    self.postcodes.fields, self.postcodes.group.tolist(), strict=True
+                )
+            ],
+            dtype=object,
+        )
+
+    @cached_property
+    def phone_patterns(self) -> list[PhonePattern]:
+        return [PhonePattern.parse(city.phone_pattern) for city in self.cities]
 
     def warm_up(self) -> None:
         """Build every pool now, so that timing of the first chunk is honest."""
@@ -286,8 +296,9 @@ class CustomerDataset:
             "first_names",
             "last_names",
             "streets",
-            "postcodes",
-            "phone_formats",
+            "street_number_fields",
+            "postcode_city_country_fields",
+            "phone_patterns",
         ):
             getattr(self, name)
 
@@ -304,21 +315,29 @@ class CustomerDataset:
         return np.concatenate(blocks)[offset : offset + (stop - start)]
 
     def city(self, start: int, stop: int) -> np.ndarray:
-        sampled = self.city_pool.sample(np.zeros(stop - start), self.uniform(S_CITY, start, stop))
-        return sampled.astype(np.int64)
+        return self.city_pool.sample(np.zeros(stop - start), self.uniform(S_CITY, start, stop))
 
     def created(self, start: int, stop: int) -> np.ndarray:
-        # Squared draws: more customers joined recently than ten years ago.
-        age = (self.uniform(S_CREATED, start, stop) ** 2 * HISTORY_SECONDS).astype(np.int64)
-        return self.now - age
+        """Sign-ups, in microseconds, in id order: the rate grows steadily over the ten years.
+
+        As in any table whose ids come from a sequence, a customer who joined
+        later has a larger id. Row ``i`` of ``n`` takes a random point of its
+        own slot ``[i, i + 1) / n`` of the sign-up distribution, whose density
+        rises linearly from ten years ago to --as-of (inverse CDF ``sqrt``:
+        twice the average rate at the end, none at the start, no pile-up).
+        The slots depend on ``n``, not on the chunk.
+        """
+        slot = (np.arange(start, stop) + self.uniform(S_CREATED, start, stop)) / self.n
+        earliest = np.full(stop - start, self.now - HISTORY_MICROSECONDS)
+        return _between(earliest, self.now, np.sqrt(slot))
 
     def relationship_created(self, start: int, stop: int) -> np.ndarray:
-        # The loyalty record follows sign-up within 30 days (not in the future).
+        """The loyalty record follows sign-up within 30 days, and before --as-of."""
         created = self.created(start, stop)
-        delay = (self.uniform(S_REL_CREATED, start, stop) * 30 * 86400).astype(np.int64)
-        return np.minimum(created + delay, self.now)
+        delay = np.minimum(RECORD_DELAY_MICROSECONDS, self.now - created)
+        return created + (self.uniform(S_REL_CREATED, start, stop) * delay).astype(np.int64)
 
-    # -- tables, as COPY text for 1-based ids start+1..stop ------------------
+    # -- tables, as binary COPY rows for 1-based ids start+1..stop -------------
 
     ADDRESS_COLUMNS = ("id", "street", "street_number", "city_code", "city", "country")
 
@@ -326,32 +345,30 @@ class CustomerDataset:
         city = self.city(start, stop)
         street = self.streets.sample(self.city_locale[city], self.uniform(S_STREET, start, stop))
         # Small house numbers are the most common.
-        number = 1 + (self.uniform(S_STREET_NUMBER, start, stop) ** 3 * 250).astype(np.int64)
+        number = 1 + (
+            self.uniform(S_STREET_NUMBER, start, stop) ** 3 * self.MAX_STREET_NUMBER
+        ).astype(np.int64)
         postcode = self.postcodes.sample(city, self.uniform(S_POSTCODE, start, stop))
-        names = np.array([c.name for c in self.cities], dtype=object)
-        countries = np.array([c.country for c in self.cities], dtype=object)
-        return _copy_text(
+        return binary_copy.rows(
+            [binary_copy.int8(np.arange(start + 1, stop + 1))],
             [
-                _ints(np.arange(start + 1, stop + 1)),
-                _text(street),
-                _ints(number),
-                _text(postcode),
-                _text(names[city]),
-                _text(countries[city]),
-            ]
+                binary_copy.Encoded(self.streets.fields[street]),
+                binary_copy.Encoded(self.street_number_fields[number]),
+                binary_copy.Encoded(self.postcode_city_country_fields[postcode], fields=3),
+            ],
         )
 
     APPUSER_COLUMNS = (
         "id",
-        "first_name",
-        "last_name",
         "gender",
         "customer_id",
-        "phone_number",
         "birthday",
         "created",
         "last_updated",
         "address_id",
+        "first_name",
+        "last_name",
+        "phone_number",
     )
 
     def appuser_rows(self, start: int, stop: int) -> bytes:
@@ -359,71 +376,76 @@ class CustomerDataset:
         city = self.city(start, stop)
         locale = self.city_locale[city]
         g = self.uniform(S_GENDER, start, stop)
-        gender = np.where(g < 0.485, "m", np.where(g < 0.97, "f", "o")).astype(object)
+        gender = np.where(g < 0.485, ord("m"), np.where(g < 0.97, ord("f"), ord("o")))
         # "o" customers carry a male or female first name, half each.
         female = (g >= 0.485) & ((g < 0.97) | (g >= 0.985))
         first = self.first_names.sample(
             2 * locale + female, self.uniform(S_FIRST_NAME, start, stop)
         )
         last = self.last_names.sample(locale, self.uniform(S_LAST_NAME, start, stop))
-        customer_id = (CUSTOMER_ID_A * ids + CUSTOMER_ID_B) % CUSTOMER_ID_MOD
         span = int((BIRTHDAY_LAST - BIRTHDAY_FIRST).astype(np.int64)) + 1
-        birthday = BIRTHDAY_FIRST + (self.uniform(S_BIRTHDAY, start, stop) * span).astype(
-            "timedelta64[D]"
-        )
+        birthday = BIRTHDAY_FIRST.astype(np.int64) + (
+            self.uniform(S_BIRTHDAY, start, stop) * span
+        ).astype(np.int64)
         created = self.created(start, stop)
         # Most profiles are edited soon after sign-up, a few much later.
-        updated = created + (
-            self.uniform(S_UPDATED, start, stop) ** 3 * (self.now - created)
-        ).astype(np.int64)
-        return _copy_text(
+        updated = _between(created, self.now, self.uniform(S_UPDATED, start, stop) ** 3)
+        return binary_copy.rows(
             [
-                _ints(ids),
-                _text(first),
-                _text(last),
-                _text(gender),
-                list(map("CU{:09d}".format, customer_id.tolist())),
-                self._phones(city, self.uniform(S_PHONE, start, stop)),
-                self.iso.dates(birthday),
-                self.iso.timestamps(created),
-                self.iso.timestamps(updated),
-                _ints(ids),  # each customer has their own address, same id
-            ]
+                binary_copy.int8(ids),
+                binary_copy.ascii_text(gender[:, np.newaxis]),
+                binary_copy.ascii_text(self._customer_ids(ids)),
+                binary_copy.date(birthday),
+                binary_copy.timestamptz(created),
+                binary_copy.timestamptz(updated),
+                binary_copy.int8(ids),  # each customer has their own address, same id
+            ],
+            [
+                binary_copy.Encoded(self.first_names.fields[first]),
+                binary_copy.Encoded(self.last_names.fields[last]),
+                binary_copy.Encoded(self._phones(city, self.uniform(S_PHONE, start, stop))),
+            ],
         )
 
-    def _phones(self, city: np.ndarray, u: np.ndarray) -> list[str]:
+    @staticmethod
+    def _customer_ids(ids: np.ndarray) -> np.ndarray:
+        """``CU`` and 9 digits, as ASCII codes."""
+        template = np.frombuffer(
+            (CUSTOMER_ID_PREFIX + "#" * CUSTOMER_ID_DIGITS).encode(), dtype=np.uint8
+        )
+        number = (CUSTOMER_ID_A * ids + CUSTOMER_ID_B) % CUSTOMER_ID_MOD
+        return _fill_digits(template, np.arange(len(CUSTOMER_ID_PREFIX), len(template)), number)
+
+    def _phones(self, city: np.ndarray, u: np.ndarray) -> np.ndarray:
         phones = np.empty(len(city), dtype=object)
         for c in np.unique(city):
             rows = np.flatnonzero(city == c)
-            fmt, widths = self.phone_formats[c]
-            # One draw per row spread over the digit groups; the leading
-            # digit of a subscriber number is never 0.
-            total = sum(widths)
-            number = (10 ** (total - 1) + u[rows] * 9 * 10 ** (total - 1)).astype(np.int64)
-            parts, rest = [], number
-            for width in reversed(widths):
-                parts.append(rest % 10**width)
-                rest = rest // 10**width
-            parts.reverse()
-            phones[rows] = list(map(fmt, *(p.tolist() for p in parts)))
-        return phones.tolist()
+            pattern = self.phone_patterns[c]
+            # One draw per row gives every digit; a subscriber number never
+            # starts with 0.
+            digits = len(pattern.digit_positions)
+            number = (10 ** (digits - 1) + u[rows] * 9 * 10 ** (digits - 1)).astype(np.int64)
+            phones[rows] = pattern.render(number)
+        return phones
 
     RELATIONSHIP_COLUMNS = ("appuser_id", "points", "created", "last_activity")
 
     def relationship_rows(self, start: int, stop: int) -> bytes:
         ids = np.arange(start + 1, stop + 1)
         # Lomax law: median about 60 points, a few customers with 100,000+.
-        u = self.uniform(S_POINTS, start, stop)
-        points = np.minimum(100 * ((1 - u) ** (-1 / 1.2) - 1), 1_000_000).astype(np.int64)
+        # Inverse CDF of the law truncated at the cap: u is scaled into
+        # [0, F(cap)), so the tail thins out instead of piling up on the cap.
+        tail = (1 + POINTS_CAP / POINTS_SCALE) ** -POINTS_SHAPE
+        u = self.uniform(S_POINTS, start, stop) * (1 - tail)
+        points = (POINTS_SCALE * ((1 - u) ** (-1 / POINTS_SHAPE) - 1)).astype(np.int64)
         created = self.relationship_created(start, stop)
-        activity = created + (
-            np.sqrt(self.uniform(S_ACTIVITY, start, stop)) * (self.now - created)
-        ).astype(np.int64)
-        return _copy_text(
+        # Activity is recent for most customers, whenever they joined.
+        activity = _between(created, self.now, np.sqrt(self.uniform(S_ACTIVITY, start, stop)))
+        return binary_copy.rows(
             [
-                _ints(ids),
-                _ints(points),
-                self.iso.timestamps(created),
-                self.iso.timestamps(activity),
+                binary_copy.int8(ids),
+                binary_copy.int4(points),
+                binary_copy.timestamptz(created),
+                binary_copy.timestamptz(activity),
             ]
         )

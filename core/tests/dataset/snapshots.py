@@ -6,6 +6,8 @@ from django.db import connection
 
 from core.models import Address, AppUser, CustomerRelationship
 
+TABLES = [model._meta.db_table for model in (Address, AppUser, CustomerRelationship)]
+
 
 def table_digest() -> dict[str, str]:
     """An md5 over every row of every table, in id order."""
@@ -22,21 +24,40 @@ def table_digest() -> dict[str, str]:
 
 
 def schema_snapshot() -> list[tuple]:
-    """Every index and constraint of the three tables, by name and definition."""
+    """Everything a load must carry over, of the three tables, by name and definition:
+    indexes, constraints, columns (defaults, identity), statistics, storage
+    parameters, comments, grants."""
+    queries = [
+        "SELECT tablename, indexname, indexdef FROM pg_indexes "
+        "WHERE tablename = ANY(%(tables)s) ORDER BY 1, 2",
+        "SELECT conrelid::regclass::text, conname, contype, pg_get_constraintdef(oid) "
+        "FROM pg_constraint WHERE conrelid = ANY(%(tables)s::regclass[]) ORDER BY 1, 2",
+        "SELECT table_name, column_name, data_type, is_nullable, column_default, is_identity, "
+        "       identity_generation, pg_get_serial_sequence(table_name, column_name) "
+        "FROM information_schema.columns WHERE table_name = ANY(%(tables)s) ORDER BY 1, 2",
+        "SELECT stxrelid::regclass::text, stxname, pg_get_statisticsobjdef(oid) "
+        "FROM pg_statistic_ext WHERE stxrelid = ANY(%(tables)s::regclass[]) ORDER BY 1, 2",
+        "SELECT c.relname, c.reloptions, t.reloptions, obj_description(c.oid, 'pg_class'), "
+        "       c.relacl::text "
+        "FROM pg_class c LEFT JOIN pg_class t ON t.oid = c.reltoastrelid "
+        "WHERE c.oid = ANY(%(tables)s::regclass[]) ORDER BY 1",
+        "SELECT attrelid::regclass::text, attname, attstattarget, "
+        "       col_description(attrelid, attnum) "
+        "FROM pg_attribute WHERE attrelid = ANY(%(tables)s::regclass[]) AND attnum > 0 "
+        "AND NOT attisdropped ORDER BY 1, 2",
+    ]
+    snapshot = []
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT tablename, indexname, indexdef FROM pg_indexes "
-            "WHERE tablename LIKE 'core_%%' ORDER BY 1, 2"
-        )
-        indexes = cursor.fetchall()
-        cursor.execute(
-            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
-            "FROM pg_constraint WHERE conrelid::regclass::text LIKE 'core_%%' ORDER BY 1, 2"
-        )
-        return indexes + cursor.fetchall()
+        for query in queries:
+            cursor.execute(query, {"tables": TABLES})
+            snapshot += cursor.fetchall()
+    return snapshot
 
 
 def stray_tables() -> list[str]:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE '%%__load%%'")
+        cursor.execute(
+            "SELECT tablename FROM pg_tables "
+            "WHERE tablename LIKE '%%\\_\\_load' OR tablename LIKE '%%\\_\\_old' ORDER BY 1"
+        )
         return [row[0] for row in cursor.fetchall()]

@@ -1,4 +1,15 @@
-"""A generate_data killed with SIGKILL in the middle of its work, as a real process."""
+"""generate_data killed with SIGKILL in each phase, as a real process, then tidied up.
+
+The child loads enough rows for each phase to last, and the test kills it
+the moment the server shows it there: its COPY into the first shadow (nothing
+committed yet), its COPY into a later one (a shadow committed), an index
+build running, an ANALYZE or a foreign key waiting on a lock this test holds,
+and the swap waiting for a reader. Throughout, the test reads a live table in
+an open transaction, so the swap can never commit before the kill. Then the
+next ``migrate`` or ``generate_data``, run as the user would, must leave the
+previous data (or the new, for generate_data), every index and constraint,
+and no stray table.
+"""
 
 from __future__ import annotations
 
@@ -7,69 +18,222 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+import psycopg
 import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from core.dataset.loader import DATASET_LOCK_KEY
-from crm.tests.processes import REPO
+from core.dataset.loader import separate_connection
+from crm.tests.processes import REPO, manage
 
 from .snapshots import schema_snapshot, stray_tables, table_digest
+from .test_generation import AS_OF
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+#: Rows of the killed load: enough that each phase lasts a while.
+CHILD_ROWS = 80_000
+PREVIOUS = {"n": 1500, "seed": 1, "as_of": AS_OF}
 
 
-@pytest.mark.django_db(transaction=True)
-def test_sigkill_in_the_middle_of_copy_leaves_the_previous_data_intact(reports_dir):
+@dataclass
+class Server:
+    """This test's view of the server: a monitor, and connections that hold locks."""
 
-    call_command("generate_data", n=2000, chunk=500, quiet=True)
-    before_rows, before_schema = table_digest(), schema_snapshot()
+    monitor: psycopg.Connection = field(default_factory=separate_connection)
+    holders: list[psycopg.Connection] = field(default_factory=list)
+
+    def hold(self, statement: str) -> psycopg.Connection:
+        """Run ``statement`` in a transaction that stays open (its locks held)."""
+        holder = separate_connection()
+        holder.autocommit = False
+        self.holders.append(holder)
+        holder.execute(statement)
+        return holder
+
+    def try_hold(self, statement: str) -> bool:
+        """Take a lock on a shadow table once it exists (its load committed)."""
+        try:
+            self.hold(statement)
+        except psycopg.errors.UndefinedTable:
+            self.holders.pop().close()
+            return False
+        return True
+
+    def running(self, pattern: str, waiting: bool = False) -> bool:
+        """Is a generate_data session running a statement LIKE ``pattern``?"""
+        return self.monitor.execute(
+            "SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'generate_data' "
+            "AND state = 'active' AND query LIKE %s "
+            "AND (wait_event_type IS NOT DISTINCT FROM 'Lock') = %s",
+            [pattern, waiting],
+        ).fetchone()[0]
+
+    def copying(self, shadow: str) -> bool:
+        """Is the child's COPY into ``shadow`` (not committed: not in our catalog) under way?"""
+        return self.monitor.execute(
+            "SELECT count(*) > 0 FROM pg_stat_progress_copy p "
+            "JOIN pg_stat_activity a ON a.pid = p.pid "
+            "WHERE a.application_name = 'generate_data' AND a.query LIKE %s "
+            "AND p.tuples_processed > 0",
+            [f'COPY "{shadow}"%'],
+        ).fetchone()[0]
+
+    def analyzed(self, shadow: str) -> bool:
+        return self.monitor.execute(
+            "SELECT count(*) > 0 FROM pg_stats WHERE tablename = %s", [shadow]
+        ).fetchone()[0]
+
+    def close(self) -> None:
+        for conn in [*self.holders, self.monitor]:
+            conn.close()
+
+
+class KillPoint:
+    """Where to kill: ``reached`` is polled until it says the child is there,
+    and may take locks on the way."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def reached(self) -> bool:
+        raise NotImplementedError
+
+
+class FirstCopy(KillPoint):
+    def reached(self) -> bool:
+        return self.server.copying("core_appuser__load")
+
+
+class LaterCopy(KillPoint):
+    def reached(self) -> bool:
+        return self.server.copying("core_address__load")
+
+
+class IndexBuild(KillPoint):
+    def reached(self) -> bool:
+        return self.server.running("CREATE %INDEX %__load%")
+
+
+class Analyze(KillPoint):
+    """A SHARE lock on the shadow blocks its ANALYZE, not its index builds."""
+
+    locked = False
+
+    def reached(self) -> bool:
+        if not self.locked:
+            self.locked = self.server.try_hold(
+                "LOCK TABLE core_customerrelationship__load IN SHARE MODE"
+            )
+        return self.server.running("ANALYZE %core_customerrelationship__load%", waiting=True)
+
+
+class ForeignKey(KillPoint):
+    """The foreign key from the loyalty records to the customers waits on a
+    ROW EXCLUSIVE lock on the records' shadow, taken once it is analysed; the
+    customers' ANALYZE, which the key also waits for, is held back until then."""
+
+    step = 0
+    customers: psycopg.Connection | None = None
+
+    def reached(self) -> bool:
+        server = self.server
+        if self.step == 0 and server.try_hold("LOCK TABLE core_appuser__load IN SHARE MODE"):
+            self.customers = server.holders[-1]
+            self.step = 1
+        if self.step == 1 and server.analyzed("core_customerrelationship__load"):
+            server.hold("LOCK TABLE core_customerrelationship__load IN ROW EXCLUSIVE MODE")
+            self.customers.rollback()  # the customers may be analysed now
+            self.step = 2
+        return self.step == 2 and server.running(
+            "ALTER TABLE %core_customerrelationship__load%FOREIGN KEY%", waiting=True
+        )
+
+
+class Swap(KillPoint):
+    def reached(self) -> bool:
+        return self.server.running("LOCK TABLE %", waiting=True)
+
+
+KILL_POINTS: dict[str, Callable[[Server], KillPoint]] = {
+    "copy": FirstCopy,
+    "copy-after-a-commit": LaterCopy,
+    "index": IndexBuild,
+    "analyze": Analyze,
+    "foreign-key": ForeignKey,
+    "swap": Swap,
+}
+
+
+def kill_generate_data_at(point: Callable[[Server], KillPoint]) -> None:
+    server = Server()
+    # A reader of a live table: the swap waits for it, so the child cannot
+    # replace the data before it is killed.
+    server.hold("SELECT count(*) FROM core_address")
     child = subprocess.Popen(
         [
             sys.executable,
             str(REPO / "manage.py"),
             "generate_data",
             "--n",
-            "3000000",
+            str(CHILD_ROWS),
             "--chunk",
             "20000",
+            "--as-of",
+            AS_OF.isoformat(),
         ],
         cwd=REPO,
         env={**os.environ, **connection.child_environment()},
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
     try:
-        # Wait until the child's COPY is under way on the server.
-        deadline = time.monotonic() + 60
-        copying = False
-        while time.monotonic() < deadline and not copying:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_progress_copy WHERE tuples_processed > 0"
-                )
-                copying = cursor.fetchone()[0] > 0
-            time.sleep(0.05)
-        assert copying, "the child never started copying"
+        where = point(server)
+        deadline = time.monotonic() + 120
+        while not where.reached():
+            assert child.poll() is None, f"the child ended first: {child.stdout.read()}"
+            assert time.monotonic() < deadline, "the child never got there"
+            time.sleep(0.005)
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
+        assert child.returncode == -signal.SIGKILL
     finally:
         if child.poll() is None:
             child.kill()
-    assert child.returncode == -signal.SIGKILL
-    # The server notices the dead client and rolls its transaction back.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s",
-                [DATASET_LOCK_KEY & 0xFFFFFFFF],
-            )
-            if cursor.fetchone()[0] == 0 and not stray_tables():
-                break
-        time.sleep(0.2)
-    assert table_digest() == before_rows
+            child.wait()
+        child.stdout.close()
+        server.close()
+
+
+@pytest.mark.parametrize("then", ["migrate", "generate_data"])
+@pytest.mark.parametrize("phase", list(KILL_POINTS))
+def test_sigkill_in_any_phase_leaves_the_data_every_index_and_no_stray_table(
+    reports_dir, phase, then
+):
+    call_command("generate_data", chunk=500, quiet=True, **PREVIOUS)
+    before_rows, before_schema = table_digest(), schema_snapshot()
+
+    kill_generate_data_at(KILL_POINTS[phase])
+
+    env = connection.child_environment()
+    if then == "migrate":
+        done = manage("migrate", env=env)
+        assert table_digest() == before_rows
+    else:
+        # The same data again: deterministic, so it must match.
+        done = manage(
+            "generate_data",
+            *("--n", str(PREVIOUS["n"]), "--seed", str(PREVIOUS["seed"])),
+            *("--as-of", AS_OF.isoformat(), "--quiet"),
+            env=env,
+        )
+        assert table_digest() == before_rows
+    assert done.returncode == 0, done.stdout + done.stderr
     assert schema_snapshot() == before_schema
     assert stray_tables() == []
-    # And the next load is not refused by a lock the killed one held.
+    # And loads work as before: nothing the killed one held is left behind.
     call_command("generate_data", n=100, chunk=100, quiet=True)
