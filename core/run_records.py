@@ -117,8 +117,22 @@ def postgres_version() -> str:
 
 
 def append_csv(path: Path, columns: Sequence[str], row: Mapping[str, object]) -> None:
-    """Append ``row``; write the header first when the file is new."""
+    """Append ``row``; write the header first when the file is new.
+
+    A file written by an older version, whose header names other columns, is
+    kept beside it (``<name>.<n>.csv``) and a new one started: rows appended
+    under a header that does not describe them would be read wrongly.
+    """
     new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        with path.open(newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+        if header != list(columns):
+            number = 1
+            while (kept := path.with_suffix(f".{number}{path.suffix}")).exists():
+                number += 1
+            path.rename(kept)
+            new = True
     with path.open("a", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="raise")
         if new:

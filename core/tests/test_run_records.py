@@ -60,3 +60,13 @@ def test_published_results_do_not_make_the_next_publication_dirty(repository):
     (repository / "docs" / "benchmarks" / "load.csv").write_text("a\nb\n")
     assert not run_records.git_commit().endswith("-dirty")
     assert run_records.reports_dir(repository / "docs" / "benchmarks").exists()
+
+
+def test_rows_never_land_under_another_versions_header(tmp_path):
+    path = tmp_path / "runs.csv"
+    run_records.append_csv(path, ["a", "b"], {"a": 1, "b": 2})
+    run_records.append_csv(path, ["a", "b"], {"a": 3, "b": 4})
+    run_records.append_csv(path, ["a", "b", "c"], {"a": 5, "b": 6, "c": 7})
+    run_records.append_csv(path, ["a", "b", "c"], {"a": 8, "b": 9, "c": 10})
+    assert path.read_text().splitlines() == ["a,b,c", "5,6,7", "8,9,10"]
+    assert (tmp_path / "runs.1.csv").read_text().splitlines() == ["a,b", "1,2", "3,4"]
