@@ -308,10 +308,12 @@ def _sample(ref: Reference, spec: FilterSpec, rng: random.Random) -> list[Any]:
     column = spec.column.split(".", 1)[1]
     total = ref.value(f"SELECT count(*) FROM {table}")
     if total <= PROFILE_SAMPLE:
-        return [row[0] for row in ref.rows(f"SELECT {column} FROM {table}")]
+        return [row[0] for row in ref.rows(f"SELECT {column} FROM {table} ORDER BY 1")]
     percent = min(100.0, 100.0 * 3 * PROFILE_SAMPLE / total)
+    # The same rows for the same seed; ordered, because a parallel scan
+    # returns them in any order.
     rows = ref.rows(
-        f"SELECT {column} FROM {table} TABLESAMPLE BERNOULLI (%s) REPEATABLE (%s)",
+        f"SELECT {column} FROM {table} TABLESAMPLE BERNOULLI (%s) REPEATABLE (%s) ORDER BY 1",
         [percent, rng.randrange(2**31)],
     )
     values = [row[0] for row in rows]

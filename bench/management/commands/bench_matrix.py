@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import time
 from pathlib import Path
 
@@ -77,7 +78,10 @@ class Command(BaseCommand):
                 "true counts and page positions"
             )
             results = [matrix.Result(c) for c in served]
-            with matrix.matrix_limits():
+            # A 503 is recorded as a wrong answer of its combination; Django's
+            # log line for each would bury the progress.
+            request_log = logging.getLogger("django.request")
+            with matrix.matrix_limits(), quiet(request_log):
                 requester = matrix.Requester()
                 matrix.prepare(results, ref, profile, self.stdout.write)
                 self.stdout.write("checking every answer")
@@ -149,3 +153,13 @@ def timing_lock(path: Path | None, progress):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def quiet(logger: logging.Logger):
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
