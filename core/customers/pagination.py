@@ -73,15 +73,14 @@ def keyset_page(
 ) -> Page:
     """The ``size`` rows after ``after`` (or before ``before``), in ``ordering``.
 
-    One query of ``size + 1`` rows: the extra row says whether another page
-    follows. Going backwards reads the reversed order and flips the result.
+    ``size + 1`` rows: the extra row says whether another page follows.
+    Going backwards reads the reversed order and flips the result.
     """
     reverse = before is not None
     boundary = before if reverse else after
-    query = page_query(queryset, ordering)
     if boundary is not None:
-        query = query.filter(rows_after(ordering, boundary, reverse))
-    rows = list(query.order_by(*ordering.order_by(reverse))[: size + 1])
+        queryset = queryset.filter(rows_after(ordering, boundary, reverse))
+    rows = page_rows(queryset, ordering, reverse=reverse, offset=0, limit=size + 1)
     more = len(rows) > size
     rows = rows[:size]
     if reverse:
@@ -90,36 +89,63 @@ def keyset_page(
     return Page(rows, has_next=more, has_previous=after is not None)
 
 
-#: Below this OFFSET a plain query is as fast as a deferred join (see
-#: :func:`offset_page`) and one query cheaper to build.
-DEFERRED_JOIN_OFFSET = 1000
-
-
 def offset_page(queryset: QuerySet, ordering: Ordering, *, page: int, size: int) -> Page:
     """Page ``page`` (1-based) by OFFSET, for clients that number their pages.
 
-    A "deferred join": the inner query finds the page's ids with the narrowest
-    scan that can (an index-only scan for the plain orderings), skipping
-    ``OFFSET`` rows without touching the customer, address and loyalty rows;
-    only the page's rows are then joined and fetched. Deep pages still cost
-    the skipped index entries: cursors do not.
+    The deeper the page, the more index entries PostgreSQL skips (see
+    :func:`page_rows`): cursors do not.
     """
-    offset = (page - 1) * size
-    if offset < DEFERRED_JOIN_OFFSET:
-        query = page_query(queryset, ordering).order_by(*ordering.order_by())
-    else:
-        ids = queryset.order_by(*ordering.order_by()).values("pk")[offset : offset + size + 1]
-        # The outer query reads only those ids (its filters, true for them
-        # anyway, cost nothing more); it carries the queryset's annotations,
-        # such as a search's rank, that the ordering may use.
-        query = page_query(queryset.filter(pk__in=ids), ordering).order_by(*ordering.order_by())
-        offset = 0
-    rows = list(query[offset : offset + size + 1])
+    rows = page_rows(queryset, ordering, offset=(page - 1) * size, limit=size + 1)
     more = len(rows) > size
     return Page(rows[:size], has_next=more, has_previous=page > 1)
 
 
+#: Below this OFFSET a plain walk is as fast as a deferred join (see
+#: :func:`page_rows`) and one query cheaper to build.
+DEFERRED_JOIN_OFFSET = 1000
+
+
+def page_rows(
+    queryset: QuerySet, ordering: Ordering, *, reverse: bool = False, offset: int, limit: int
+) -> list[tuple]:
+    """The rows ``offset`` to ``offset + limit`` of ``queryset`` in ``ordering``: one query.
+
+    Unfiltered and not deep, a walk of the ordering's index selects the rows
+    as it goes. Otherwise a *deferred join*: the inner query finds the page's
+    ids with the narrowest scan that can (a walk of the ordering's index
+    alone, testing membership sets; a sort of the matches by their keys
+    alone; an index-only skip of OFFSET entries), without touching the rows
+    it does not filter or sort on; only the page's rows are then joined and
+    fetched (see :class:`core.customers.selectors.ListPlan`).
+    """
+    plan = getattr(queryset, "plan", None)
+    order = ordering.order_by(reverse, unindexed=plan is not None and plan.sort)
+    if plan is None and offset < DEFERRED_JOIN_OFFSET:
+        return list(page_query(queryset, ordering).order_by(*order)[offset : offset + limit])
+    ids = queryset.order_by(*order).values("pk")[offset : offset + limit]
+    # The outer query reads only those ids (its filters, true for them anyway,
+    # cost nothing more; written as joins, not a walk's membership tests); it
+    # carries the queryset's annotations, such as a search's rank, that the
+    # ordering may use.
+    outer = queryset.with_joins() if hasattr(queryset, "with_joins") else queryset
+    return list(page_query(outer.filter(pk__in=ids), ordering).order_by(*order))
+
+
+def sorts(queryset: QuerySet) -> bool:
+    """Does the queryset's plan fetch the matches and sort them, rather than walk
+    the ordering's index? (See :class:`core.customers.selectors.ListPlan`.)"""
+    plan = getattr(queryset, "plan", None)
+    return plan is not None and plan.sort
+
+
 # -- counts ------------------------------------------------------------------
+
+
+#: Estimates up to this many times the exact-count threshold are checked by a
+#: bounded count: an estimate is a guess, and a count under the threshold must
+#: be exact (the planner's estimates are within 2x for 95% of the matrix's
+#: combinations; see bench_matrix).
+COUNT_MARGIN = 2
 
 
 @dataclass(frozen=True)
@@ -134,8 +160,13 @@ def estimate_count(queryset: QuerySet) -> int:
     ``EXPLAIN`` costs a planning pass (well under a millisecond) where an exact
     ``COUNT(*)`` over millions of rows costs hundreds of milliseconds. The
     estimate comes from the statistics ``ANALYZE`` gathers; for a combination
-    of filters it assumes they are independent.
+    of filters it assumes they are independent. A queryset planned by
+    :func:`core.customers.selectors.customer_list` carries a better one,
+    made per table.
     """
+    plan = getattr(queryset, "plan", None)
+    if plan is not None:
+        return plan.estimate
     if not queryset.query.where:
         # Unfiltered: the planner's estimate would be the table's own, which
         # ANALYZE keeps in pg_class; reading it skips planning a query.
@@ -169,11 +200,23 @@ def customer_count(
         return Count(None, False)
     if known_total is not None:
         return Count(known_total, False)
+    # A walk's membership tests need a driving scan that a count lacks: count
+    # the same customers with every filter as a join (see CustomerList).
+    counting = queryset.with_joins() if hasattr(queryset, "with_joins") else queryset
+    plan = getattr(queryset, "plan", None)
+    if plan is not None and plan.exact:
+        return Count(plan.estimate, False)
     if mode == "estimated":
         estimate = estimate_count(queryset)
-        if estimate > exact_threshold:
+        if estimate > exact_threshold * COUNT_MARGIN:
             return Count(estimate, True)
-    return Count(queryset.count(), False)
+        # Near or under the threshold: count, but no further than just past
+        # it, so that an estimate that was too low costs a bounded count.
+        counted = counting.values("pk")[: exact_threshold + 1].count()
+        if counted > exact_threshold:
+            return Count(max(estimate, counted), True)
+        return Count(counted, False)
+    return Count(counting.count(), False)
 
 
 # -- cursors -----------------------------------------------------------------

@@ -58,9 +58,10 @@ def matches(row: dict, name: str, value: str) -> bool:
             return False
         return row["points"] >= int(value) if name == "points_min" else row["points"] <= int(value)
     if name in ("birthday_from", "birthday_to"):
-        birthday = row["birthday"] or NO_BIRTHDAY
+        if row["birthday"] is None:  # an unknown birthday is in no range
+            return False
         bound = dt.date.fromisoformat(value)
-        return birthday >= bound if name == "birthday_from" else birthday <= bound
+        return row["birthday"] >= bound if name == "birthday_from" else row["birthday"] <= bound
     column = "created" if name.startswith("created") else "last_activity"
     if row[column] is None:
         return False
