@@ -238,7 +238,8 @@ class Group:
     #: Its matching rows' keys come from one index alone (ranges and
     #: equalities on b-trees), not from the table behind a trigram index.
     index_only: bool
-    #: It can be a membership set at all (gender has no index to build one from).
+    #: It can be a membership set at all: it has an index to read it from
+    #: (gender has none) and fits in work_mem (MAX_MEMBERS).
     buildable: bool
     #: ``matches`` is a count, not an estimate.
     exact: bool = False
@@ -260,6 +261,11 @@ TESTABLE = {
     RELATIONSHIP: {CUSTOMER, RELATIONSHIP},
     ADDRESS: {ADDRESS},
 }
+#: The largest membership set a plan builds: PostgreSQL hashes a subplan only
+#: if it fits in work_mem (times hash_mem_multiplier), and runs it again for
+#: every row otherwise; the API's sessions set work_mem to hold this many
+#: (see crm.postgres.config.session_settings).
+MAX_MEMBERS = 500_000
 #: Orderings whose index holds the customer's address_id (see core.models).
 COVERING_WALKS = {"first_name", "last_name", "birthday", "created", "last_updated"}
 
@@ -337,6 +343,21 @@ def sort_cost(groups, driver: Group, estimate: int):
     return cost, True, frozenset(probes), driver.table
 
 
+BTREE, TRIGRAM, NO_INDEX = "btree", "trigram", "none"
+
+
+def filter_index(name: str) -> str:
+    """What kind of index serves the filter ``name`` (see core.models): a
+    b-tree (ranges, equalities, the city and country look-ups), a trigram
+    index (substrings of names and phone numbers) or none (gender: three values)."""
+    spec = CustomerFilter.base_filters[name]
+    if spec.field_name == "gender":
+        return NO_INDEX
+    if isinstance(spec, Substring) and not isinstance(spec, DistinctSubstring):
+        return TRIGRAM
+    return BTREE
+
+
 def table_estimates(
     filters: Mapping[str, Any], searched: QuerySet | None = None
 ) -> tuple[list[Group], int]:
@@ -363,15 +384,13 @@ def table_estimates(
             queryset = searched
         for name, value in table_filters:
             queryset = apply_on_own_table(name, queryset, value)
-        specs = [CustomerFilter.base_filters[name] for name, _ in table_filters]
-        index_only = not searching and not any(
-            isinstance(spec, Substring) and not isinstance(spec, DistinctSubstring)
-            for spec in specs
-        )
-        buildable = searching or any(spec.field_name != "gender" for spec in specs)
+        kinds = [filter_index(name) for name, _ in table_filters]
+        index_only = not searching and all(kind == BTREE for kind in kinds)
         rows, exact = planner_rows(queryset), False
         if rows <= COUNTED_ESTIMATES and index_only:
             rows, exact = bounded_count(queryset, rows)
+        # A set is read through an index; it must fit in work_mem.
+        buildable = (searching or any(kind != NO_INDEX for kind in kinds)) and rows <= MAX_MEMBERS
         groups.append(Group(TABLES[model], rows, totals[model], index_only, buildable, exact))
     return groups, totals[AppUser]
 
