@@ -684,17 +684,24 @@ def _ordering_fields(spec: str) -> list[tuple[str, bool]]:
 def compare(a: dict, b: dict, spec: str) -> int:
     """-1, 0 or 1: ``a`` before, level with or after ``b`` in ``spec``.
 
-    Compares the requested fields, then the customer id where the API
-    documents it as the tie-breaker (always, except after an address field,
-    where the address's id comes first and is not in a row).
+    Compares the requested fields, then the field the last one's index
+    sorts next (``last_name`` then ``first_name``), then the customer id
+    where the API documents it as the tie-breaker (always, except after
+    address fields alone, where the address's id comes first and is not in
+    a row).
     """
     fields = _ordering_fields(spec or "id")
+    name, descending = fields[-1]
+    then = SORT_FIELDS[name].then
+    if then and then not in {f for f, _ in fields}:
+        # The field the last one's index sorts next orders its ties (README).
+        fields.append((then, descending))
     for name, descending in fields:
         x, y = _sort_value(name, a), _sort_value(name, b)
         if x != y:
             return (1 if x > y else -1) * (-1 if descending else 1)
     name, descending = fields[-1]
-    if name.startswith("address__") or SORT_FIELDS[name].unique:
+    if all(f.startswith("address__") for f, _ in fields) or SORT_FIELDS[name].unique:
         return 0
     if a["id"] != b["id"]:
         return (1 if a["id"] > b["id"] else -1) * (-1 if descending else 1)

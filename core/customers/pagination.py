@@ -28,7 +28,8 @@ from typing import Any
 from django.conf import settings
 from django.core import signing
 from django.db import connections
-from django.db.models import QuerySet
+from django.db.models import Count as RowCount
+from django.db.models import QuerySet, Window
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -50,6 +51,8 @@ class Page:
     rows: list[tuple]
     has_next: bool
     has_previous: bool
+    #: Every matching customer, when fetching the page counted them anyway.
+    total: int | None = None
 
     def key_values(self, row: tuple, ordering: Ordering) -> list[Any]:
         """The sort key of ``row``: what a cursor pointing at it carries."""
@@ -80,13 +83,15 @@ def keyset_page(
     boundary = before if reverse else after
     if boundary is not None:
         queryset = queryset.filter(rows_after(ordering, boundary, reverse))
-    rows = page_rows(queryset, ordering, reverse=reverse, offset=0, limit=size + 1)
+    rows, total = page_rows(
+        queryset, ordering, reverse=reverse, offset=0, limit=size + 1, all_rows=boundary is None
+    )
     more = len(rows) > size
     rows = rows[:size]
     if reverse:
         rows.reverse()
-        return Page(rows, has_next=True, has_previous=more)
-    return Page(rows, has_next=more, has_previous=after is not None)
+        return Page(rows, has_next=True, has_previous=more, total=total)
+    return Page(rows, has_next=more, has_previous=after is not None, total=total)
 
 
 def offset_page(queryset: QuerySet, ordering: Ordering, *, page: int, size: int) -> Page:
@@ -95,9 +100,11 @@ def offset_page(queryset: QuerySet, ordering: Ordering, *, page: int, size: int)
     The deeper the page, the more index entries PostgreSQL skips (see
     :func:`page_rows`): cursors do not.
     """
-    rows = page_rows(queryset, ordering, offset=(page - 1) * size, limit=size + 1)
+    rows, total = page_rows(
+        queryset, ordering, offset=(page - 1) * size, limit=size + 1, all_rows=True
+    )
     more = len(rows) > size
-    return Page(rows[:size], has_next=more, has_previous=page > 1)
+    return Page(rows[:size], has_next=more, has_previous=page > 1, total=total)
 
 
 #: Below this OFFSET a plain walk is as fast as a deferred join (see
@@ -106,29 +113,51 @@ DEFERRED_JOIN_OFFSET = 1000
 
 
 def page_rows(
-    queryset: QuerySet, ordering: Ordering, *, reverse: bool = False, offset: int, limit: int
-) -> list[tuple]:
-    """The rows ``offset`` to ``offset + limit`` of ``queryset`` in ``ordering``: one query.
+    queryset: QuerySet,
+    ordering: Ordering,
+    *,
+    reverse: bool = False,
+    offset: int,
+    limit: int,
+    all_rows: bool = False,
+) -> tuple[list[tuple], int | None]:
+    """The rows ``offset`` to ``offset + limit`` of ``queryset`` in ``ordering``,
+    and how many rows ``queryset`` has if that came for free.
 
     Unfiltered and not deep, a walk of the ordering's index selects the rows
-    as it goes. Otherwise a *deferred join*: the inner query finds the page's
-    ids with the narrowest scan that can (a walk of the ordering's index
-    alone, testing membership sets; a sort of the matches by their keys
+    as it goes: one query. Otherwise a *deferred join*: the inner query finds
+    the page's ids with the narrowest scan that can (a walk of the ordering's
+    index alone, testing membership sets; a sort of the matches by their keys
     alone; an index-only skip of OFFSET entries), without touching the rows
     it does not filter or sort on; only the page's rows are then joined and
     fetched (see :class:`core.customers.selectors.ListPlan`).
+
+    A sort reads every match anyway: where ``queryset`` is ``all_rows`` (no
+    cursor narrows it), the ids come with ``COUNT(*) OVER ()``, the exact
+    count, in a query of their own; the page's rows are a second query.
     """
     plan = getattr(queryset, "plan", None)
     order = ordering.order_by(reverse, unindexed=plan is not None and plan.sort)
     if plan is None and offset < DEFERRED_JOIN_OFFSET:
-        return list(page_query(queryset, ordering).order_by(*order)[offset : offset + limit])
-    ids = queryset.order_by(*order).values("pk")[offset : offset + limit]
-    # The outer query reads only those ids (its filters, true for them anyway,
-    # cost nothing more; written as joins, not a walk's membership tests); it
-    # carries the queryset's annotations, such as a search's rank, that the
-    # ordering may use.
+        return list(page_query(queryset, ordering).order_by(*order)[offset : offset + limit]), None
+    # The outer query reads only the page's ids (its filters, true for them
+    # anyway, cost nothing more; written as joins, not a walk's membership
+    # tests); it carries the queryset's annotations, such as a search's rank,
+    # that the ordering may use.
     outer = queryset.with_joins() if hasattr(queryset, "with_joins") else queryset
-    return list(page_query(outer.filter(pk__in=ids), ordering).order_by(*order))
+    if plan is not None and plan.sort and all_rows:
+        found = list(
+            queryset.order_by(*order)
+            .annotate(_total=Window(RowCount("*")))
+            .values_list("pk", "_total")[offset : offset + limit]
+        )
+        if not found:
+            return [], None
+        ids = [pk for pk, _ in found]
+        rows = page_query(outer.filter(pk__in=ids), ordering).order_by(*order)
+        return list(rows), found[0][1]
+    ids = queryset.order_by(*order).values("pk")[offset : offset + limit]
+    return list(page_query(outer.filter(pk__in=ids), ordering).order_by(*order)), None
 
 
 def sorts(queryset: QuerySet) -> bool:
@@ -301,12 +330,12 @@ class CustomerPagination:
                 raise NotFound(f"Page {page} is past the end of the results.")
             # On the last page the count is known without a query.
             seen_all = (page - 1) * self.size + len(self.page.rows)
-            known = seen_all if not self.page.has_next else None
+            known = seen_all if not self.page.has_next else self.page.total
         else:
             after, before = self.decode_cursor(cursor)
             self.page = keyset_page(queryset, ordering, size=self.size, after=after, before=before)
             alone = not self.page.has_next and not self.page.has_previous
-            known = len(self.page.rows) if alone else None
+            known = len(self.page.rows) if alone else self.page.total
         self.count = customer_count(
             queryset,
             count,

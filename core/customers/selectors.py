@@ -45,7 +45,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import BooleanField, Expression, F, Model, QuerySet, Subquery
 
-from core.models import Address, AppUser, CustomerRelationship
+from core.models import Address, AppUser, CustomerRelationship, SearchTerm
 from crm.replicas import read_alias
 
 from .columns import customer_rows
@@ -55,6 +55,7 @@ from .filters import (
     Substring,
     apply_on_own_table,
     filter_table,
+    has_trigram,
 )
 from .ordering import ADDRESS, CUSTOMER, RELATIONSHIP, Ordering, TableColumn, customer_ordering
 from .pagination import keyset_page
@@ -190,6 +191,7 @@ def customer_list(
     probes = plan.probes if plan is not None else frozenset()
     queryset = joined = customers
     probed: dict[type[Model], list[tuple[str, Any]]] = {}
+    scanned = plan.scanned if plan is not None else CUSTOMER
     for name, value in filters.items():
         # What FilterSet.filter_queryset does, without instantiating a
         # FilterSet (it deep-copies every filter: a millisecond per request).
@@ -197,9 +199,10 @@ def customer_list(
         table = filter_table(name)
         if TABLES[table] in probes:
             probed.setdefault(table, []).append((name, value))
-        else:
+        if TABLES[table] not in probes or (scanned == ADDRESS and table is AppUser):
+            # A set of addresses does not say which of an address's
+            # customers match: they are tested on the join too.
             queryset = CustomerFilter.base_filters[name].filter(queryset, value)
-    scanned = plan.scanned if plan is not None else CUSTOMER
     for table, table_filters in probed.items():
         queryset = queryset.filter(membership(table, table_filters, scanned))
     queryset.plan = plan
@@ -221,6 +224,9 @@ def membership(table: type[Model], table_filters: list[tuple[str, Any]], scanned
         members = apply_on_own_table(name, members, value)
     if table is Address:
         return HashedIn(F("address_id"), members.values("id"))
+    if scanned == ADDRESS:
+        # The addresses of the matching customers (see TESTABLE).
+        return HashedIn(TableColumn("address", "city", "id"), members.values("address_id"))
     members = members.values("appuser_id" if table is CustomerRelationship else "id")
     if scanned == RELATIONSHIP:
         # Tested on the record as it is read, before any customer is joined.
@@ -243,6 +249,9 @@ class Group:
     buildable: bool
     #: ``matches`` is a count, not an estimate.
     exact: bool = False
+    #: The rows its best index reads to find them: ``matches`` for one
+    #: filter; for several, what the most selective indexed one reads alone.
+    read: int | None = None
 
     @property
     def share(self) -> float:
@@ -250,16 +259,21 @@ class Group:
 
     @property
     def build_us(self) -> float:
-        return self.matches * (INDEX_ENTRY_US if self.index_only else TABLE_ROW_US)
+        """What reading the group's matches through its index costs."""
+        read = self.matches if self.read is None else max(self.read, self.matches)
+        return read * (INDEX_ENTRY_US if self.index_only else TABLE_ROW_US)
 
 
 #: The membership sets a scan of each table can test without a join: a
 #: customer row (or its index entry) holds the customer's id and address_id;
-#: a record holds the customer's id; an address only its own id.
+#: a record holds the customer's id; an address its own id.
 TESTABLE = {
     CUSTOMER: {CUSTOMER, RELATIONSHIP, ADDRESS},
     RELATIONSHIP: {CUSTOMER, RELATIONSHIP},
-    ADDRESS: {ADDRESS},
+    # The addresses of the matching customers (their indexes carry
+    # address_id): an address in the set has a matching customer; the join
+    # to its customers still tests each of them.
+    ADDRESS: {ADDRESS, CUSTOMER},
 }
 #: The largest membership set a plan builds: PostgreSQL hashes a subplan only
 #: if it fits in work_mem (times hash_mem_multiplier), and runs it again for
@@ -318,7 +332,7 @@ def walk_cost(groups, ordering: Ordering, customers: int, estimate: int):
             probes.add(group.table)
             cost += group.build_us
             survivors *= group.share
-        elif group.table != walk:
+        if group.table != walk and (group.table not in probes or walk == ADDRESS):
             joins = True
     direct = any(g.table == walk and g.table not in probes for g in groups)
     entry = INDEX_ENTRY_US if covering and not direct else TABLE_ROW_US
@@ -330,6 +344,9 @@ def sort_cost(groups, driver: Group, estimate: int):
     """(expected µs, True, membership tables, driving table) of sorting the matches,
     read through ``driver``."""
     cost, survivors, joins, probes = driver.build_us, float(driver.matches), False, set()
+    if driver.table == ADDRESS:
+        # Each address read joins its customers (appuser_address_id).
+        cost += driver.matches * JOIN_ROW_US
     for group in sorted(groups, key=lambda g: g.share):
         if group is driver:
             continue
@@ -337,7 +354,7 @@ def sort_cost(groups, driver: Group, estimate: int):
             probes.add(group.table)
             cost += group.build_us
             survivors *= group.share
-        else:
+        if group.table not in probes or driver.table == ADDRESS:
             joins = True
     cost += (survivors * JOIN_ROW_US if joins else 0.0) + estimate * SORT_ROW_US
     return cost, True, frozenset(probes), driver.table
@@ -346,16 +363,31 @@ def sort_cost(groups, driver: Group, estimate: int):
 BTREE, TRIGRAM, NO_INDEX = "btree", "trigram", "none"
 
 
-def filter_index(name: str) -> str:
-    """What kind of index serves the filter ``name`` (see core.models): a
+def filter_index(name: str, value: Any) -> str:
+    """What kind of index serves the filter ``name=value`` (see core.models): a
     b-tree (ranges, equalities, the city and country look-ups), a trigram
-    index (substrings of names and phone numbers) or none (gender: three values)."""
+    index (substrings of names and phone numbers with a trigram in them) or
+    none (gender: three values; a substring without a trigram, see
+    :class:`core.customers.filters.Substring`)."""
     spec = CustomerFilter.base_filters[name]
     if spec.field_name == "gender":
         return NO_INDEX
     if isinstance(spec, Substring) and not isinstance(spec, DistinctSubstring):
-        return TRIGRAM
+        return TRIGRAM if has_trigram(value) else NO_INDEX
     return BTREE
+
+
+#: Substring filters whose column's distinct values SearchTerm holds.
+NAMES = ("first_name", "last_name")
+
+
+def known_names(field: str, text: str) -> list[str]:
+    """The known names (SearchTerm, see core.models) containing ``text``, any case."""
+    return list(
+        SearchTerm.objects.using(read_alias())
+        .filter(field=field, value__icontains=text)
+        .values_list("value", flat=True)
+    )
 
 
 def table_estimates(
@@ -369,6 +401,12 @@ def table_estimates(
     where that is cheap (see :func:`bounded_count`); the tables combine as
     independent. ``searched`` (customers matching a search) counts with the
     customers' filters.
+
+    A substring of a name is estimated as the known names that contain it
+    (SearchTerm: ``last_name IN ('Smith', 'Smithers', …)``), which the
+    planner estimates from the names' statistics and the b-tree counts,
+    where ``LIKE '%SM%'`` gets a guess. Only the estimate reads SearchTerm:
+    the filter itself reads the names in the customers' rows.
     """
     by_table: dict[type[Model], list[tuple[str, Any]]] = {}
     for name, value in filters.items():
@@ -382,16 +420,44 @@ def table_estimates(
         searching = searched is not None and model is AppUser
         if searching:
             queryset = searched
-        for name, value in table_filters:
+        kinds = [filter_index(name, value) for name, value in table_filters]
+        # Only ranges and equalities on b-trees are counted (see bounded_count).
+        countable = not searching
+        for (name, value), kind in zip(table_filters, kinds, strict=True):
+            if name in NAMES:
+                queryset = queryset.filter(**{f"{name}__in": known_names(name, value)})
+                countable = False  # an estimate: no need to count it
+                continue
+            countable = countable and kind == BTREE
             queryset = apply_on_own_table(name, queryset, value)
-        kinds = [filter_index(name) for name, _ in table_filters]
+        rows, counted = planner_rows(queryset), False
+        if rows <= COUNTED_ESTIMATES and countable:
+            rows, counted = bounded_count(queryset, rows)
+        read = None
+        if len(table_filters) > 1:
+            # What the group's most selective index reads on its own.
+            read = min(
+                (
+                    planner_rows(apply_on_own_table(name, model._default_manager.all(), value))
+                    for (name, value), kind in zip(table_filters, kinds, strict=True)
+                    if kind != NO_INDEX
+                ),
+                default=totals[model],
+            )
         index_only = not searching and all(kind == BTREE for kind in kinds)
-        rows, exact = planner_rows(queryset), False
-        if rows <= COUNTED_ESTIMATES and index_only:
-            rows, exact = bounded_count(queryset, rows)
         # A set is read through an index; it must fit in work_mem.
         buildable = (searching or any(kind != NO_INDEX for kind in kinds)) and rows <= MAX_MEMBERS
-        groups.append(Group(TABLES[model], rows, totals[model], index_only, buildable, exact))
+        groups.append(
+            Group(
+                TABLES[model],
+                rows,
+                totals[model],
+                index_only,
+                buildable,
+                exact=counted,
+                read=read,
+            )
+        )
     return groups, totals[AppUser]
 
 
