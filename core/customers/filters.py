@@ -82,13 +82,14 @@ def has_trigram(text: str) -> bool:
     separator (a space, "(", "-") precedes within the pattern is padded with
     two blanks in front, one that a separator follows with one behind, and a
     word yields trigrams only if it is three characters long once padded.
-    "smi" and "(212) 5" have trigrams; "sm", "a" and "2 4" have none.
+    "smi", "(212) 5" and "31 86" ("31 ") have trigrams; "sm", "a" have none;
+    "2 4" has only "  4", which most phone numbers share: counted as none.
     """
-    words = re.finditer(r"[^\W_]+", text)
-    for word in words:
+    for word in re.finditer(r"[^\W_]+", text):
         start, end = word.span()
         padded = len(word.group()) + (2 if start > 0 else 0) + (1 if end < len(text) else 0)
-        if padded >= 3:
+        # A one-character word's trigrams ("  4") are in most rows: no help.
+        if padded >= 3 and len(word.group()) >= 2:
             return True
     return False
 

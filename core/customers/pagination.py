@@ -175,6 +175,9 @@ def sorts(queryset: QuerySet) -> bool:
 #: be exact (the planner's estimates are within 2x for 95% of the matrix's
 #: combinations; see bench_matrix).
 COUNT_MARGIN = 2
+#: Above the threshold (but within the margin), a count is made only if the
+#: plan expects it to cost less than this (µs; see ListPlan.count_us).
+COUNT_BUDGET_US = 20_000
 
 
 @dataclass(frozen=True)
@@ -238,6 +241,11 @@ def customer_count(
     if mode == "estimated":
         estimate = estimate_count(queryset)
         if estimate > exact_threshold * COUNT_MARGIN:
+            return Count(estimate, True)
+        costly = plan is not None and plan.count_us > COUNT_BUDGET_US
+        if estimate > exact_threshold and costly:
+            # Likely over the threshold, and a count would read far more
+            # rows than it counts: the estimate will do.
             return Count(estimate, True)
         # Near or under the threshold: count, but no further than just past
         # it, so that an estimate that was too low costs a bounded count.

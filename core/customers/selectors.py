@@ -136,6 +136,9 @@ class ListPlan:
     tables: Mapping[str, int] = field(default_factory=dict)
     #: The estimate is a count: one table's filters, counted (see bounded_count).
     exact: bool = False
+    #: What reading every match costs (µs, the cheapest sort's reads): what a
+    #: count of them costs.
+    count_us: float = 0.0
 
     @property
     def strategy(self) -> str:
@@ -223,6 +226,9 @@ def membership(table: type[Model], table_filters: list[tuple[str, Any]], scanned
     for name, value in table_filters:
         members = apply_on_own_table(name, members, value)
     if table is Address:
+        if scanned == ADDRESS:
+            # Tested on the address index as it is walked.
+            return HashedIn(TableColumn("address", "city", "id"), members.values("id"))
         return HashedIn(F("address_id"), members.values("id"))
     if scanned == ADDRESS:
         # The addresses of the matching customers (see TESTABLE).
@@ -314,10 +320,13 @@ def list_plan(
     # record at most; ordered by the record, only customers with one are
     # listed). Not for an address: several customers may share one.
     exact = len(groups) == 1 and groups[0].exact and groups[0].table != ADDRESS
-    candidates = [walk_cost(groups, ordering, customers, estimate)]
-    candidates += [sort_cost(groups, driver, estimate) for driver in groups if driver.buildable]
+    sorts = [sort_cost(groups, driver, estimate) for driver in groups if driver.buildable]
+    candidates = [walk_cost(groups, ordering, customers, estimate), *sorts]
     _, sort, probes, scanned = min(candidates, key=lambda candidate: candidate[0])
-    return ListPlan(estimate, sort, probes, scanned, names, exact)
+    # Without an index to read the matches from, a count reads every customer.
+    reads = min((cost for cost, *_ in sorts), default=customers * TABLE_ROW_US)
+    count_us = reads - estimate * SORT_ROW_US if sorts else reads
+    return ListPlan(estimate, sort, probes, scanned, names, exact, count_us)
 
 
 def walk_cost(groups, ordering: Ordering, customers: int, estimate: int):
