@@ -113,6 +113,13 @@ JOIN_ROW_US = 4.0
 SORT_ROW_US = 5.0
 #: The rows a typical page reads: a 50-row page and the row that says another follows.
 PAGE_ROWS = 51
+#: How much longer than expected a walk may turn out. Its length assumes the
+#: matches are spread evenly along the ordering; correlated columns break
+#: that (the customers whose last activity was years ago signed up years
+#: ago: ordered by sign-up, newest first, they come last). Membership sets
+#: are built against a walk this many times as long as expected, so that a
+#: misjudged walk reads an index, not a table per entry.
+WALK_MISJUDGED = 10
 
 
 @dataclass(frozen=True)
@@ -336,7 +343,9 @@ def walk_cost(groups, ordering: Ordering, customers: int, estimate: int):
     covering = walk != CUSTOMER or ordering.fields[0].removeprefix("-") in COVERING_WALKS
     probes, cost, survivors, joins = set(), 0.0, walked, False
     for group in sorted(groups, key=lambda g: g.share):
-        saves = walked * (TABLE_ROW_US if group.table == walk else JOIN_ROW_US)
+        # A set bounds what a walk costs per entry, however far it goes: it
+        # is worth building against a walk WALK_MISJUDGED times as long.
+        saves = walked * WALK_MISJUDGED * (TABLE_ROW_US if group.table == walk else JOIN_ROW_US)
         if group.buildable and group.table in TESTABLE[walk] and group.build_us < saves:
             probes.add(group.table)
             cost += group.build_us
