@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -83,9 +84,51 @@ def test_a_first_page_that_holds_every_match_is_its_own_count(dataset):
     assert body["count"] == len(body["results"]) > 0
     assert body["count_is_estimate"] is False
     # The throttle's counter, the plan's look-ups (the matching cities, an
-    # estimate and a bounded count of the addresses) and the page: no count
-    # of the customers.
-    assert len(queries) <= 5
+    # estimate and a bounded count of the addresses) and the page (its ids,
+    # then its rows): no count of the customers.
+    assert len(queries) <= 6
     assert not [
         q for q in queries.captured_queries if 'COUNT(*) FROM (SELECT "core_appuser"' in q["sql"]
     ]
+
+
+def test_a_count_under_the_threshold_is_exact_however_costly(dataset, settings, monkeypatch):
+    from core.customers import pagination as module
+
+    # Every count "costs too much": still exact under the threshold.
+    monkeypatch.setattr(module, "COUNT_BUDGET_US", 0)
+    client = api_client()
+    matching = sum(1 for row in dataset if row["gender"] == "f")
+    settings.CRM_EXACT_COUNT_THRESHOLD = matching + 10
+    body = client.get(f"{URL}?gender=f&ordering=created").json()
+    assert (body["count"], body["count_is_estimate"]) == (matching, False)
+    # Estimated above the threshold (but within twice it), a costly count
+    # settles for the estimate.
+    settings.CRM_EXACT_COUNT_THRESHOLD = matching * 2 // 3
+    body = client.get(f"{URL}?gender=f&ordering=created").json()
+    assert body["count_is_estimate"] is True
+    assert body["count"] > matching * 2 // 3
+
+
+def test_a_sort_counts_its_matches_without_a_count_query(dataset):
+    client = api_client()
+    client.get(URL)
+    with CaptureQueriesContext(connection) as queries:
+        body = client.get(f"{URL}?points_min=100&birthday_to=1990-01-01&ordering=-created").json()
+    expected = sum(
+        1
+        for row in dataset
+        if row["points"] is not None
+        and row["points"] >= 100
+        and row["birthday"] is not None
+        and row["birthday"] <= dt.date(1990, 1, 1)
+    )
+    assert (body["count"], body["count_is_estimate"]) == (expected, False)
+    counts = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith('SELECT COUNT(*) FROM (SELECT "core_appuser"')
+    ]
+    windowed = [q["sql"] for q in queries.captured_queries if "COUNT(*) OVER ()" in q["sql"]]
+    # A sort's ids carry COUNT(*) OVER (); a walk's count is a bounded count.
+    assert bool(windowed) != bool(counts)
