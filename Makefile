@@ -3,6 +3,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Where `make run` serves: `make run PORT=8001`, `make run HOST=0.0.0.0`.
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 .PHONY: run test lint format
 
@@ -14,7 +17,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 run: $(VENV)/.installed
-	$(BIN)/python manage.py quickstart
+	$(BIN)/python manage.py quickstart --addrport $(HOST):$(PORT)
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

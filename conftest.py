@@ -8,6 +8,30 @@ from pathlib import Path
 import pytest
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--screenshots",
+        type=Path,
+        default=None,
+        help=(
+            "where the browser tests save screenshots (default: CRM_REPORTS_DIR/screenshots, "
+            "ignored by git; docs/screenshots to publish them)"
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def screenshots_dir(request) -> Path:
+    """Where the browser tests save what they saw: your own folder unless asked to publish."""
+    from django.conf import settings
+
+    path = request.config.getoption("--screenshots") or (
+        Path(settings.CRM_REPORTS_DIR) / "screenshots"
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 @pytest.fixture(autouse=True, scope="session")
 def child_reports_dir(tmp_path_factory) -> Iterator[Path]:
     """Child processes (manage.py, gunicorn) write their reports into a

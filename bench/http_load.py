@@ -209,8 +209,13 @@ def run_http_bench(
         sampling = threading.Event()
 
         def sample() -> None:
-            while not sampling.wait(0.5):
-                peak[0] = max(peak[0], database_connections() - before)
+            try:
+                while not sampling.wait(0.5):
+                    peak[0] = max(peak[0], database_connections() - before)
+            finally:
+                # This thread's own connection: left to the garbage collector,
+                # it may outlive the run (and keep the test database in use).
+                connection.close()
 
         sampler = threading.Thread(target=sample, daemon=True)
         try:

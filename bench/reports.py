@@ -161,7 +161,12 @@ def chart(results: Sequence[Measurement], path: Path, *, customers: int) -> None
     variants = [v for v in VARIANTS if any(m.variant == v for m in results)]
     by = {(m.scenario.name, m.variant): m.stat("p50") for m in results}
     width = 0.8 / len(variants)
-    colors = {"baseline": "#c44e52", "optimized": "#4c72b0", "floor": "#55a868"}
+    colors = {
+        "baseline": "#c44e52",
+        "optimized": "#4c72b0",
+        "floor": "#55a868",
+        "uninstrumented": "#8172b2",
+    }
     figure, axes = plt.subplots(figsize=(max(8, 1.1 * len(names)), 5))
     for i, v in enumerate(variants):
         xs = [j + (i - (len(variants) - 1) / 2) * width for j in range(len(names))]

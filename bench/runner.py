@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
+from django.conf import settings
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from core.customers.columns import ROW, customer_rows
 from core.security.api_users import api_user_create
+from crm.observability.middleware import INSTRUMENTATION
 
 from .scenarios import Rows, Scenario, scenario_url
 
@@ -54,6 +56,13 @@ class Runner:
     def __init__(self) -> None:
         token = api_user_create(username="bench_list", read_only=True)
         self.client = Client(headers={"authorization": f"Token {token}"})
+        # The same API with crm.observability's middleware left out of the
+        # chain (the test client builds its chain once, on first use).
+        self.uninstrumented = Client(headers={"authorization": f"Token {token}"})
+        with override_settings(
+            MIDDLEWARE=[m for m in settings.MIDDLEWARE if m not in INSTRUMENTATION]
+        ):
+            self.uninstrumented.handler.load_middleware()
         params = connection.get_connection_params()
         # No prepared statements: after five runs psycopg would switch to a
         # generic plan, which cannot use a trigram index for "LIKE $1".
@@ -79,8 +88,9 @@ class Runner:
             m.times_ms.append((time.perf_counter() - started) * 1000)
             m.status, m.response_bytes = 200, 0
             return customer_rows(rows)
+        client = self.uninstrumented if variant == "uninstrumented" else self.client
         started = time.perf_counter()
-        response = self.client.get(scenario_url(scenario, variant))
+        response = client.get(scenario_url(scenario, variant))
         m.times_ms.append((time.perf_counter() - started) * 1000)
         m.status, m.response_bytes = response.status_code, len(response.content)
         if response.status_code != 200:
@@ -90,8 +100,9 @@ class Runner:
     def count_queries(self, scenario: Scenario, variant: str) -> tuple[int, list[str]]:
         if variant == "floor":
             return 1, [scenario.floor]
+        client = self.uninstrumented if variant == "uninstrumented" else self.client
         with CaptureQueriesContext(connection) as captured:
-            self.client.get(scenario_url(scenario, variant))
+            client.get(scenario_url(scenario, variant))
         return len(captured), [q["sql"] for q in captured.captured_queries]
 
 

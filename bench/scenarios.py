@@ -4,7 +4,10 @@
   at ``/api/baseline/users/``, with the original's parameter names;
 * ``optimized``: the product, ``/api/users/``;
 * ``floor``: the same page by one hand-written SQL query through psycopg, with
-  no Django at all: the closest thing to what the hardware allows.
+  no Django at all: the closest thing to what the hardware allows;
+* ``uninstrumented`` (only when asked for): the product without
+  :mod:`crm.observability`'s middleware (request ids, timings, metrics, the
+  request log), raced against ``optimized`` to show what they cost.
 
 Each scenario checks what each variant returned (status, row count, that the
 filter and the sort really hold), so a fast wrong answer cannot win.
@@ -24,7 +27,9 @@ from core.customers.columns import ROW
 from core.customers.ordering import customer_ordering
 from core.customers.pagination import CustomerPagination, cursor_token
 
-VARIANTS = ("baseline", "optimized", "floor")
+VARIANTS = ("baseline", "optimized", "floor", "uninstrumented")
+#: What bench_list races unless --variant says otherwise.
+DEFAULT_VARIANTS = ("baseline", "optimized", "floor")
 OPTIMIZED_URL = "/api/users/"
 BASELINE_URL = "/api/baseline/users/"
 
@@ -318,7 +323,7 @@ def build_scenarios(facts: DataFacts) -> list[Scenario]:
 
 def scenario_url(scenario: Scenario, variant: str) -> str:
     """What a variant requests: a URL, or for the floor its SQL."""
-    if variant == "optimized":
+    if variant in ("optimized", "uninstrumented"):
         return f"{OPTIMIZED_URL}?{urlencode(scenario.optimized)}"
     if variant == "baseline":
         return f"{BASELINE_URL}?{urlencode(scenario.baseline)}"

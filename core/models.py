@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models import Value
@@ -235,3 +236,36 @@ class SearchTerm(models.Model):
 
     def __str__(self) -> str:
         return f"{self.field}: {self.value}"
+
+
+class ApiToken(models.Model):
+    """An API token, stored as the SHA-256 digest of its text.
+
+    Whoever reads the table (a backup, a replica, a leaked dump) learns no
+    token that works. A plain digest suffices where a password needs a slow
+    hash: a token is 160 random bits, so there is nothing to guess, and the
+    lookup stays one primary-key read. A user may hold several tokens (one
+    per client, say); ``create_api_user --rotate`` replaces them all.
+    """
+
+    digest = models.CharField(max_length=64, primary_key=True)
+    # The FK's index is declared below (api_token_user), with its reason.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="api_tokens",
+        db_index=False,
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    #: After this the token is refused; null: it does not expire.
+    expires = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API token"
+        indexes = [
+            # A user's tokens: rotation deletes them, and so does deleting the user.
+            models.Index(fields=["user"], name="api_token_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"token of {self.user_id}, created {self.created:%Y-%m-%d}"

@@ -13,6 +13,7 @@ the process's own environment.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 
@@ -63,6 +64,21 @@ def items(name: str, default: list[str], environ: Mapping[str, str] = os.environ
     if not value:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def ip_networks(
+    name: str, default: list[str], environ: Mapping[str, str] = os.environ
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """A comma-separated list of IP addresses or networks (``127.0.0.1``, ``10.0.0.0/8``)."""
+    networks = []
+    for item in items(name, default, environ):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigurationError(
+                f"{name} must list IP addresses or networks (such as 10.0.0.0/8), got {item!r}"
+            ) from None
+    return tuple(networks)
 
 
 def choice(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from crm import env
+from crm.observability import multiprocess
 
 #: Where to listen. TLS ends at the proxy in front (see the README).
 bind = env.string("CRM_BIND", "127.0.0.1:8000")
@@ -27,3 +28,24 @@ timeout = 30
 
 #: On a restart, requests under way get this long to finish.
 graceful_timeout = 5
+
+
+#: An access log (``--access-logfile``) names the path without its query,
+#: whose values may be personal data, and the request's id. The application's
+#: own request log (``CRM_ACCESS_LOG``) says more: database time, user, route.
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms %({x-request-id}o)s'
+
+
+# -- metrics of every worker (prometheus-client's multiprocess mode) ----------
+
+
+def on_starting(server) -> None:
+    multiprocess.prepare_directory()
+
+
+def child_exit(server, worker) -> None:
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    multiprocess.remove_directory()

@@ -22,11 +22,14 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core import signing
 from django.db import DatabaseError, connections
 from django.http import HttpRequest, HttpResponse
+
+from crm.observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +38,18 @@ PRIMARY = "default"
 #: Set for the duration of a request that must read from the primary.
 _pinned = contextvars.ContextVar("crm_primary_pinned", default=False)
 
-#: Per process: replica alias -> (checked at, healthy).
-_health: dict[str, tuple[float, bool]] = {}
+
+class ReplicaHealth(NamedTuple):
+    """A standby's last health check, in this process."""
+
+    checked_at: float  # time.monotonic()
+    healthy: bool  # takes reads
+    lag_seconds: float | None  # None when it did not answer
+    problem: str | None  # why it takes no reads
+
+
+#: Per process: replica alias -> its last check.
+_health: dict[str, ReplicaHealth] = {}
 _turn = itertools.count()
 
 COOKIE = "crm_primary_until"
@@ -50,9 +63,18 @@ def replica_aliases() -> list[str]:
 
 def replica_is_healthy(alias: str) -> bool:
     """Up, in recovery (a standby), and replaying within the allowed lag."""
-    checked_at, healthy = _health.get(alias, (0.0, False))
-    if time.monotonic() - checked_at < settings.CRM_REPLICA_CHECK_SECONDS:
-        return healthy
+    return replica_health(alias).healthy
+
+
+def replica_health(alias: str) -> ReplicaHealth:
+    """The last check of ``alias``, or a new one when it is older than
+    ``CRM_REPLICA_CHECK_SECONDS`` (the router and ``/readyz`` share it)."""
+    health = _health.get(alias)
+    if (
+        health is not None
+        and time.monotonic() - health.checked_at < settings.CRM_REPLICA_CHECK_SECONDS
+    ):
+        return health
     try:
         with connections[alias].cursor() as cursor:
             cursor.execute(
@@ -63,13 +85,20 @@ def replica_is_healthy(alias: str) -> bool:
             in_recovery, lag, caught_up = cursor.fetchone()
         # An idle primary writes nothing to replay: a replica that has
         # replayed all it received is current, whatever the timestamp says.
-        healthy = bool(in_recovery) and (caught_up or lag <= settings.CRM_REPLICA_MAX_LAG_SECONDS)
+        lag = 0.0 if caught_up else max(0.0, float(lag))
+        if not in_recovery:
+            problem = "not a standby (promoted?)"
+        elif lag > settings.CRM_REPLICA_MAX_LAG_SECONDS:
+            problem = "lagging"
+        else:
+            problem = None
     except DatabaseError as exc:
         logger.warning("replica %s unavailable: %s", alias, exc)
         connections[alias].close()
-        healthy = False
-    _health[alias] = (time.monotonic(), healthy)
-    return healthy
+        lag, problem = None, "unavailable"
+    health = _health[alias] = ReplicaHealth(time.monotonic(), problem is None, lag, problem)
+    metrics.replica_checked(alias, health.healthy, health.lag_seconds)
+    return health
 
 
 def forget_health() -> None:
@@ -147,14 +176,16 @@ def read_alias(app_label: str = "core") -> str:
     """
     if app_label not in ReplicaRouter.REPLICATED_APPS:
         return PRIMARY
-    if _pinned.get() or connections[PRIMARY].in_atomic_block:
-        return PRIMARY
+    if _pinned.get():
+        return metrics.read_routed(PRIMARY, "pinned")
+    if connections[PRIMARY].in_atomic_block:
+        return metrics.read_routed(PRIMARY, "transaction")
     aliases = replica_aliases()
     if not aliases:
-        return PRIMARY
+        return metrics.read_routed(PRIMARY, "no_replicas")
     start = next(_turn)
     for i in range(len(aliases)):
         alias = aliases[(start + i) % len(aliases)]
         if replica_is_healthy(alias):
-            return alias
-    return PRIMARY
+            return metrics.read_routed(alias, "replica")
+    return metrics.read_routed(PRIMARY, "fallback")

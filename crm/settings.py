@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from crm import env
+from crm.observability import logs
 from crm.postgres import config as database_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -49,7 +50,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -58,6 +58,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /healthz, /readyz and /metrics, ahead of the host check, the HTTPS
+    # redirect and everything that might touch the database.
+    "crm.observability.middleware.EndpointsMiddleware",
+    # Request ids, timings, metrics and the request log (crm.observability).
+    "crm.observability.middleware.RequestObservabilityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's and Swagger UI's static files when DEBUG is off.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -97,6 +102,8 @@ ASGI_APPLICATION = "crm.asgi.application"
 CRM_STATEMENT_TIMEOUT_MS = env.integer("CRM_STATEMENT_TIMEOUT_MS", 2000, minimum=0)
 # The export streams every matching row: its own, longer limit.
 CRM_EXPORT_TIMEOUT_MS = env.integer("CRM_EXPORT_TIMEOUT_MS", 600_000, minimum=0)
+# Exports one user may stream at once, across all workers (a 429 beyond).
+CRM_EXPORT_CONCURRENCY = env.integer("CRM_EXPORT_CONCURRENCY", 2, minimum=1)
 
 # DATABASE_URL when set, otherwise the embedded PostgreSQL 18; hot standbys
 # for reads from DATABASE_REPLICA_URLS (see crm.postgres.config).
@@ -139,6 +146,13 @@ CACHES = {
     )
 }
 
+#: Proxies in front of the application (unset: none). They decide whose
+#: address X-Forwarded-For gives (rate limits, the metrics' allowed
+#: addresses) and whether X-Request-ID is believed (crm.observability.request_ids).
+CRM_NUM_PROXIES = (
+    env.integer("CRM_NUM_PROXIES", 0, minimum=0) if env.string("CRM_NUM_PROXIES") else None
+)
+
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -146,6 +160,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["core.security.permissions.CustomerPermissions"],
+    # Writes carry nested objects that only JSON can: no form or multipart bodies.
+    "DEFAULT_PARSER_CLASSES": ["core.api.parsers.JsonBodyParser"],
+    # An unknown ?format= is a 400 naming it, not a 404.
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "core.api.renderers.StrictFormatNegotiation",
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -157,39 +175,66 @@ REST_FRAMEWORK = {
         if REDIS_URL
         else ["core.security.throttling.AnonThrottle", "core.security.throttling.UserThrottle"]
     ),
-    "NUM_PROXIES": env.integer("CRM_NUM_PROXIES", 0) if env.string("CRM_NUM_PROXIES") else None,
+    "NUM_PROXIES": CRM_NUM_PROXIES,
     "EXCEPTION_HANDLER": "core.security.exceptions.api_exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "CRM API",
-    "DESCRIPTION": "Customers with their address and loyalty record, at millions of rows.",
+    "DESCRIPTION": (
+        "Customers with their address and loyalty record, at millions of rows. "
+        "Authenticate with an API token (`Authorization: Token <key>`; `make run` prints one) "
+        "or, in a browser, an admin session."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    # The schema and its pages are part of /api/: signed-in users only (log in
-    # at /admin/ for the browser, or send a token).
+    # Request bodies get components of their own, without the read-only
+    # fields (id, created): what a client generated from the schema sends.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The schema is part of /api/: signed-in users only. Its two pages load for
+    # anyone and fetch it with a token or the session (see crm.api_docs).
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     # Served from drf-spectacular-sidecar's static files: no CDN needed.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    # Swagger UI's "Authorize" takes the token as "Token <key>" (the tokenAuth
-    # scheme drf-spectacular derives from the token authentication class).
-    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    # The token lives in the tab's sessionStorage (crm.api_docs), not in
+    # localStorage for good, which is what Swagger UI's persistAuthorization does.
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": False, "displayRequestDuration": True},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "core.api.schema.add_common_responses",
+        "crm.api_docs.token_scheme_first",
     ],
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.string("DJANGO_LOG_LEVEL", "WARNING")},
-}
+# Logs: text, or one JSON object per line; every line carries its request's
+# id, none carries a query parameter's value (crm.observability.logs).
+DJANGO_LOG_FORMAT = env.choice("DJANGO_LOG_FORMAT", ("text", "json"), "text")
+DJANGO_LOG_LEVEL = env.choice(
+    "DJANGO_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "WARNING"
+)
+#: One line per request (method, path, status, times, user); in development
+#: runserver writes its own.
+CRM_ACCESS_LOG = env.boolean("CRM_ACCESS_LOG", PRODUCTION)
+LOGGING = logs.logging_config(
+    format=DJANGO_LOG_FORMAT, level=DJANGO_LOG_LEVEL, request_log=CRM_ACCESS_LOG
+)
 
-# Benchmark and load reports (generate_data, bench_list, bench_http).
+# Operations (crm.observability): probes, metrics, timings.
+#: /readyz: the database must answer within this, and an answer is reused
+#: for this long (so probes cost at most one statement a second per process).
+CRM_READINESS_TIMEOUT_MS = env.integer("CRM_READINESS_TIMEOUT_MS", 500, minimum=1)
+CRM_READINESS_CACHE_SECONDS = env.integer("CRM_READINESS_CACHE_SECONDS", 1, minimum=0)
+#: /metrics answers these addresses and networks only.
+CRM_METRICS_ALLOWED_IPS = env.ip_networks("CRM_METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+#: Server-Timing (db, app) on every response: on in development; in
+#: production only when asked, since it tells anyone how long the database took.
+CRM_SERVER_TIMING = env.boolean("CRM_SERVER_TIMING", not PRODUCTION)
+
+# Your own runs' reports (generate_data, bench_list, bench_http, test screenshots):
+# reports/ is ignored by git; published figures go to docs/benchmarks/ only when
+# a command is pointed there (see core.run_records).
 CRM_REPORTS_DIR = Path(env.string("CRM_REPORTS_DIR") or BASE_DIR / "reports")
 
 # Up to this many estimated rows, the list counts exactly (see core.customers.pagination).
@@ -197,6 +242,9 @@ CRM_EXACT_COUNT_THRESHOLD = env.integer("CRM_EXACT_COUNT_THRESHOLD", 10_000)
 # How long an API token's user and permissions are remembered per process
 # (a revoked token or permission takes effect within this many seconds).
 CRM_TOKEN_CACHE_SECONDS = env.integer("CRM_TOKEN_CACHE_SECONDS", 30)
+# How long a new API token works, in days (0: until revoked); create_api_user
+# --lifetime-days overrides it per token.
+CRM_TOKEN_LIFETIME_DAYS = env.integer("CRM_TOKEN_LIFETIME_DAYS", 0, minimum=0)
 # Requests per user (per IP without credentials), counted across all workers.
 CRM_THROTTLE_RATES = {
     "anon": env.string("CRM_THROTTLE_ANON", "60/minute"),

@@ -81,3 +81,28 @@ def test_unknown_scenarios_and_too_little_data_are_refused(reports_dir):
     call_command("generate_data", n=700, chunk=700, quiet=True)
     with pytest.raises(CommandError, match="unknown scenario nope"):
         call_command("bench_list", repeat=1, scenario=["nope"], output=reports_dir)
+
+
+def test_the_uninstrumented_variant_races_the_api_without_observability(customers, reports_dir):
+    call_command(
+        "bench_list",
+        repeat=2,
+        warmup=0,
+        scenario=["initial_page"],
+        variant=["optimized", "uninstrumented"],
+        output=reports_dir,
+    )
+    with (reports_dir / "benchmarks.csv").open() as f:
+        rows = {row["variant"]: row for row in csv.DictReader(f)}
+    assert set(rows) == {"optimized", "uninstrumented"}
+    assert rows["uninstrumented"]["check"] == "ok"
+    assert rows["uninstrumented"]["url"] == rows["optimized"]["url"]
+    measured = runner.Runner()
+    try:
+        assert "X-Request-ID" in measured.client.get("/api/users/")
+        bare = measured.uninstrumented.get("/api/users/")
+        assert bare.status_code == 200
+        assert "X-Request-ID" not in bare
+        assert "Server-Timing" not in bare
+    finally:
+        measured.close()

@@ -21,11 +21,15 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
+from core.customers.export import FORMATS
 from core.customers.filters import CustomerFilter, InstantField
 from core.customers.ordering import SORT_FIELDS, InvalidOrdering, Ordering, customer_ordering
 
 #: The filters' form class, built once (django-filter builds it per FilterSet).
 FILTER_FORM = CustomerFilter().get_form_class()
+
+#: The range "format: int64" stands for.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 #: JSON body of a 400: each invalid parameter with what is wrong.
 PARAMETER_ERRORS = OpenApiResponse(
@@ -58,6 +62,13 @@ def filter_parameters() -> list[OpenApiParameter]:
                 schema["maximum"] = min(schema.get("maximum", limit), limit)
             elif isinstance(validator, MaxLengthValidator):
                 schema["maxLength"] = validator.limit_value
+        # Bounds at or past a 64-bit column's own are what "format: int64" says
+        # already; as JSON numbers, JavaScript (Swagger UI, ReDoc) would also
+        # show 2**63 - 1 as 9223372036854776000.
+        if schema.get("maximum", 0) >= INT64_MAX:
+            del schema["maximum"]
+        if schema.get("minimum", 0) <= INT64_MIN:
+            del schema["minimum"]
         description = str(spec.extra.get("help_text", ""))
         if isinstance(field, InstantField):
             description += " ISO 8601 date or date-time; a date alone covers that whole day (UTC)."
@@ -76,7 +87,7 @@ class CustomerQueryParams(serializers.Serializer):
         max_length=100,
         help_text=(
             "Typo-tolerant search over first name, last name, full name, customer_id, phone "
-            "number and city; every word must match; ranked by trigram similarity unless an "
+            "number and city; every word must match; the closest names first unless an "
             "ordering is given."
         ),
     )
@@ -126,7 +137,12 @@ class CustomerExportParams(CustomerQueryParams):
     """The export's query parameters other than filters: these and its format."""
 
     format = serializers.ChoiceField(
-        choices=["csv", "ndjson"], required=False, help_text="csv (default) or ndjson."
+        choices=list(FORMATS),
+        required=False,
+        help_text=(
+            "csv (the default), ndjson (one JSON object per line, nested as the list's rows) "
+            "or json (one document); overrides the Accept header."
+        ),
     )
 
 

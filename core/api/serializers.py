@@ -10,6 +10,8 @@ produces exactly this shape.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from typing import Any
 
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse
@@ -24,10 +26,42 @@ EARLIEST_BIRTHDAY = dt.date(1900, 1, 1)
 LAST_ACTIVITY_TOLERANCE = dt.timedelta(seconds=60)
 
 
+class StrictFieldsMixin:
+    """Refuses what it does not write: a misspelled field, one it does not
+    know (``is_admin``) or a read-only one (``id``, ``created``) is a 400
+    naming it, like an unknown query parameter, never silently dropped."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        errors: dict[str, list[str]] = {}
+        if isinstance(data, Mapping):
+            for key in data:
+                field = self.fields.get(key)
+                if field is None:
+                    errors[key] = [f"Unknown field. Allowed: {', '.join(self.writable_fields())}."]
+                elif field.read_only:
+                    errors[key] = ["Read-only; leave it out."]
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if not errors or not isinstance(exc.detail, Mapping):
+                raise
+            raise serializers.ValidationError({**exc.detail, **errors}) from None
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+    def writable_fields(self) -> list[str]:
+        return [name for name, field in self.fields.items() if not field.read_only]
+
+
 class AddressSerializer(serializers.ModelSerializer):
     class Meta:
         model = Address
         fields = columns.field_names(columns.ADDRESS)
+
+
+class AddressWriteSerializer(StrictFieldsMixin, AddressSerializer):
+    """A customer's address, as clients write it."""
 
 
 class RelationshipSerializer(serializers.ModelSerializer):
@@ -36,7 +70,9 @@ class RelationshipSerializer(serializers.ModelSerializer):
         fields = columns.field_names(columns.RELATIONSHIP)
 
 
-class RelationshipWriteSerializer(serializers.ModelSerializer):
+class RelationshipWriteSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    """A customer's loyalty record, as clients write it (its ``created`` is the server's)."""
+
     points = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
 
     class Meta:
@@ -44,6 +80,12 @@ class RelationshipWriteSerializer(serializers.ModelSerializer):
         fields = columns.field_names(columns.RELATIONSHIP)
         read_only_fields = ["created"]
         extra_kwargs = {"last_activity": {"required": False}}
+
+    def validate_last_activity(self, value: dt.datetime) -> dt.datetime:
+        # The lower bound, the record's creation, is checked with the customer.
+        if value > timezone.now() + LAST_ACTIVITY_TOLERANCE:
+            raise serializers.ValidationError("Cannot be in the future.")
+        return value
 
 
 class CustomerSerializer(serializers.ModelSerializer):
@@ -55,12 +97,11 @@ class CustomerSerializer(serializers.ModelSerializer):
         fields = [*columns.field_names(None), *columns.GROUPS]
 
 
-class CustomerWriteSerializer(CustomerSerializer):
-    """A customer with their address and loyalty record, as clients write them.
+class CustomerWriteSerializer(StrictFieldsMixin, CustomerSerializer):
+    """A customer with their address and loyalty record, as clients write them
+    (validation only: the write services write, in one transaction)."""
 
-    Validation only; :mod:`core.customers.services` writes, in one transaction.
-    """
-
+    address = AddressWriteSerializer()
     relationship = RelationshipWriteSerializer(required=False)
 
     class Meta(CustomerSerializer.Meta):

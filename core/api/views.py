@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django import forms
 from django.conf import settings
 from django.http import StreamingHttpResponse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework.exceptions import NotFound, ValidationError
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.customers import selectors, services
 from core.customers.columns import customer_rows
-from core.customers.export import customer_export
+from core.customers.export import CustomerExport
 from core.customers.pagination import CustomerPagination
+from core.customers.versions import customer_version
 from core.models import AppUser
+from core.security.export_slots import export_slot
 from core.security.views import ProtectedApiView
 
-from .params import EXPORT_PARAMETERS, LIST_PARAMETERS, PARAMETER_ERRORS, CustomerQuery
-from .renderers import CsvRenderer, NdjsonRenderer
+from .params import (
+    EXPORT_PARAMETERS,
+    FILTER_FORM,
+    LIST_PARAMETERS,
+    PARAMETER_ERRORS,
+    CustomerQuery,
+)
+from .renderers import DOWNLOAD_RENDERERS, FilterFormBrowsableAPIRenderer
 from .serializers import (
     WRITE_ERRORS,
     CustomerPageSchema,
@@ -37,10 +52,112 @@ def customers(query: CustomerQuery):
     )
 
 
-class CustomerListApi(ProtectedApiView):
+class CustomerFilterForm(FILTER_FORM):
+    """The list's filters, search, ordering and page size as one form, for the
+    browsable API (the API validates them with core.api.params)."""
+
+    search = forms.CharField(required=False, max_length=100, help_text="Names, typos forgiven.")
+    ordering = forms.CharField(
+        required=False, max_length=500, help_text="e.g. -relationship__points,last_name"
+    )
+    page_size = forms.IntegerField(required=False, min_value=1, max_value=500)
+
+
+class CustomerApiView(ProtectedApiView):
+    """A view of customers' personal data: no cache (a browser's, a proxy's)
+    may keep any of its answers."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        add_never_cache_headers(response)
+        return response
+
+
+class PreconditionFailed(APIException):
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    default_detail = "The customer has changed since you read it; read it again."
+
+
+class WriteConflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "Concurrent writes of this customer collided; nothing was written. Try again."
+
+
+@contextmanager
+def service_errors() -> Iterator[None]:
+    """The write services' refusals as HTTP answers."""
+    try:
+        yield
+    except services.CustomerNotFound:
+        raise NotFound("No customer with this id.") from None
+    except services.CustomerConflict as exc:
+        raise ValidationError(
+            {exc.field: ["A customer with this customer_id exists already."]}
+        ) from None
+    except services.CustomerChanged as exc:
+        raise PreconditionFailed(
+            f"The customer has changed since you read it (now ETag {exc.current}); read it again."
+        ) from None
+    except services.CustomerWriteConflict:
+        raise WriteConflict() from None
+
+
+def if_match(request: Request) -> list[str] | None:
+    """The versions ``If-Match`` accepts (``["*"]``: any), or None without the header."""
+    header = request.headers.get("If-Match")
+    return None if header is None else parse_etags(header)
+
+
+def refuse_query_parameters(request: Request) -> None:
+    """One customer and the writes take no query parameters: naming one is a 400."""
+    unknown = [name for name in request.query_params if name != "format"]
+    if unknown:
+        raise ValidationError(
+            {name: ["Unknown parameter: this operation takes none."] for name in unknown}
+        )
+
+
+def customer_response(pk: int, status: int = 200) -> Response:
+    """A customer as the list shows them, read back through the list's selector,
+    with their version as ``ETag``."""
+    row = selectors.customer_detail(pk)
+    if row is None:
+        raise NotFound("No customer with this id.")
+    return Response(row, status=status, headers={"ETag": customer_version(row)})
+
+
+#: ``If-Match`` as the OpenAPI document describes it.
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description=(
+        "Write only if the customer is still the version an earlier answer's ETag named "
+        "(several may be given, comma-separated; * for any); otherwise 412."
+    ),
+)
+CHANGED = OpenApiResponse(ErrorSerializer, description="If-Match names an older version.")
+COLLIDED = OpenApiResponse(
+    ErrorSerializer, description="Concurrent writes kept colliding; nothing was written."
+)
+JSON_ONLY = "Request bodies are JSON (`Content-Type: application/json`) only."
+#: What PUT and PATCH answer.
+UPDATE_RESPONSES = {
+    200: CustomerSerializer,
+    400: WRITE_ERRORS,
+    404: ErrorSerializer,
+    409: COLLIDED,
+    412: CHANGED,
+}
+
+
+class CustomerListApi(CustomerApiView):
     """Customers with their address and loyalty record: filter, sort, page."""
 
+    name = "Customers"  # the browsable API's title (DRF would say "Customer List Api")
     pagination_class = CustomerPagination
+    renderer_classes = [JSONRenderer, FilterFormBrowsableAPIRenderer]
+    filter_form_class = CustomerFilterForm
 
     @extend_schema(
         operation_id="customers_list",
@@ -67,86 +184,100 @@ class CustomerListApi(ProtectedApiView):
     @extend_schema(
         operation_id="customers_create",
         request=CustomerWriteSerializer,
-        responses={201: CustomerSerializer, 400: WRITE_ERRORS},
+        responses={201: CustomerSerializer, 400: WRITE_ERRORS, 409: COLLIDED},
+        description=f"A new customer with their address and loyalty record. {JSON_ONLY}",
     )
     def post(self, request: Request) -> Response:
         """A new customer with their address and loyalty record, in one transaction."""
-        pk = write_customer(CustomerWriteSerializer(data=request.data))
-        return customer_response(pk, status=201)
+        refuse_query_parameters(request)
+        serializer = CustomerWriteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        with service_errors():
+            customer = services.customer_create(**serializer.validated_data)
+        return customer_response(customer.pk, status=201)
 
 
 # -- one customer, and writes ---------------------------------------------------
 
 
-def customer_response(pk: int, status: int = 200) -> Response:
-    """A customer as the list shows them, read back through the list's selector."""
-    row = selectors.customer_detail(pk)
-    if row is None:
-        raise NotFound("No customer with this id.")
-    return Response(row, status=status)
+class CustomerDetailApi(CustomerApiView):
+    """One customer: read, replace (PUT), change (PATCH) or delete.
 
+    Writes are serialized per customer (see core.customers.services); with
+    ``If-Match`` a client refuses to overwrite a change it has not seen.
+    """
 
-def write_customer(serializer: CustomerWriteSerializer, customer: AppUser | None = None) -> int:
-    """Validate, then create or update through the services; a conflict is a 400."""
-    serializer.is_valid(raise_exception=True)
-    data = dict(serializer.validated_data)
-    try:
-        if customer is None:
-            customer = services.customer_create(**data)
-        else:
-            customer = services.customer_update(customer, **data)
-    except services.CustomerConflict:
-        raise ValidationError(
-            {"customer_id": ["A customer with this customer_id exists already."]}
-        ) from None
-    return customer.pk
-
-
-class CustomerDetailApi(ProtectedApiView):
-    """One customer: read, replace (PUT), change (PATCH) or delete."""
+    name = "Customer"
 
     def customer(self, pk: int) -> AppUser:
+        """The customer as stored now, to validate a write against (not locked:
+        the service locks it and reads it again)."""
         customer = selectors.customer_for_update(pk)
         if customer is None:
             raise NotFound("No customer with this id.")
         return customer
 
-    @extend_schema(responses={200: CustomerSerializer, 404: ErrorSerializer})
+    @extend_schema(
+        operation_id="customers_retrieve",
+        responses={200: CustomerSerializer, 404: ErrorSerializer},
+        description="One customer, as the list shows them; `ETag` names this version.",
+    )
     def get(self, request: Request, pk: int) -> Response:
+        refuse_query_parameters(request)
+        return customer_response(pk)
+
+    def write(self, request: Request, pk: int, *, partial: bool) -> Response:
+        refuse_query_parameters(request)
+        serializer = CustomerWriteSerializer(self.customer(pk), data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        with service_errors():
+            services.customer_update(pk, if_match=if_match(request), **serializer.validated_data)
         return customer_response(pk)
 
     @extend_schema(
+        operation_id="customers_update",
+        parameters=[IF_MATCH],
         request=CustomerWriteSerializer,
-        responses={200: CustomerSerializer, 400: WRITE_ERRORS, 404: ErrorSerializer},
+        responses=UPDATE_RESPONSES,
+        description=f"Replace a customer's fields (the loyalty record is optional). {JSON_ONLY}",
     )
     def put(self, request: Request, pk: int) -> Response:
-        customer = self.customer(pk)
-        write_customer(CustomerWriteSerializer(customer, data=request.data), customer)
-        return customer_response(pk)
+        return self.write(request, pk, partial=False)
 
     @extend_schema(
+        operation_id="customers_partial_update",
+        parameters=[IF_MATCH],
         request=CustomerWriteSerializer,
-        responses={200: CustomerSerializer, 400: WRITE_ERRORS, 404: ErrorSerializer},
+        responses=UPDATE_RESPONSES,
+        description=(
+            "Change the fields given, nested ones included; the others keep their values. "
+            f"An address shared with other customers is copied, not changed for them. {JSON_ONLY}"
+        ),
     )
     def patch(self, request: Request, pk: int) -> Response:
-        customer = self.customer(pk)
-        serializer = CustomerWriteSerializer(customer, data=request.data, partial=True)
-        write_customer(serializer, customer)
-        return customer_response(pk)
+        return self.write(request, pk, partial=True)
 
-    @extend_schema(responses={204: None, 404: ErrorSerializer})
+    @extend_schema(
+        operation_id="customers_destroy",
+        parameters=[IF_MATCH],
+        responses={204: None, 404: ErrorSerializer, 409: COLLIDED, 412: CHANGED},
+        description="Delete a customer, their loyalty record, and their address unless shared.",
+    )
     def delete(self, request: Request, pk: int) -> Response:
-        services.customer_delete(self.customer(pk))
+        refuse_query_parameters(request)
+        with service_errors():
+            services.customer_delete(pk, if_match=if_match(request))
         return Response(status=204)
 
 
 # -- export -------------------------------------------------------------------
 
 
-class CustomerExportApi(ProtectedApiView):
-    """Every matching customer, streamed as CSV or NDJSON with constant memory."""
+class CustomerExportApi(CustomerApiView):
+    """Every matching customer, streamed as CSV, NDJSON or JSON with constant memory."""
 
-    renderer_classes = [CsvRenderer, NdjsonRenderer]
+    name = "Customer export"
+    renderer_classes = DOWNLOAD_RENDERERS
 
     def handle_exception(self, exc):
         # Errors are JSON (as documented), whichever download format was asked for.
@@ -160,20 +291,33 @@ class CustomerExportApi(ProtectedApiView):
         responses={
             (200, "text/csv"): OpenApiTypes.STR,
             (200, "application/x-ndjson"): OpenApiTypes.STR,
+            (200, "application/json"): OpenApiTypes.OBJECT,
             (400, "application/json"): PARAMETER_ERRORS,
+            (406, "application/json"): OpenApiResponse(
+                ErrorSerializer, description="The Accept header names none of the formats."
+            ),
         },
-        description="Takes every list filter, `search` and `ordering`; no pages, every row.",
+        description=(
+            "Takes every list filter, `search` and `ordering`; no pages, every row. The format "
+            "is `format=` if given, else the `Accept` header's (text/csv, application/x-ndjson, "
+            "application/json), else CSV. CSV and NDJSON end with a trailer line that gives "
+            'the row count (`# end of export: N rows`, `{"end_of_export": {"rows": N}}`); '
+            'JSON is `{"results": [...], "count": N}`. A file without its end is cut. '
+            "At most `CRM_EXPORT_CONCURRENCY` exports per user at once (429 beyond)."
+        ),
     )
     def get(self, request: Request) -> StreamingHttpResponse:
         query = EXPORT_PARAMETERS.validate(request.query_params)
-        fmt = query.options.get("format", "csv")
-        stream = customer_export(
-            customers(query), query.ordering, fmt, timeout_ms=settings.CRM_EXPORT_TIMEOUT_MS
+        renderer = request.accepted_renderer
+        export = CustomerExport(
+            customers(query),
+            query.ordering,
+            renderer.format,
+            timeout_ms=settings.CRM_EXPORT_TIMEOUT_MS,
+            guard=export_slot(request.user.pk, settings.CRM_EXPORT_CONCURRENCY),
         )
-        response = StreamingHttpResponse(
-            stream,
-            content_type="text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson",
-        )
+        response = StreamingHttpResponse(export.start(), content_type=renderer.content_type)
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-        response["Content-Disposition"] = f'attachment; filename="customers-{stamp}.{fmt}"'
+        extension = renderer.format
+        response["Content-Disposition"] = f'attachment; filename="customers-{stamp}.{extension}"'
         return response

@@ -8,12 +8,12 @@ here too, beside the query that reads it.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
-from django.contrib.postgres.search import TrigramSimilarity
 from django.db import connections
-from django.db.models import CharField, FloatField, Q, QuerySet, Value
-from django.db.models.functions import Cast, Concat, Greatest, Upper
+from django.db.models import Case, FloatField, Q, QuerySet, Value, When
+from django.db.models.functions import Cast, Greatest
 
 from core.models import AppUser, SearchTerm
 from crm.replicas import read_alias
@@ -30,7 +30,7 @@ def search_words(text: str) -> list[str]:
 
 
 def customer_search(queryset: QuerySet, text: str) -> QuerySet:
-    """Customers matching every word of ``text``, typos allowed, ranked by similarity.
+    """Customers matching every word of ``text``, typos allowed, the closest first.
 
     A word that is clearly similar to a city's name (see CITY_SIMILARITY)
     keeps that city's customers; any other word must be trigram-similar to
@@ -46,19 +46,20 @@ def customer_search(queryset: QuerySet, text: str) -> QuerySet:
     this way, every word is a bitmap OR of trigram and b-tree index scans on
     one table. The few city names come from the ``(city, id)`` index.
 
-    The rank adds up each word's best similarity, plus the similarity of the
-    whole text to the full name, so "jon smith" puts Jon Smithers and John
-    Smith above Joan Smithson.
+    The rank adds up, for each word, how close the nearer of the first and
+    last name (or the city) is to it (:func:`closeness`: 1 for the same word,
+    less for each edit). Trigram similarity finds the candidates but ranks
+    them poorly: it puts "Joe" (0.33) above "John" (0.29) for "jon", while
+    John is the same name with one letter more, and "Jon Smith" itself above
+    neither. The closeness of each candidate name is computed here, once per
+    distinct name, and reaches SQL as a ``CASE`` over those names.
     """
-    first, last = Upper("first_name"), Upper("last_name")
-    rank: Any = TrigramSimilarity(
-        Concat(first, Value(" "), last, output_field=CharField()), Value(text.upper())
-    )
+    rank: Any = Value(0.0)
     for word in search_words(text):
         cities = similar_cities(word)
         if cities:
             queryset = queryset.filter(address__city__in=cities)
-            rank = rank + TrigramSimilarity(Upper("address__city"), Value(word))
+            rank = rank + closeness_case("address__city", word, cities)
             continue
         names = similar_names(word)
         queryset = queryset.filter(
@@ -68,13 +69,63 @@ def customer_search(queryset: QuerySet, text: str) -> QuerySet:
             | Q(phone_number__icontains=word)
         )
         rank = rank + Greatest(
-            TrigramSimilarity(first, Value(word)), TrigramSimilarity(last, Value(word))
+            closeness_case("first_name", word, names["first_name"]),
+            closeness_case("last_name", word, names["last_name"]),
         )
-    # pg_trgm's similarity() is a float4; a cursor carries the rank as a
-    # double and PostgreSQL compares a float4 with it through numeric at six
-    # digits, so the boundary row would come back on the next page. As a
-    # double, the rank round-trips exactly.
+    # A double, so that a cursor carries the rank exactly: a float4 compared
+    # with the cursor's double goes through numeric at six digits, and the
+    # boundary row would come back on the next page.
     return queryset.alias(**{SEARCH_RANK: Cast(rank, FloatField())})
+
+
+def closeness(word: str, name: str) -> float:
+    """How close ``name`` is to the searched ``word``: 1 when equal (any case),
+    less by each edit (a letter inserted, deleted, replaced, or two
+    neighbours swapped), relative to the longer of the two.
+
+    "JON": John and Joan 0.75, Joe 0.67, Jonathan 0.38. "SMIHT": Smith 0.8.
+    """
+    a, b = word.upper(), name.upper()
+    if a == b:
+        return 1.0
+    return 1.0 - edit_distance(a, b) / max(len(a), len(b))
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Edits from ``a`` to ``b``, a swap of neighbours counting as one (optimal
+    string alignment). Names are short: a plain dynamic programme suffices."""
+    before: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            current[j] = min(
+                previous[j] + 1,
+                current[j - 1] + 1,
+                previous[j - 1] + (a[i - 1] != b[j - 1]),
+            )
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                current[j] = min(current[j], before[j - 2] + 1)
+        before, previous = previous, current
+    return previous[len(b)]
+
+
+def closeness_case(field: str, word: str, values: list[str]) -> Any:
+    """``CASE WHEN field IN (…) THEN closeness …`` for the candidate ``values``
+    (one branch per distinct closeness, closest first; 0 for any other value)."""
+    by_closeness: dict[float, list[str]] = defaultdict(list)
+    for value in values:
+        by_closeness[closeness(word, value)].append(value)
+    if not by_closeness:
+        return Value(0.0)
+    return Case(
+        *[
+            When(**{f"{field}__in": names}, then=Value(score))
+            for score, names in sorted(by_closeness.items(), reverse=True)
+        ],
+        default=Value(0.0),
+        output_field=FloatField(),
+    )
 
 
 #: How similar a word must be to a city's name to be read as that city: well

@@ -1,23 +1,128 @@
 """Writes of customers: the customer, their address and loyalty record, together.
 
 Each service is one transaction: the three tables (and the search terms of
-:mod:`core.customers.search`) change together or not at all.
+:mod:`core.customers.search`) change together or not at all. Concurrent
+writes of one customer are serialized, not interleaved:
+
+* a change or a deletion first locks the customer's row (``SELECT … FOR
+  UPDATE``) and reads it afresh, so a second writer waits for the first and
+  then sees its result: a customer deleted meanwhile is "not found", never
+  written back (an UPDATE of a vanished row would make Django INSERT it);
+* only the fields a request changes are written (``update_fields``), so two
+  requests that change different fields both keep their change;
+* locks are taken in one order (customer, address, loyalty record), and a
+  transaction that PostgreSQL still aborts to break a deadlock with some
+  other writer (or could not serialize) runs again, up to
+  :data:`WRITE_ATTEMPTS` times, before :class:`CustomerWriteConflict`.
+
+An address may be shared by several customers (the admin can point a customer
+at any address): changing it through one customer copies it first, so that
+the others keep theirs.
 """
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
+import functools
+import random
+import time
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, TypeVar
+
+from django.db import IntegrityError, OperationalError, models, transaction
 
 from core.models import Address, AppUser, CustomerRelationship
 
 from .search import search_terms_add
+from .selectors import customer_detail
+from .versions import customer_version
+
+#: How often a write runs when PostgreSQL aborts it to break a deadlock or a
+#: serialization failure (each time after a short random pause).
+WRITE_ATTEMPTS = 3
+
+T = TypeVar("T")
+
+
+class CustomerNotFound(Exception):
+    """No customer with this id (any more)."""
 
 
 class CustomerConflict(Exception):
     """A write would break a uniqueness rule (a customer_id taken meanwhile)."""
 
+    field = "customer_id"
 
-@transaction.atomic
+
+class CustomerChanged(Exception):
+    """The customer is not the version the client expected (``If-Match``)."""
+
+    def __init__(self, current: str) -> None:
+        super().__init__(current)
+        self.current = current
+
+
+class CustomerWriteConflict(Exception):
+    """The write kept colliding with concurrent writes (deadlocks); nothing was written."""
+
+
+def is_collision(exc: BaseException) -> bool:
+    """Whether PostgreSQL rolled the transaction back because of concurrent
+    ones: SQLSTATE class 40 (a deadlock victim, a serialization failure)."""
+    cause = exc.__cause__ if isinstance(exc, OperationalError) else exc
+    return (getattr(cause, "sqlstate", None) or "").startswith("40")
+
+
+def write_transaction(service: Callable[..., T]) -> Callable[..., T]:
+    """Run ``service`` in a transaction; run it again when PostgreSQL aborted
+    the transaction to break a deadlock or because it could not serialize it.
+
+    Only such transaction-rollback errors are retried: the transaction did
+    nothing, and running it again is what PostgreSQL's documentation advises.
+    """
+
+    @functools.wraps(service)
+    def run(*args: Any, **kwargs: Any) -> T:
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with transaction.atomic():
+                    return service(*args, **kwargs)
+            except OperationalError as exc:
+                if not is_collision(exc):
+                    raise
+                if attempt == WRITE_ATTEMPTS:
+                    raise CustomerWriteConflict(str(exc.__cause__)) from exc
+                time.sleep(random.uniform(0.01, 0.05) * attempt)
+        raise AssertionError("unreachable")
+
+    return run
+
+
+def _assign(instance: models.Model, values: Mapping[str, Any]) -> list[str]:
+    """Set the values that differ from the instance's; return their names."""
+    changed = [name for name, value in values.items() if getattr(instance, name) != value]
+    for name in changed:
+        setattr(instance, name, values[name])
+    return changed
+
+
+def _locked_customer(pk: int) -> AppUser:
+    customer = AppUser.objects.select_for_update().filter(pk=pk).first()
+    if customer is None:
+        raise CustomerNotFound(pk)
+    return customer
+
+
+def _check_version(pk: int, if_match: Collection[str] | None) -> None:
+    """Raise :class:`CustomerChanged` unless the customer (locked) is one of
+    the versions ``if_match`` lists (``*``: any)."""
+    if if_match is None or "*" in if_match:
+        return
+    current = customer_version(customer_detail(pk))
+    if current not in if_match:
+        raise CustomerChanged(current)
+
+
+@write_transaction
 def customer_create(*, address: dict, relationship: dict | None = None, **fields) -> AppUser:
     """A customer with their own address and loyalty record, all or nothing."""
     try:
@@ -30,39 +135,70 @@ def customer_create(*, address: dict, relationship: dict | None = None, **fields
     return customer
 
 
-@transaction.atomic
+@write_transaction
 def customer_update(
-    customer: AppUser, *, address: dict | None = None, relationship: dict | None = None, **fields
+    pk: int,
+    *,
+    if_match: Collection[str] | None = None,
+    address: dict | None = None,
+    relationship: dict | None = None,
+    **fields,
 ) -> AppUser:
-    """Change a customer and, in the same transaction, their address and record.
+    """Change customer ``pk`` and, in the same transaction, their address and record.
 
     ``last_updated`` moves whenever anything of the customer's changes, the
-    address and the loyalty record included.
+    address and the loyalty record included (and not when nothing does).
     """
-    for name, value in fields.items():
-        setattr(customer, name, value)
+    customer = _locked_customer(pk)
+    _check_version(pk, if_match)
+    changed = _assign(customer, fields)
+    touched = bool(changed)
     if address:
-        for name, value in address.items():
-            setattr(customer.address, name, value)
-        customer.address.save()
+        current = Address.objects.select_for_update().get(pk=customer.address_id)
+        address_changes = _assign(current, address)
+        if address_changes:
+            touched = True
+            if current.users.exclude(pk=pk).exists():
+                # Copy on write: the customers who share it keep it as it was.
+                customer.address = Address.objects.create(
+                    **{
+                        f.attname: getattr(current, f.attname)
+                        for f in Address._meta.concrete_fields
+                        if not f.primary_key
+                    }
+                )
+                changed.append("address")
+            else:
+                current.save(update_fields=address_changes)
     if relationship:
-        record, _ = CustomerRelationship.objects.get_or_create(appuser=customer)
-        for name, value in relationship.items():
-            setattr(record, name, value)
-        record.save()
-    try:
-        with transaction.atomic():
-            customer.save()
-    except IntegrityError as exc:
-        raise CustomerConflict("customer_id") from exc
-    search_terms_add(customer)
+        record = CustomerRelationship.objects.select_for_update().filter(pk=pk).first()
+        if record is None:
+            CustomerRelationship.objects.create(appuser=customer, **relationship)
+            touched = True
+        elif record_changes := _assign(record, relationship):
+            record.save(update_fields=record_changes)
+            touched = True
+    if touched:
+        try:
+            with transaction.atomic():
+                customer.save(update_fields=[*changed, "last_updated"])
+        except IntegrityError as exc:
+            raise CustomerConflict("customer_id") from exc
+    if {"first_name", "last_name"} & set(changed):
+        search_terms_add(customer)
     return customer
 
 
-@transaction.atomic
-def customer_delete(customer: AppUser) -> None:
-    """Delete a customer, their loyalty record, and their address unless others live there."""
-    address = customer.address
+@write_transaction
+def customer_delete(pk: int, *, if_match: Collection[str] | None = None) -> None:
+    """Delete customer ``pk``, their loyalty record, and their address unless others live there.
+
+    The address is locked before the check, so that two customers sharing it,
+    deleted at once, cannot each leave it to the other.
+    """
+    customer = _locked_customer(pk)
+    _check_version(pk, if_match)
+    address = Address.objects.select_for_update().get(pk=customer.address_id)
     customer.delete()
     if not address.users.exists():
         address.delete()

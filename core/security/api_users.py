@@ -1,27 +1,45 @@
-"""API users: who may call the API, with which token and which permissions."""
+"""API users: who may call the API, with which tokens and which permissions."""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import secrets
+
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
-from rest_framework.authtoken.models import Token
+from django.utils import timezone
 
-from core.models import Address, AppUser, CustomerRelationship
+from core.models import Address, ApiToken, AppUser, CustomerRelationship
 
 #: The models whose permissions an API user is given.
 CUSTOMER_MODELS = (AppUser, Address, CustomerRelationship)
 
 
-def api_user_create(*, username: str, read_only: bool) -> str:
-    """Create or update an API user with permissions on customers; return its token.
+def token_digest(token: str) -> str:
+    """What the database keeps of a token (see :class:`core.models.ApiToken`)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def api_user_create(
+    *, username: str, read_only: bool, rotate: bool = False, lifetime: dt.timedelta | None = None
+) -> str:
+    """Create or update an API user with permissions on customers; issue a
+    new token and return it (the one time its text exists).
 
     Read-only users get the view permissions; the others also add, change and
-    delete. The user has no password (it signs in with the token only) and is
-    not staff.
+    delete. The user has no password (it signs in with a token only) and is
+    not staff. The user's earlier tokens keep working unless ``rotate``, which
+    revokes them. The token expires after ``lifetime``, by default
+    ``CRM_TOKEN_LIFETIME_DAYS`` (0: never).
     """
     actions = ["view"] if read_only else ["view", "add", "change", "delete"]
+    if lifetime is None and settings.CRM_TOKEN_LIFETIME_DAYS:
+        lifetime = dt.timedelta(days=settings.CRM_TOKEN_LIFETIME_DAYS)
+    token = secrets.token_hex(20)
     with transaction.atomic():
         user, created = get_user_model().objects.get_or_create(username=username)
         if created:
@@ -36,5 +54,11 @@ def api_user_create(*, username: str, read_only: bool) -> str:
             ],
         )
         user.user_permissions.set(permissions)
-        token, _ = Token.objects.get_or_create(user=user)
-    return token.key
+        if rotate:
+            user.api_tokens.all().delete()
+        ApiToken.objects.create(
+            digest=token_digest(token),
+            user=user,
+            expires=timezone.now() + lifetime if lifetime else None,
+        )
+    return token

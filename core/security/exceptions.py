@@ -1,4 +1,4 @@
-"""API errors as JSON: the database's failures become a 503, never a 500."""
+"""API errors as JSON: the database's failures become a 503 (a collision a 409), never a 500."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from django.db import OperationalError
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+from core.customers.services import is_collision
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +23,16 @@ def api_exception_handler(exc, context) -> Response | None:
     response = exception_handler(exc, context)
     if response is not None or not isinstance(exc, OperationalError):
         return response
+    if is_collision(exc):
+        # A deadlock or serialization failure the view did not retry: the
+        # database is fine, the request collided with another one.
+        return Response(
+            {
+                "detail": "The request collided with a concurrent one; nothing was written. "
+                "Try again."
+            },
+            status=status.HTTP_409_CONFLICT,
+        )
     if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
         detail = (
             "The query took longer than this server allows; narrow the filters, "

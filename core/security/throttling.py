@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
+from crm.observability import metrics
+
 
 class SettingsRateMixin:
     """Rates read from ``settings.CRM_THROTTLE_RATES`` on every request, so
@@ -14,6 +16,9 @@ class SettingsRateMixin:
 
     def get_rate(self) -> str | None:
         return settings.CRM_THROTTLE_RATES.get(self.scope)
+
+    def throttle_failure(self) -> bool:
+        return metrics.throttle_rejected(self.scope)
 
 
 class PostgresWindowMixin:
@@ -54,7 +59,7 @@ class PostgresWindowMixin:
             # Without a database the request fails anyway (503); do not turn
             # that into a 500 here.
             return True
-        return hits <= self.num_requests
+        return hits <= self.num_requests or self.throttle_failure()
 
     def wait(self) -> float | None:
         return max(0.0, float(getattr(self, "remaining", self.duration)))

@@ -115,3 +115,27 @@ def people(db):
             phone_number=f"+1 555 01{i:02d}",
         )
     return PEOPLE
+
+
+@pytest.fixture
+def namesakes(people):
+    """The issue's case: at 100,000 rows four "Joe Smith" came before the first
+    "John Smith", and the admin's substring search found Jonathan Smiths."""
+    for i, (first, last) in enumerate(
+        [("Joe", "Smith")] * 4 + [("Jonathan", "Smith")] * 4 + [("Jon", "Smith")]
+    ):
+        customer_create(
+            address={
+                "street": "Main Street",
+                "street_number": "1",
+                "city_code": "100",
+                "city": "Springfield",
+                "country": "Somewhere",
+            },
+            relationship={"points": 1},
+            first_name=first,
+            last_name=last,
+            gender="m",
+            customer_id=f"NS-{i}",
+            phone_number="+1 555 0199",
+        )

@@ -7,18 +7,19 @@ launch the system Chromium; without it they are skipped, saying so.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, connections
 
 from core.dataset.loader import customer_dataset_replace
 from core.models import AppUser
 from core.security.api_users import api_user_create
+from core.tests.dev_server import other_sessions
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
@@ -30,7 +31,6 @@ pytestmark = [
     ),
 ]
 
-SCREENSHOTS = Path(settings.BASE_DIR) / "reports" / "screenshots"
 PASSWORD = "browser-Test-pass-1"
 
 
@@ -73,11 +73,29 @@ def browser_page(live_server):
         context.route("**/*", only_the_server)
         page = context.new_page()
         page.set_default_timeout(20_000)
+        # What the pages' Content-Security-Policy refused (it would break them).
+        page.refused = []
+        page.on(
+            "console",
+            lambda message: (
+                "Content Security Policy" in message.text and page.refused.append(message.text)
+            ),
+        )
         yield page, foreign
+        # Playwright's sync API runs an event loop in this thread, and while it
+        # runs, Django keeps this thread's connections apart from the ones it
+        # has outside it (asgiref's Local is per context then). The queries
+        # of the test and its fixtures opened connections here; closed now,
+        # or one lingers and the test database cannot be dropped at the end
+        # ("being accessed by other users").
+        connections.close_all()
         context.close()
         browser.close()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     database["CONN_MAX_AGE"] = kept_for
+    assert other_sessions() == 0, (
+        "a session outlives the test: the test database could not be dropped"
+    )
 
 
 @pytest.fixture
@@ -97,17 +115,8 @@ def log_in(page, live_server) -> None:
     page.wait_for_selector("#site-name")
 
 
-def test_swagger_ui_authorize_and_try_it_out(browser_page, live_server, staff):
-    page, foreign = browser_page
-    _, token = staff
-    log_in(page, live_server)
-    page.goto(f"{live_server.url}/api/docs/")
-    page.wait_for_selector(".swagger-ui .opblock")
-    page.click("button.authorize")
-    scheme = page.locator(".modal-ux .auth-container").filter(has_text="tokenAuth")
-    scheme.locator("input").fill(f"Token {token}")
-    scheme.locator("button.authorize").click()
-    page.locator(".modal-ux button.btn-done").first.click()
+def try_the_list(page, token: str) -> None:
+    """Swagger UI's "Try it out" on the list: a 200 with rows, sent with the token."""
     operation = page.locator("#operations-users-customers_list")
     operation.locator(".opblock-summary").click()
     operation.locator("button.try-out__btn").click()
@@ -120,12 +129,91 @@ def test_swagger_ui_authorize_and_try_it_out(browser_page, live_server, staff):
     body = operation.locator(".live-responses-table .microlight").first.inner_text()
     assert '"results"' in body
     assert '"customer_id"' in body
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "swagger-try-it-out.png"), full_page=False)
+
+
+def test_swagger_ui_authorize_and_try_it_out(browser_page, live_server, staff, screenshots_dir):
+    page, foreign = browser_page
+    _, token = staff
+    log_in(page, live_server)
+    page.goto(f"{live_server.url}/api/docs/")
+    page.wait_for_selector(".swagger-ui .opblock")
+    page.click("button.authorize")
+    scheme = page.locator(".modal-ux .auth-container").filter(has_text="tokenAuth")
+    scheme.locator("input").fill(f"Token {token}")
+    scheme.locator("button.authorize").click()
+    page.locator(".modal-ux button.btn-done").first.click()
+    try_the_list(page, token)
+    page.screenshot(path=str(screenshots_dir / "swagger-try-it-out.png"), full_page=False)
     assert foreign == [], f"the page tried to reach other hosts: {foreign[:5]}"
 
 
-def test_admin_login_search_and_edit(browser_page, live_server, staff):
+def test_swagger_ui_with_a_token_only(browser_page, live_server, staff, screenshots_dir):
+    """No session: the page loads, asks for a token, and then works with it alone."""
+    page, foreign = browser_page
+    _, token = staff
+    response = page.goto(f"{live_server.url}/api/docs/")
+    assert response.status == 200, "not a bare 401"
+    help_text = page.locator("#crm-credentials-help")
+    help_text.wait_for()
+    assert "API token" in help_text.inner_text()
+    assert (
+        page.locator("#crm-credentials-help a").get_attribute("href").startswith("/admin/login/")
+    ), "and a way to sign in"
+    page.screenshot(path=str(screenshots_dir / "docs-swagger-asks-for-a-token.png"))
+    page.fill("#crm-token", f"T={token}")  # pasted as make run prints it
+    page.click("#crm-token-use")
+    page.wait_for_selector(".swagger-ui .opblock")
+    assert "Using your API token" in page.locator("#crm-credentials-status").inner_text()
+    # The Authorize dialog: the token first, explained, and already filled in.
+    page.click("button.authorize")
+    schemes = page.locator(".modal-ux .auth-container")
+    assert "tokenAuth" in schemes.first.inner_text()
+    assert "Token <key>" in schemes.first.inner_text()
+    assert "Authorized" in schemes.first.inner_text()
+    page.locator(".modal-ux button.btn-done").first.click()
+    try_the_list(page, token)
+    page.screenshot(path=str(screenshots_dir / "docs-swagger-token-only.png"))
+    # The token stays for this tab: a reload needs no second paste.
+    page.reload()
+    page.wait_for_selector(".swagger-ui .opblock")
+    assert foreign == [], f"the page tried to reach other hosts: {foreign[:5]}"
+    assert page.refused == [], page.refused
+
+
+def test_a_refused_token_is_said_so(browser_page, live_server, staff):
+    page, _ = browser_page
+    page.goto(f"{live_server.url}/api/docs/")
+    page.fill("#crm-token", "not-a-token")
+    page.click("#crm-token-use")
+    page.locator("#crm-credentials-status", has_text="refused").wait_for()
+    assert page.locator(".swagger-ui .opblock").count() == 0
+
+
+def test_redoc_with_a_token_only_and_offline(browser_page, live_server, staff, screenshots_dir):
+    """ReDoc: no session, a token, no request leaves the machine, int64 shown right."""
+    page, foreign = browser_page
+    _, token = staff
+    response = page.goto(f"{live_server.url}/api/redoc/")
+    assert response.status == 200
+    page.locator("#crm-credentials-help").wait_for()
+    page.fill("#crm-token", token)
+    page.click("#crm-token-use")
+    page.wait_for_selector("[data-section-id]")
+    page.locator(
+        "[data-section-id='tag/users/operation/customers_list']"
+    ).first.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    text = page.locator("#redoc-container").inner_text()
+    assert "customers_list" in page.content()
+    assert "9223372036854776000" not in text, "JavaScript's rounding of 2**63 - 1"
+    assert "<int64>" in text
+    page.screenshot(path=str(screenshots_dir / "docs-redoc-token-only.png"))
+    assert foreign == [], f"the page tried to reach other hosts: {foreign[:5]}"
+    # The policy kept ReDoc's logo from cdn.redoc.ly, and nothing else.
+    assert all("cdn.redoc.ly" in refused for refused in page.refused), page.refused
+
+
+def test_admin_login_search_and_edit(browser_page, live_server, staff, screenshots_dir):
     page, foreign = browser_page
     log_in(page, live_server)
     page.goto(f"{live_server.url}/admin/core/appuser/?q=smith")
@@ -133,15 +221,34 @@ def test_admin_login_search_and_edit(browser_page, live_server, staff):
     rows = page.locator("#result_list tbody tr")
     assert rows.count() > 0
     assert "smith" in page.locator("#result_list").inner_text().lower()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "admin-changelist-search.png"))
+    page.screenshot(path=str(screenshots_dir / "admin-changelist-search.png"))
     rows.first.locator("th a").click()
     page.wait_for_selector("#appuser_form")
     page.fill("#id_first_name", "Edited")
     page.fill("#id_relationship-0-points", "4242")
     page.click("input[name=_save]")
     page.wait_for_selector(".messagelist .success")
-    page.screenshot(path=str(SCREENSHOTS / "admin-saved.png"))
+    page.screenshot(path=str(screenshots_dir / "admin-saved.png"))
     edited = AppUser.objects.get(first_name="Edited")
     assert edited.relationship.points == 4242
     assert foreign == [], f"the page tried to reach other hosts: {foreign[:5]}"
+
+
+def test_the_customer_changelist_fits_1280_pixels(
+    browser_page, live_server, staff, screenshots_dir
+):
+    """The "Created" column was cut off at 1280 px (Django's long date format)."""
+    page, _ = browser_page
+    log_in(page, live_server)
+    page.goto(f"{live_server.url}/admin/core/appuser/")
+    page.wait_for_selector("#result_list")
+    results = page.locator("#changelist .results")
+    overflow = results.evaluate("element => element.scrollWidth - element.clientWidth")
+    assert overflow <= 0, f"the table is {overflow} px wider than its box"
+    header = page.locator("#result_list thead th.column-signed_up")
+    assert header.inner_text().strip().lower() == "created"
+    box, table_box = header.bounding_box(), results.bounding_box()
+    assert box["x"] + box["width"] <= table_box["x"] + table_box["width"] + 1
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", page.locator("td.field-signed_up").first.inner_text())
+    assert "about" not in page.locator("#result-count").inner_text(), "400 rows: counted exactly"
+    page.screenshot(path=str(screenshots_dir / "admin-changelist.png"))

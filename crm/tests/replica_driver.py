@@ -27,6 +27,19 @@ def served_by(client, url: str, **kwargs):
     return response, any("core_appuser" in q["sql"] for q in on_replica.captured_queries)
 
 
+def standby_metrics() -> dict:
+    """What /metrics says of the standby and of the reads routed to it."""
+    from prometheus_client import REGISTRY
+
+    return {
+        "in_use": REGISTRY.get_sample_value("crm_replica_in_use", {"database": "replica_1"}),
+        "lag": REGISTRY.get_sample_value("crm_replica_lag_seconds", {"database": "replica_1"}),
+        "reads": REGISTRY.get_sample_value(
+            "crm_database_read_routing_total", {"database": "replica_1", "reason": "replica"}
+        ),
+    }
+
+
 def main(replica_dir: Path) -> dict:
     from django.db import connections
     from django.test import Client
@@ -45,6 +58,9 @@ def main(replica_dir: Path) -> dict:
         cursor.execute("SELECT pg_is_in_recovery()")
         out["replica_in_recovery"] = cursor.fetchone()[0]
     out["list"] = [response.status_code, replica]
+    ready = reader.get("/readyz")
+    out["ready_with_standby"] = [ready.status_code, ready.json().get("replicas")]
+    out["standby_metrics"] = standby_metrics()
 
     writer = Client(headers=headers)
     body = {
@@ -77,6 +93,8 @@ def main(replica_dir: Path) -> dict:
     replicas.forget_health()
     response, replica = served_by(reader, "/api/users/?page_size=5")
     out["replica_down"] = [response.status_code, replica]
+    ready = reader.get("/readyz")
+    out["ready_standby_down"] = [ready.status_code, ready.json().get("replicas")]
 
     embedded.ensure_running(replica_dir, "crm", embedded.REPLICATION_TUNING)
     replicas.forget_health()

@@ -9,7 +9,6 @@ import sys
 
 import pytest
 from django.test import RequestFactory, override_settings
-from rest_framework.authtoken.models import Token
 
 from core.models import AppUser
 from crm import replicas
@@ -38,12 +37,13 @@ def test_writes_always_go_to_the_primary(router, monkeypatch):
     assert router.db_for_write(AppUser) == "default"
 
 
-def test_users_and_tokens_are_read_from_the_primary(router, monkeypatch):
+def test_users_are_read_from_the_primary(router, monkeypatch):
     from django.contrib.auth.models import User
 
     FakeReplicas(monkeypatch, {"replica_1": True})
     assert router.db_for_read(User) == "default"
-    assert router.db_for_read(Token) == "default"
+    # API tokens (core.models.ApiToken) are looked up where they are written:
+    # see core/tests/security/test_authentication.py.
 
 
 @pytest.mark.django_db(transaction=True)
@@ -118,6 +118,7 @@ def test_a_replicated_pair_serves_reads_from_the_standby_and_falls_back(tmp_path
         embedded.ensure_running(replica, "crm", embedded.REPLICATION_TUNING)
         env["DATABASE_REPLICA_URLS"] = embedded.status(replica).conninfo("crm")
         env["CRM_REPLICA_CHECK_SECONDS"] = "0"
+        env["CRM_READINESS_CACHE_SECONDS"] = "0"
         result = subprocess.run(
             [sys.executable, "-m", "crm.tests.replica_driver", str(replica)],
             cwd=REPO,
@@ -138,3 +139,15 @@ def test_a_replicated_pair_serves_reads_from_the_standby_and_falls_back(tmp_path
     assert out["replicated"] == [1, True], "the replica serves the new customer once replicated"
     assert out["replica_down"] == [200, False], "reads fall back to the primary"
     assert out["replica_back"] == [200, True], "and return to the replica when it is back"
+    # /readyz names the standby in use and its lag, and stays ready without it.
+    status, standbys = out["ready_with_standby"]
+    assert status == 200
+    assert standbys["replica_1"]["in_use"] is True
+    assert 0 <= standbys["replica_1"]["lag_seconds"] < 5
+    assert out["ready_standby_down"] == [
+        200,
+        {"replica_1": {"in_use": False, "lag_seconds": None, "problem": "unavailable"}},
+    ]
+    assert out["standby_metrics"]["in_use"] == 1
+    assert 0 <= out["standby_metrics"]["lag"] < 5
+    assert out["standby_metrics"]["reads"] >= 1

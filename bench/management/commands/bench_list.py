@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from bench import reports, runner, scenarios
+from core import run_records
 
 
 class Command(BaseCommand):
@@ -27,7 +27,9 @@ class Command(BaseCommand):
             action="append",
             choices=scenarios.VARIANTS,
             default=None,
-            help="baseline, optimized or floor (repeatable; default all three)",
+            help=(
+                "baseline, optimized, floor or uninstrumented (repeatable; default the first three)"
+            ),
         )
         parser.add_argument(
             "--explain",
@@ -35,14 +37,20 @@ class Command(BaseCommand):
             help="write EXPLAIN (ANALYZE, BUFFERS) of each optimized scenario to OUTPUT/explain/",
         )
         parser.add_argument(
-            "--output", type=Path, default=None, help="report folder (default reports/)"
+            "--output",
+            type=Path,
+            default=None,
+            help=(
+                "report folder (default CRM_REPORTS_DIR, reports/, ignored by git; "
+                "docs/benchmarks to publish, from a committed checkout)"
+            ),
         )
 
     def handle(self, *args, repeat, warmup, scenario, variant, explain, output, **options):
         if repeat < 1 or warmup < 0:
             raise CommandError("--repeat must be at least 1 and --warmup at least 0")
-        variants = [v for v in scenarios.VARIANTS if v in (variant or scenarios.VARIANTS)]
-        output = output or Path(settings.CRM_REPORTS_DIR)
+        variants = [v for v in scenarios.VARIANTS if v in (variant or scenarios.DEFAULT_VARIANTS)]
+        output = run_records.reports_dir(output)
         customers = scenarios.count_customers()
         if customers < scenarios.MINIMUM_CUSTOMERS:
             raise CommandError(

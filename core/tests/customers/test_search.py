@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.customers.search import closeness, edit_distance, search_words
 from core.dataset.loader import customer_dataset_replace
 from core.models import AppUser
 from core.tests.clients import api_client
@@ -23,12 +24,55 @@ def test_search_tolerates_typos(people):
     assert "John Smith" in names(api_client().get(f"{URL}?search=smiht"))
 
 
-def test_a_two_word_search_ranks_the_full_name_first(people):
+def test_the_exact_name_comes_first_then_the_closer_ones(namesakes):
     found = names(api_client().get(f"{URL}?search=jon+smith"))
-    assert found[0] == "Jon Smithers", "both words match exactly"
-    assert "John Smith" in found[:3]
+    assert found[0] == "Jon Smith", "the exact name"
+    john = found.index("John Smith")
+    assert all(john < i for i, name in enumerate(found) if name == "Joe Smith"), found
+    assert max(i for i, n in enumerate(found) if n == "Joe Smith") < found.index("Jon Smithers")
+    assert found.index("Jon Smithers") < min(
+        i for i, n in enumerate(found) if n == "Jonathan Smith"
+    )
     assert "Peter Parker" not in found
     assert "Mary Smyth" not in found, "every word must match"
+    # Word order does not matter, nor case.
+    assert names(api_client().get(f"{URL}?search=SMITH+jon"))[0] == "Jon Smith"
+
+
+@pytest.mark.parametrize("text", ["jon smith", "smiht", "mary", "joan smyth", "peter"])
+def test_the_ranking_is_that_of_a_plain_python_model(dataset, namesakes, text):
+    """Every result's rank, recomputed in Python from its names: never increasing."""
+    client = api_client()
+    rows = client.get(f"{URL}?search={text}&page_size=500").json()["results"]
+    assert rows
+    model = [
+        sum(
+            max(closeness(word, row["first_name"]), closeness(word, row["last_name"]))
+            for word in search_words(text)
+        )
+        for row in rows
+    ]
+    assert model == sorted(model, reverse=True), list(zip(model, names_of(rows), strict=True))
+
+
+def names_of(rows) -> list[str]:
+    return [f"{r['first_name']} {r['last_name']}" for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "edits"),
+    [
+        ("JON", "JON", 0),
+        ("JON", "JOHN", 1),
+        ("JON", "JOE", 1),
+        ("SMIHT", "SMITH", 1),
+        ("", "ABC", 3),
+        ("KITTEN", "SITTING", 3),
+        ("CA", "ABC", 3),
+    ],
+)
+def test_edit_distance(a, b, edits):
+    assert edit_distance(a, b) == edits
 
 
 def test_search_covers_customer_id_phone_and_city(people):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from core.dataset.loader import customer_dataset_replace
+from core.security.api_users import api_user_create
 from core.tests.clients import api_client
 
 URL = "/api/users/"
@@ -22,6 +22,7 @@ def customers(db):
 @pytest.mark.django_db
 def test_reading_customers_needs_the_view_permission(customers):
     nobody = get_user_model().objects.create_user("nobody")
-    token = Token.objects.create(user=nobody)
-    assert Client(headers={"authorization": f"Token {token.key}"}).get(URL).status_code == 403
+    token = api_user_create(username="nobody", read_only=True)
+    nobody.user_permissions.clear()
+    assert Client(headers={"authorization": f"Token {token}"}).get(URL).status_code == 403
     assert api_client("reader").get(URL).status_code == 200

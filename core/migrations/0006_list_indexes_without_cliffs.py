@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('core', '0004_search_terms'),
+        ('core', '0005_api_tokens'),
     ]
 
     operations = [
