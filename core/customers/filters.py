@@ -119,6 +119,12 @@ class DistinctSubstring(Substring):
         if value is None or value == "":
             return qs
         values = value if isinstance(value, list) else self.values_containing(value)
+        if not values:
+            # No value contains the text. ``IN ()`` is no SQL: Django raises
+            # EmptyResultSet when such a query is compiled, which the
+            # export's COPY, compiling the query itself, would answer with a
+            # 500. ``WHERE false`` compiles, and PostgreSQL reads no row for it.
+            return qs.filter(Value(False))
         return qs.filter(**{f"{self.field_name}__in": values})
 
     def values_containing(self, text: str) -> list[str]:

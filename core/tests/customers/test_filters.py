@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from core.dataset.loader import customer_dataset_replace
@@ -86,3 +88,15 @@ def test_a_customer_without_a_birthday_is_in_no_birthday_range(dataset):
     assert body["results"]
     assert all(row["birthday"] is not None for row in body["results"])
     assert len(body["results"]) == sum(1 for row in dataset if row["birthday"] is not None)
+
+
+def test_a_city_or_country_that_no_value_contains_matches_nothing_everywhere(dataset):
+    client = api_client()
+    for query in ("city=999999999999", "country=zzq&ordering=-relationship__points"):
+        body = client.get(f"{URL}?{query}&count=exact").json()
+        assert (body["results"], body["count"]) == ([], 0)
+        # The export compiles the query itself: no value is no SQL "IN ()".
+        export = client.get(f"{URL}export/?{query}&format=ndjson")
+        assert export.status_code == 200
+        body = b"".join(export.streaming_content).decode()
+        assert json.loads(body) == {"end_of_export": {"rows": 0}}
