@@ -78,7 +78,8 @@ def test_query_count_does_not_grow_with_the_page(dataset, size, django_assert_nu
 
 def test_a_first_page_that_holds_every_match_is_its_own_count(dataset):
     client = api_client()
-    client.get(URL)
+    # Also reads the table sizes, which a process keeps for a minute.
+    client.get(f"{URL}?city=vienna")
     with CaptureQueriesContext(connection) as queries:
         body = client.get(f"{URL}?city=vienna&count=exact&page_size=500").json()
     assert body["count"] == len(body["results"]) > 0
