@@ -155,6 +155,27 @@ def run_benchmark(
     return results
 
 
+#: How a sort's page query counts its matches as it finds them (see
+#: core.customers.pagination.page_rows).
+WINDOWED_COUNT = "COUNT(*) OVER ()"
+
+
+def finding_query(queries: Sequence[str]) -> str:
+    """The query that finds a page, among a request's queries.
+
+    Not the throttle's upsert, not the count or its estimate, which may come
+    after it: a sort's ids with their count (``COUNT(*) OVER ()``), which do
+    the work and are the only query when nothing matches; otherwise the query
+    selecting the list's row columns (core.customers.pagination.page_query),
+    which holds the walk's ids as a subquery.
+    """
+    for marker in (WINDOWED_COUNT, PAGE_COLUMN):
+        for query in queries:
+            if marker in query:
+                return query
+    raise LookupError(f"no page query among the request's {len(queries)} queries")
+
+
 def explain(scenarios: Sequence[Scenario], output: Path) -> list[Path]:
     """EXPLAIN (ANALYZE, BUFFERS) of each scenario's page query, as the optimized API runs it."""
     output.mkdir(parents=True, exist_ok=True)
@@ -163,10 +184,7 @@ def explain(scenarios: Sequence[Scenario], output: Path) -> list[Path]:
     try:
         for scenario in scenarios:
             _, queries = runner.count_queries(scenario, "optimized")
-            # The page query is the one selecting the list's row columns
-            # (core.customers.pagination.page_query): not the throttle's
-            # upsert, not the count or its estimate, which may come after it.
-            page_query = next(q for q in queries if PAGE_COLUMN in q)
+            page_query = finding_query(queries)
             with connection.cursor() as cursor:
                 cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {page_query}")
                 plan = "\n".join(row[0] for row in cursor.fetchall())
