@@ -104,6 +104,15 @@ def test_too_little_data_is_refused(reports_dir):
         run(reports_dir)
 
 
+def test_publishing_from_uncommitted_code_is_refused(monkeypatch):
+    from core import run_records
+
+    monkeypatch.setattr(run_records, "git_commit", lambda: "0123456789ab-dirty")
+    with pytest.raises(CommandError, match="commit your changes"):
+        call_command("bench_matrix", output=run_records.PUBLISHED_DIR / "matrix-test")
+    assert not (run_records.PUBLISHED_DIR / "matrix-test").exists()
+
+
 # -- the checks themselves ---------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from bench import matrix, matrix_reports
+from core import run_records
 
 #: Below this, bands and a page 100 deep mean little.
 MINIMUM_CUSTOMERS = 1000
@@ -32,7 +33,10 @@ class Command(BaseCommand):
         parser.add_argument("--worst", type=int, default=10, help="combinations to EXPLAIN")
         parser.add_argument("--label", default="matrix", help="names the run in matrix.csv")
         parser.add_argument(
-            "--output", type=Path, default=None, help="report folder (default reports/)"
+            "--output",
+            type=Path,
+            default=None,
+            help="report folder (default CRM_REPORTS_DIR, reports/; docs/benchmarks to publish)",
         )
         parser.add_argument(
             "--lock",
@@ -53,7 +57,9 @@ class Command(BaseCommand):
     def handle(
         self, *args, sample, seed, repeat, warmup, worst, label, output, lock, compare, **options
     ):
-        output = output or Path(settings.CRM_REPORTS_DIR)
+        # reports/ unless told otherwise; docs/benchmarks/ only from a
+        # committed checkout, and every run noted in the folder's runs.log.
+        output = run_records.reports_dir(output)
         if compare:
             return self.compare(output, compare)
         if sample < 1 or repeat < 1 or warmup < 0 or worst < 0:
