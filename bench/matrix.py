@@ -46,7 +46,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import numpy as np
-import psycopg
 from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
@@ -56,6 +55,8 @@ from core.customers.ordering import SORT_FIELDS, InvalidOrdering, customer_order
 from core.customers.pagination import CustomerPagination, cursor_token, page_query
 from core.customers.selectors import customer_list
 from core.security.api_users import api_user_create
+
+from .runner import plain_connection
 
 URL = "/api/users/"
 PAGE_SIZE = 50
@@ -264,16 +265,7 @@ class Reference:
     """
 
     def __init__(self) -> None:
-        params = connection.get_connection_params()
-        self.conn = psycopg.connect(
-            **{
-                k: params[k]
-                for k in ("host", "port", "dbname", "user", "password", "options")
-                if params.get(k) is not None
-            },
-            autocommit=True,
-            prepare_threshold=None,
-        )
+        self.conn = plain_connection()
         self.conn.execute("SET statement_timeout = 0")
         self.conn.execute("SET max_parallel_workers_per_gather = 2")
         self.conn.execute("SET jit = off")

@@ -63,18 +63,7 @@ class Runner:
             MIDDLEWARE=[m for m in settings.MIDDLEWARE if m not in INSTRUMENTATION]
         ):
             self.uninstrumented.handler.load_middleware()
-        params = connection.get_connection_params()
-        # No prepared statements: after five runs psycopg would switch to a
-        # generic plan, which cannot use a trigram index for "LIKE $1".
-        self.floor = psycopg.connect(
-            **{
-                k: params[k]
-                for k in ("host", "port", "dbname", "user", "password", "options")
-                if params.get(k) is not None
-            },
-            autocommit=True,
-            prepare_threshold=None,
-        )
+        self.floor = plain_connection()
 
     def close(self) -> None:
         self.floor.close()
@@ -153,6 +142,23 @@ def run_benchmark(
         limits.disable()
         runner.close()
     return results
+
+
+def plain_connection() -> psycopg.Connection:
+    """A connection to Django's database that is not Django's: autocommit,
+    the same session options, and no prepared statements (after five runs
+    psycopg would switch to a generic plan, which cannot use a trigram index
+    for ``LIKE $1``)."""
+    params = connection.get_connection_params()
+    return psycopg.connect(
+        **{
+            k: params[k]
+            for k in ("host", "port", "dbname", "user", "password", "options")
+            if params.get(k) is not None
+        },
+        autocommit=True,
+        prepare_threshold=None,
+    )
 
 
 #: How a sort's page query counts its matches as it finds them (see

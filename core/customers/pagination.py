@@ -27,6 +27,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core import signing
+from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import Count as RowCount
 from django.db.models import QuerySet, Window
@@ -210,7 +211,15 @@ def estimate_count(queryset: QuerySet) -> int:
             estimate = cursor.fetchone()[0]
         if estimate >= 0:  # -1: never analyzed
             return estimate
-    sql, params = queryset.values("pk").query.sql_with_params()
+    return planner_rows(queryset)
+
+
+def planner_rows(queryset: QuerySet) -> int:
+    """The planner's estimate of the rows ``queryset`` returns (EXPLAIN, no execution)."""
+    try:
+        sql, params = queryset.values("pk").query.sql_with_params()
+    except EmptyResultSet:
+        return 0
     with connections[read_alias()].cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         plan = cursor.fetchone()[0]

@@ -35,13 +35,11 @@ tables by membership in a set built once from those tables' own indexes
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import BooleanField, Expression, F, Model, QuerySet, Subquery
 
@@ -58,7 +56,7 @@ from .filters import (
     has_trigram,
 )
 from .ordering import ADDRESS, CUSTOMER, RELATIONSHIP, Ordering, TableColumn, customer_ordering
-from .pagination import keyset_page
+from .pagination import keyset_page, planner_rows
 from .search import customer_search
 
 #: The table each part of an ordering walks, by the model it belongs to.
@@ -527,20 +525,6 @@ def table_sizes() -> dict[type[Model], int]:
     sizes = {m: max(1, found.get(m._meta.db_table, 1)) for m in models}
     _table_sizes[alias] = (time.monotonic(), sizes)
     return sizes
-
-
-def planner_rows(queryset: QuerySet) -> int:
-    """The planner's estimate of the rows ``queryset`` returns (EXPLAIN, no execution)."""
-    try:
-        sql, params = queryset.values("pk").query.sql_with_params()
-    except EmptyResultSet:
-        return 0
-    with connections[read_alias()].cursor() as cursor:
-        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
-        plan = cursor.fetchone()[0]
-    if isinstance(plan, str):
-        plan = json.loads(plan)
-    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 def customer_detail(pk: int) -> dict[str, Any] | None:

@@ -208,6 +208,20 @@ def walk(client: Client, url: str, direction: str = "next") -> list[int]:
     return ids
 
 
+def numbered_page(client: Client, params: dict[str, Any], expected: list[int]) -> dict | None:
+    """Page ``params["page"]`` of ``params["page_size"]``: the model list's slice
+    of ``expected`` ids, or a 404 past its end (then None, else the body)."""
+    page, size = params["page"], params["page_size"]
+    response = client.get(query(params))
+    window = expected[(page - 1) * size : page * size]
+    if not window and page > 1:
+        assert response.status_code == 404
+        return None
+    body = response.json()
+    assert [row["id"] for row in body["results"]] == window
+    return body
+
+
 def query(params: dict[str, Any]) -> str:
     from urllib.parse import urlencode
 
