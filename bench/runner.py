@@ -63,18 +63,7 @@ class Runner:
             MIDDLEWARE=[m for m in settings.MIDDLEWARE if m not in INSTRUMENTATION]
         ):
             self.uninstrumented.handler.load_middleware()
-        params = connection.get_connection_params()
-        # No prepared statements: after five runs psycopg would switch to a
-        # generic plan, which cannot use a trigram index for "LIKE $1".
-        self.floor = psycopg.connect(
-            **{
-                k: params[k]
-                for k in ("host", "port", "dbname", "user", "password", "options")
-                if params.get(k) is not None
-            },
-            autocommit=True,
-            prepare_threshold=None,
-        )
+        self.floor = plain_connection()
 
     def close(self) -> None:
         self.floor.close()
@@ -155,6 +144,44 @@ def run_benchmark(
     return results
 
 
+def plain_connection() -> psycopg.Connection:
+    """A connection to Django's database that is not Django's: autocommit,
+    the same session options, and no prepared statements (after five runs
+    psycopg would switch to a generic plan, which cannot use a trigram index
+    for ``LIKE $1``)."""
+    params = connection.get_connection_params()
+    return psycopg.connect(
+        **{
+            k: params[k]
+            for k in ("host", "port", "dbname", "user", "password", "options")
+            if params.get(k) is not None
+        },
+        autocommit=True,
+        prepare_threshold=None,
+    )
+
+
+#: How a sort's page query counts its matches as it finds them (see
+#: core.customers.pagination.page_rows).
+WINDOWED_COUNT = "COUNT(*) OVER ()"
+
+
+def finding_query(queries: Sequence[str]) -> str:
+    """The query that finds a page, among a request's queries.
+
+    Not the throttle's upsert, not the count or its estimate, which may come
+    after it: a sort's ids with their count (``COUNT(*) OVER ()``), which do
+    the work and are the only query when nothing matches; otherwise the query
+    selecting the list's row columns (core.customers.pagination.page_query),
+    which holds the walk's ids as a subquery.
+    """
+    for marker in (WINDOWED_COUNT, PAGE_COLUMN):
+        for query in queries:
+            if marker in query:
+                return query
+    raise LookupError(f"no page query among the request's {len(queries)} queries")
+
+
 def explain(scenarios: Sequence[Scenario], output: Path) -> list[Path]:
     """EXPLAIN (ANALYZE, BUFFERS) of each scenario's page query, as the optimized API runs it."""
     output.mkdir(parents=True, exist_ok=True)
@@ -163,10 +190,7 @@ def explain(scenarios: Sequence[Scenario], output: Path) -> list[Path]:
     try:
         for scenario in scenarios:
             _, queries = runner.count_queries(scenario, "optimized")
-            # The page query is the one selecting the list's row columns
-            # (core.customers.pagination.page_query): not the throttle's
-            # upsert, not the count or its estimate, which may come after it.
-            page_query = next(q for q in queries if PAGE_COLUMN in q)
+            page_query = finding_query(queries)
             with connection.cursor() as cursor:
                 cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {page_query}")
                 plan = "\n".join(row[0] for row in cursor.fetchall())

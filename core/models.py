@@ -8,10 +8,17 @@ Two families of index serve the list API:
 
 * ``(sort column, id)`` b-trees: one per sortable column. The API's keyset
   pagination seeks on exactly these columns, so page 50,000 costs what page 1
-  costs.
-* trigram GIN indexes on ``UPPER(column)``: Django compiles ``icontains`` to
-  ``UPPER(col::text) LIKE UPPER(%s)``, so an index on the bare column would
-  never be used; the index is on the expression the query really contains.
+  costs. The same indexes serve range and equality filters, and hand the
+  list's membership tests their sets without reading a table (see
+  :mod:`core.customers.selectors`).
+* trigram GIN indexes on ``UPPER(column)`` for the substring filters on
+  columns with millions of distinct values (names, phone numbers): Django
+  compiles ``icontains`` to ``UPPER(col::text) LIKE UPPER(%s)``, so an index on
+  the bare column would never be used; the index is on the expression the
+  query really contains. Cities and countries have a few thousand distinct
+  values at most: their substring filters look the names up among those
+  values and need no trigram index (see
+  :class:`core.customers.filters.DistinctSubstring`).
 """
 
 from __future__ import annotations
@@ -48,17 +55,19 @@ class Address(models.Model):
     class Meta:
         verbose_name_plural = "addresses"
         indexes = [
-            # ?city=vienna (case-insensitive substring on the joined address).
-            trigram_index("city", "address_city_trgm"),
-            # ?country=austria.
-            trigram_index("country", "address_country_trgm"),
-            # ?city_code=1010 (exact).
-            models.Index(fields=["city_code"], name="address_city_code"),
+            # ?city_code=1010 (exact). With id, a code's addresses come from
+            # the index alone: the membership set of a walk (see
+            # core.customers.selectors.HashedIn) and a count.
+            models.Index(fields=["city_code", "id"], name="address_city_code_id"),
             # ?ordering=address__city and its keyset seek; id breaks ties
-            # between the many addresses of one city.
+            # between the many addresses of one city. Also ?city=: the filter
+            # looks the matching names up among the distinct cities (a loose
+            # scan of this index), then reads their addresses from it.
             models.Index(fields=["city", "id"], name="address_city_id"),
-            # ?ordering=address__country and its keyset seek.
-            models.Index(fields=["country", "id"], name="address_country_id"),
+            # ?ordering=address__country (a country's addresses by city) and
+            # ?ordering=address__country,address__city, their keyset seek;
+            # ?country= as ?city= does.
+            models.Index(fields=["country", "city", "id"], name="address_country_id"),
         ]
 
     def __str__(self) -> str:
@@ -106,18 +115,43 @@ class AppUser(models.Model):
             # and phone_number are not sortable: nobody pages through
             # customers by a three-valued column or by phone number, and each
             # of these indexes costs about two seconds of every 3M-row load.
-            models.Index(fields=["first_name", "id"], name="appuser_first_name_id"),
-            models.Index(fields=["last_name", "id"], name="appuser_last_name_id"),
+            #
+            # Each carries the customer's address_id (INCLUDE: stored, not
+            # sorted): a walk of the index tests an address filter by
+            # membership (core.customers.selectors.HashedIn) without reading
+            # the customer's row, and a range filter on the column yields its
+            # customers' (id, address_id) from the index alone.
+            #
+            # A name's ties (one in a hundred is a Smith) are ordered by the
+            # other name: ?ordering=last_name,first_name is then this very
+            # index (see core.customers.ordering.SortField.then).
+            models.Index(
+                fields=["first_name", "last_name", "id"],
+                include=["address"],
+                name="appuser_first_name_id",
+            ),
+            models.Index(
+                fields=["last_name", "first_name", "id"],
+                include=["address"],
+                name="appuser_last_name_id",
+            ),
             # birthday is nullable: ?ordering=birthday sorts the customers
             # without one last by ordering on this expression (a NULL would
             # make the keyset's row comparison unknown), and the index is on
             # exactly that expression. Also serves ?birthday_from=&birthday_to=.
+            # PostgreSQL reads an expression index without the table only if
+            # the columns in the expression are stored too: hence birthday.
             models.Index(
-                Coalesce("birthday", Value(NO_BIRTHDAY)), "id", name="appuser_birthday_id"
+                Coalesce("birthday", Value(NO_BIRTHDAY)),
+                "id",
+                include=["birthday", "address"],
+                name="appuser_birthday_id",
             ),
             # Also serves ?created_from=&created_to= range filters.
-            models.Index(fields=["created", "id"], name="appuser_created_id"),
-            models.Index(fields=["last_updated", "id"], name="appuser_last_updated_id"),
+            models.Index(fields=["created", "id"], include=["address"], name="appuser_created_id"),
+            models.Index(
+                fields=["last_updated", "id"], include=["address"], name="appuser_last_updated_id"
+            ),
             # Joins from an address to its customers, PROTECT checks on
             # address deletion, and the (address_id, id) tie-break of
             # ?ordering=address__city.

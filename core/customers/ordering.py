@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import BooleanField, Expression, F, OrderBy, Q, Value
+from django.db.models import BooleanField, Expression, F, Func, OrderBy, Q, Value
 from django.db.models.expressions import Col
 from django.db.models.functions import Coalesce
 
@@ -98,15 +98,21 @@ class SortField:
     """A column the list can be ordered by.
 
     ``table`` groups keys whose columns live in one table (and so can share
-    one index); ``tie_breaker`` is the key appended after it so that equal
-    values still have a total order; ``kind`` is how a key value travels in a
-    cursor.
+    one index); ``kind`` is how a key value travels in a cursor. ``few_ties``:
+    its values are (nearly) unique, so whatever sorts its ties costs little.
+    ``then`` names the field its index sorts next, before the tie-breaking
+    id (``last_name`` is indexed as ``(last_name, first_name, id)``): the
+    field's own ties are ordered by it, and ``field,then`` is an ordering the
+    index serves; ``then_few_ties`` says whether that pair leaves few ties.
     """
 
     expression: Expression
     table: str
     kind: str
     unique: bool = False
+    few_ties: bool = False
+    then: str | None = None
+    then_few_ties: bool = False
 
 
 CUSTOMER = "customer"
@@ -116,24 +122,26 @@ RELATIONSHIP = "relationship"
 #: The ordering whitelist: public name -> how to sort by it. Each has an index
 #: (see core.models) that serves both the sort and the keyset seek.
 SORT_FIELDS: dict[str, SortField] = {
-    "id": SortField(F("id"), CUSTOMER, "int", unique=True),
-    "first_name": SortField(F("first_name"), CUSTOMER, "str"),
-    "last_name": SortField(F("last_name"), CUSTOMER, "str"),
-    "customer_id": SortField(F("customer_id"), CUSTOMER, "str", unique=True),
-    "birthday": SortField(Coalesce("birthday", Value(NO_BIRTHDAY)), CUSTOMER, "date"),
-    "created": SortField(F("created"), CUSTOMER, "datetime"),
-    "last_updated": SortField(F("last_updated"), CUSTOMER, "datetime"),
+    "id": SortField(F("id"), CUSTOMER, "int", unique=True, few_ties=True),
+    "first_name": SortField(F("first_name"), CUSTOMER, "str", then="last_name", then_few_ties=True),
+    "last_name": SortField(F("last_name"), CUSTOMER, "str", then="first_name", then_few_ties=True),
+    "customer_id": SortField(F("customer_id"), CUSTOMER, "str", unique=True, few_ties=True),
+    "birthday": SortField(
+        Coalesce("birthday", Value(NO_BIRTHDAY)), CUSTOMER, "date", few_ties=True
+    ),
+    "created": SortField(F("created"), CUSTOMER, "datetime", few_ties=True),
+    "last_updated": SortField(F("last_updated"), CUSTOMER, "datetime", few_ties=True),
     "address__city": SortField(F("address__city"), ADDRESS, "str"),
-    "address__country": SortField(F("address__country"), ADDRESS, "str"),
+    "address__country": SortField(F("address__country"), ADDRESS, "str", then="address__city"),
     "relationship__points": SortField(F("relationship__points"), RELATIONSHIP, "int"),
     "relationship__last_activity": SortField(
-        F("relationship__last_activity"), RELATIONSHIP, "datetime"
+        F("relationship__last_activity"), RELATIONSHIP, "datetime", few_ties=True
     ),
 }
 
 #: The ranking of ?search= (see customer_search); not requestable by name.
 SEARCH_RANK = "search_rank"
-RANK_FIELD = SortField(F(SEARCH_RANK), CUSTOMER, "float")
+RANK_FIELD = SortField(F(SEARCH_RANK), CUSTOMER, "float", few_ties=True)
 
 #: Tie-breakers per table: the table's own key, so that the keyset's leading
 #: columns stay within one index.
@@ -147,7 +155,52 @@ DEFAULT_ORDERING = ("id",)
 
 
 class InvalidOrdering(ValueError):
-    """An ordering names a field that is not sortable, or names one twice."""
+    """An ordering names a field that is not sortable, names one twice, or
+    combines fields that no index serves together (see :func:`check_servable`)."""
+
+
+#: What a 400 for an ordering of several fields says is allowed.
+SEVERAL_FIELDS_RULE = (
+    "Allowed orderings of several fields: a first field with few ties ("
+    + ", ".join(name for name, field in SORT_FIELDS.items() if field.few_ties)
+    + ") followed by any fields; "
+    + "; ".join(
+        f"{name},{field.then}" + (" followed by any fields" if field.then_few_ties else " alone")
+        for name, field in SORT_FIELDS.items()
+        if field.then
+    )
+    + " (those pairs both ascending or both descending)."
+)
+
+
+def check_servable(fields: Sequence[tuple[str, bool]], sortable: dict[str, SortField]) -> None:
+    """Refuse an ordering of several fields that no index serves.
+
+    A page ordered by ``a,b`` walks ``a``'s index and sorts each group of
+    customers sharing a value of ``a`` by ``b``. Where ``a`` has few ties
+    (a timestamp, a unique number) the groups are a row or two; where it has
+    many (11% of customers live in London, one in a hundred is called
+    Smith), every page would sort a group of up to a million rows, joined
+    from another table. Those are refused, with what is allowed, rather than
+    served slowly; ``last_name,first_name`` and ``address__country,
+    address__city`` have indexes of their own.
+    """
+    if len(fields) < 2:
+        return
+    (first, descending), (second, second_descending) = fields[0], fields[1]
+    field = sortable[first]
+    if field.few_ties:
+        return
+    pair = field.then == second and descending == second_descending
+    if pair and (len(fields) == 2 or field.then_few_ties):
+        return
+    spec = ",".join(("-" if d else "") + name for name, d in fields)
+    grouped, rest = (f"{first},{second}", fields[2:]) if pair else (first, fields[1:])
+    raise InvalidOrdering(
+        f"{spec!r} cannot be served fast: customers sharing a value of {grouped} "
+        f"(up to hundreds of thousands) would have to be sorted by "
+        f"{', '.join(name for name, _ in rest)} on every page. {SEVERAL_FIELDS_RULE}"
+    )
 
 
 @dataclass(frozen=True)
@@ -169,15 +222,48 @@ class Ordering:
     def spec(self) -> str:
         return ",".join(self.fields)
 
-    def order_by(self, reverse: bool = False) -> list[OrderBy]:
-        return [OrderBy(key.expression, descending=key.descending != reverse) for key in self.keys]
+    def order_by(self, reverse: bool = False, *, unindexed: bool = False) -> list[OrderBy]:
+        """ORDER BY the keys; ``unindexed``: by expressions no index matches (see
+        :class:`Unindexed`), so that PostgreSQL fetches the matches, then sorts."""
+        return [
+            OrderBy(
+                Unindexed(key.expression, key.kind) if unindexed else key.expression,
+                descending=key.descending != reverse,
+            )
+            for key in self.keys
+        ]
+
+
+class Unindexed(Func):
+    """A sort key's value, written so that no index matches it: ``points + 0``.
+
+    The same order, but PostgreSQL can no longer produce it by walking the
+    key's index; it must find the matching rows through the filters' indexes
+    and sort them. That is what :class:`core.customers.selectors.ListPlan`
+    wants when few customers match. (A ``MATERIALIZED`` CTE would fence the
+    same way, but the ORM cannot write one.)
+    """
+
+    NO_OPS = {
+        "int": "(%(expressions)s + 0)",
+        "float": "(%(expressions)s + 0)",
+        "date": "(%(expressions)s + 0)",
+        "datetime": "(%(expressions)s + interval '0 seconds')",
+        "str": "(%(expressions)s || '')",
+    }
+
+    def __init__(self, expression: Expression, kind: str) -> None:
+        super().__init__(expression, template=self.NO_OPS[kind])
 
 
 def customer_ordering(spec: str | Sequence[str] | None, *, searching: bool = False) -> Ordering:
-    """Parse ``"last_name,-created"`` into an :class:`Ordering`.
+    """Parse ``"created,-last_name"`` into an :class:`Ordering`.
 
     A unique tie-breaker always ends the keyset, in the direction of the last
-    requested field, so that pages never overlap or skip rows.
+    requested field, so that pages never overlap or skip rows; a field whose
+    index sorts another field next (``last_name``, then ``first_name``) has
+    its ties ordered by that field first. Several fields must be servable by
+    an index (:func:`check_servable`).
     """
     sortable = {**SORT_FIELDS, SEARCH_RANK: RANK_FIELD} if searching else SORT_FIELDS
     if spec is None or spec == "":
@@ -200,7 +286,12 @@ def customer_ordering(spec: str | Sequence[str] | None, *, searching: bool = Fal
             raise InvalidOrdering(f"{name!r} appears more than once")
         seen.add(name)
         keys.append(SortKey(field.expression, raw.startswith("-"), field.table, field.kind))
+    check_servable([(raw.removeprefix("-"), raw.startswith("-")) for raw in fields], sortable)
     last = sortable[fields[-1].removeprefix("-")]
+    if last.then and last.then not in seen:
+        # The field its index sorts next orders its ties (see SortField).
+        then = sortable[last.then]
+        keys.append(SortKey(then.expression, keys[-1].descending, then.table, then.kind))
     if not last.unique:
         tables = {key.table for key in keys}
         tie_table = keys[-1].table if len(tables) == 1 else CUSTOMER

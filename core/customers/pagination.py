@@ -28,8 +28,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core import signing
+from django.core.exceptions import EmptyResultSet
 from django.db import connections
-from django.db.models import QuerySet
+from django.db.models import Count as RowCount
+from django.db.models import QuerySet, Window
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -51,6 +53,8 @@ class Page:
     rows: list[tuple]
     has_next: bool
     has_previous: bool
+    #: Every matching customer, when fetching the page counted them anyway.
+    total: int | None = None
 
     def key_values(self, row: tuple, ordering: Ordering) -> list[Any]:
         """The sort key of ``row``: what a cursor pointing at it carries."""
@@ -74,53 +78,108 @@ def keyset_page(
 ) -> Page:
     """The ``size`` rows after ``after`` (or before ``before``), in ``ordering``.
 
-    One query of ``size + 1`` rows: the extra row says whether another page
-    follows. Going backwards reads the reversed order and flips the result.
+    ``size + 1`` rows: the extra row says whether another page follows.
+    Going backwards reads the reversed order and flips the result.
     """
     reverse = before is not None
     boundary = before if reverse else after
-    query = page_query(queryset, ordering)
     if boundary is not None:
-        query = query.filter(rows_after(ordering, boundary, reverse))
-    rows = list(query.order_by(*ordering.order_by(reverse))[: size + 1])
+        queryset = queryset.filter(rows_after(ordering, boundary, reverse))
+    rows, total = page_rows(
+        queryset, ordering, reverse=reverse, offset=0, limit=size + 1, all_rows=boundary is None
+    )
     more = len(rows) > size
     rows = rows[:size]
     if reverse:
         rows.reverse()
-        return Page(rows, has_next=True, has_previous=more)
-    return Page(rows, has_next=more, has_previous=after is not None)
-
-
-#: Below this OFFSET a plain query is as fast as a deferred join (see
-#: :func:`offset_page`) and one query cheaper to build.
-DEFERRED_JOIN_OFFSET = 1000
+        return Page(rows, has_next=True, has_previous=more, total=total)
+    return Page(rows, has_next=more, has_previous=after is not None, total=total)
 
 
 def offset_page(queryset: QuerySet, ordering: Ordering, *, page: int, size: int) -> Page:
     """Page ``page`` (1-based) by OFFSET, for clients that number their pages.
 
-    A "deferred join": the inner query finds the page's ids with the narrowest
-    scan that can (an index-only scan for the plain orderings), skipping
-    ``OFFSET`` rows without touching the customer, address and loyalty rows;
-    only the page's rows are then joined and fetched. Deep pages still cost
-    the skipped index entries: cursors do not.
+    The deeper the page, the more index entries PostgreSQL skips (see
+    :func:`page_rows`): cursors do not.
     """
-    offset = (page - 1) * size
-    if offset < DEFERRED_JOIN_OFFSET:
-        query = page_query(queryset, ordering).order_by(*ordering.order_by())
-    else:
-        ids = queryset.order_by(*ordering.order_by()).values("pk")[offset : offset + size + 1]
-        # The outer query reads only those ids (its filters, true for them
-        # anyway, cost nothing more); it carries the queryset's annotations,
-        # such as a search's rank, that the ordering may use.
-        query = page_query(queryset.filter(pk__in=ids), ordering).order_by(*ordering.order_by())
-        offset = 0
-    rows = list(query[offset : offset + size + 1])
+    rows, total = page_rows(
+        queryset, ordering, offset=(page - 1) * size, limit=size + 1, all_rows=True
+    )
     more = len(rows) > size
-    return Page(rows[:size], has_next=more, has_previous=page > 1)
+    return Page(rows[:size], has_next=more, has_previous=page > 1, total=total)
+
+
+#: Below this OFFSET a plain walk is as fast as a deferred join (see
+#: :func:`page_rows`) and one query cheaper to build.
+DEFERRED_JOIN_OFFSET = 1000
+
+
+def page_rows(
+    queryset: QuerySet,
+    ordering: Ordering,
+    *,
+    reverse: bool = False,
+    offset: int,
+    limit: int,
+    all_rows: bool = False,
+) -> tuple[list[tuple], int | None]:
+    """The rows ``offset`` to ``offset + limit`` of ``queryset`` in ``ordering``,
+    and how many rows ``queryset`` has if that came for free.
+
+    Unfiltered and not deep, a walk of the ordering's index selects the rows
+    as it goes: one query. Otherwise a *deferred join*: the inner query finds
+    the page's ids with the narrowest scan that can (a walk of the ordering's
+    index alone, testing membership sets; a sort of the matches by their keys
+    alone; an index-only skip of OFFSET entries), without touching the rows
+    it does not filter or sort on; only the page's rows are then joined and
+    fetched (see :class:`core.customers.selectors.ListPlan`).
+
+    A sort reads every match anyway: where ``queryset`` is ``all_rows`` (no
+    cursor narrows it), the ids come with ``COUNT(*) OVER ()``, the exact
+    count, in a query of their own; the page's rows are a second query.
+    """
+    plan = getattr(queryset, "plan", None)
+    order = ordering.order_by(reverse, unindexed=plan is not None and plan.sort)
+    if plan is None and offset < DEFERRED_JOIN_OFFSET:
+        return list(page_query(queryset, ordering).order_by(*order)[offset : offset + limit]), None
+    # The outer query reads only the page's ids (its filters, true for them
+    # anyway, cost nothing more; written as joins, not a walk's membership
+    # tests); it carries the queryset's annotations, such as a search's rank,
+    # that the ordering may use.
+    outer = queryset.with_joins() if hasattr(queryset, "with_joins") else queryset
+    if plan is not None and plan.sort and all_rows:
+        found = list(
+            queryset.order_by(*order)
+            .annotate(_total=Window(RowCount("*")))
+            .values_list("pk", "_total")[offset : offset + limit]
+        )
+        if not found:
+            return [], None
+        ids = [pk for pk, _ in found]
+        rows = page_query(outer.filter(pk__in=ids), ordering).order_by(*order)
+        return list(rows), found[0][1]
+    ids = queryset.order_by(*order).values("pk")[offset : offset + limit]
+    return list(page_query(outer.filter(pk__in=ids), ordering).order_by(*order)), None
+
+
+def sorts(queryset: QuerySet) -> bool:
+    """Does the queryset's plan fetch the matches and sort them, rather than walk
+    the ordering's index? (See :class:`core.customers.selectors.ListPlan`.)"""
+    plan = getattr(queryset, "plan", None)
+    return plan is not None and plan.sort
 
 
 # -- counts ------------------------------------------------------------------
+
+
+#: Estimates up to this many times the exact-count threshold are checked by a
+#: bounded count: an estimate is a guess, and a count under the threshold must
+#: be exact (the planner's estimates are within 2x for 95% of the matrix's
+#: combinations; see bench_matrix).
+COUNT_MARGIN = 2
+#: Above the threshold (but within the margin), a count is made only if the
+#: plan expects it to cost less than this (µs; see ListPlan.count_us).
+COUNT_BUDGET_US = 20_000
 
 
 @dataclass(frozen=True)
@@ -135,8 +194,13 @@ def estimate_count(queryset: QuerySet) -> int:
     ``EXPLAIN`` costs a planning pass (well under a millisecond) where an exact
     ``COUNT(*)`` over millions of rows costs hundreds of milliseconds. The
     estimate comes from the statistics ``ANALYZE`` gathers; for a combination
-    of filters it assumes they are independent.
+    of filters it assumes they are independent. A queryset planned by
+    :func:`core.customers.selectors.customer_list` carries a better one,
+    made per table.
     """
+    plan = getattr(queryset, "plan", None)
+    if plan is not None:
+        return plan.estimate
     if not queryset.query.where:
         # Unfiltered: the planner's estimate would be the table's own, which
         # ANALYZE keeps in pg_class; reading it skips planning a query.
@@ -148,7 +212,15 @@ def estimate_count(queryset: QuerySet) -> int:
             estimate = cursor.fetchone()[0]
         if estimate >= 0:  # -1: never analyzed
             return estimate
-    sql, params = queryset.values("pk").query.sql_with_params()
+    return planner_rows(queryset)
+
+
+def planner_rows(queryset: QuerySet) -> int:
+    """The planner's estimate of the rows ``queryset`` returns (EXPLAIN, no execution)."""
+    try:
+        sql, params = queryset.values("pk").query.sql_with_params()
+    except EmptyResultSet:
+        return 0
     with connections[read_alias()].cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         plan = cursor.fetchone()[0]
@@ -170,11 +242,28 @@ def customer_count(
         return Count(None, False)
     if known_total is not None:
         return Count(known_total, False)
+    # A walk's membership tests need a driving scan that a count lacks: count
+    # the same customers with every filter as a join (see CustomerList).
+    counting = queryset.with_joins() if hasattr(queryset, "with_joins") else queryset
+    plan = getattr(queryset, "plan", None)
+    if plan is not None and plan.exact:
+        return Count(plan.estimate, False)
     if mode == "estimated":
         estimate = estimate_count(queryset)
-        if estimate > exact_threshold:
+        if estimate > exact_threshold * COUNT_MARGIN:
             return Count(estimate, True)
-    return Count(queryset.count(), False)
+        costly = plan is not None and plan.count_us > COUNT_BUDGET_US
+        if estimate > exact_threshold and costly:
+            # Likely over the threshold, and a count would read far more
+            # rows than it counts: the estimate will do.
+            return Count(estimate, True)
+        # Near or under the threshold: count, but no further than just past
+        # it, so that an estimate that was too low costs a bounded count.
+        counted = counting.values("pk")[: exact_threshold + 1].count()
+        if counted > exact_threshold:
+            return Count(max(estimate, counted), True)
+        return Count(counted, False)
+    return Count(counting.count(), False)
 
 
 # -- cursors -----------------------------------------------------------------
@@ -259,12 +348,12 @@ class CustomerPagination:
                 raise NotFound(f"Page {page} is past the end of the results.")
             # On the last page the count is known without a query.
             seen_all = (page - 1) * self.size + len(self.page.rows)
-            known = seen_all if not self.page.has_next else None
+            known = seen_all if not self.page.has_next else self.page.total
         else:
             after, before = self.decode_cursor(cursor)
             self.page = keyset_page(queryset, ordering, size=self.size, after=after, before=before)
             alone = not self.page.has_next and not self.page.has_previous
-            known = len(self.page.rows) if alone else None
+            known = len(self.page.rows) if alone else self.page.total
         self.count = customer_count(
             queryset,
             count,

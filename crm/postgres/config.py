@@ -62,6 +62,24 @@ def database_from_url(url: str, source: str) -> dict[str, Any]:
 def session_settings(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """What every session of this project sets when it connects.
 
+    Whatever the list's queries need is set here, per session, so that they
+    run the same on the embedded server (tuned by ``ALTER SYSTEM``, see
+    :data:`crm.postgres.embedded.TUNING`) and on any external PostgreSQL with
+    its defaults:
+
+    * ``jit``: off. PostgreSQL compiles a query whose estimated cost exceeds
+      ``jit_above_cost`` (100,000 by default): a walk of the ordering's index
+      under a LIMIT is often estimated above it, and compiling costs tens of
+      milliseconds for a query that then runs in one.
+    * ``work_mem``: the list tests selective filters by membership in a set
+      built once (a hashed subplan, see :mod:`core.customers.selectors`); a
+      set must fit in ``work_mem`` (times ``hash_mem_multiplier``), or
+      PostgreSQL runs the subquery again for every row. 4 MB (the default)
+      holds about 60,000 customer ids; 32 MB holds the 500,000 the list's
+      plans allow (``core.customers.selectors.MAX_MEMBERS``).
+    * ``random_page_cost``: 1.1, as for data that is in memory or on SSD
+      (PostgreSQL's default of 4 prices every index probe like a spinning
+      disk's seek and turns index walks into sequential scans and sorts).
     * ``max_parallel_workers_per_gather``: the API's queries read at most a
       few thousand index entries under a LIMIT, and starting parallel workers
       costs more than they save (measured: ``?city=vienna&page=3`` took 27 ms
@@ -71,6 +89,9 @@ def session_settings(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
       (similarity 0.29) while "smiht" already finds "Smith" (0.33).
     """
     return {
+        "jit": "off",
+        "work_mem": "32MB",
+        "random_page_cost": "1.1",
         "max_parallel_workers_per_gather": str(
             env.integer("DATABASE_PARALLEL_WORKERS", 0, environ, minimum=0)
         ),

@@ -100,3 +100,23 @@ def test_a_pooled_configuration_serves_queries_from_psycopgs_pool(db):
     finally:
         pooled.close()
         pooled.close_pool()
+
+
+def test_sessions_set_what_the_list_needs_whatever_the_server():
+    """jit, work_mem and random_page_cost per session, not by the embedded
+    server's ALTER SYSTEM tuning: an external PostgreSQL has its defaults."""
+    options = databases({"DATABASE_URL": "postgresql://u@h/db"}, statement_timeout_ms=2000)[
+        "default"
+    ]["OPTIONS"]["options"]
+    for setting in ("-c jit=off", "-c work_mem=32MB", "-c random_page_cost=1.1"):
+        assert setting in options
+
+
+@pytest.mark.django_db
+def test_a_live_session_has_them():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('jit'), current_setting('work_mem'), "
+            "current_setting('random_page_cost')"
+        )
+        assert cursor.fetchone() == ("off", "32MB", "1.1")
