@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 from django.db import connection
 
 from core.customers.columns import GROUPS, OPTIONAL_GROUPS, ROW
+from core.customers.distinct import distinct_values_sql
 from core.customers.ordering import customer_ordering
 from core.customers.pagination import CustomerPagination, cursor_token
 
@@ -47,6 +48,15 @@ FROM_INNER = """
     JOIN core_appuser u ON u.id = r.appuser_id
     JOIN core_address a ON a.id = u.address_id
 """
+
+#: The floor's "city contains vienna", written the way the list asks it (see
+#: core.customers.filters.DistinctSubstring): the cities that contain it, found
+#: among the distinct values by a walk of the city index, then an equality on
+#: that index. The city has no trigram index to scan.
+VIENNA = (
+    f"a.city IN (SELECT value FROM ({distinct_values_sql('core_address', 'city')}) cities "
+    "WHERE upper(value) LIKE '%%VIENNA%%')"
+)
 
 Rows = list[dict[str, Any]]
 Check = Callable[[Rows], str | None]
@@ -211,8 +221,7 @@ def build_scenarios(facts: DataFacts) -> list[Scenario]:
             "substring filter on the joined city, third page",
             {"city": "vienna", "page": vienna_page, "page_size": 50},
             {"address__city__icontains": "vienna", "page": vienna_page, "page_size": 50},
-            f"SELECT {FLOOR_COLUMNS} {FROM_LEFT} WHERE upper(a.city) LIKE '%%VIENNA%%' "
-            "ORDER BY u.id LIMIT 50 OFFSET %s",
+            f"SELECT {FLOOR_COLUMNS} {FROM_LEFT} WHERE {VIENNA} ORDER BY u.id LIMIT 50 OFFSET %s",
             [(vienna_page - 1) * 50],
             expect(
                 count=vienna_rows,
@@ -275,7 +284,7 @@ def build_scenarios(facts: DataFacts) -> list[Scenario]:
                 "ordering": "-relationship__points",
                 "page_size": 50,
             },
-            f"SELECT {FLOOR_COLUMNS} {FROM_INNER} WHERE upper(a.city) LIKE '%%VIENNA%%' "
+            f"SELECT {FLOOR_COLUMNS} {FROM_INNER} WHERE {VIENNA} "
             "ORDER BY r.points DESC, r.appuser_id DESC LIMIT 50",
             [],
             expect(
