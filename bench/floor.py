@@ -34,6 +34,13 @@ def application(environ, start_response):
         _connection = psycopg.connect(os.environ["CRM_FLOOR_DSN"], autocommit=True)
         if os.environ.get("CRM_FLOOR_PREPARE") == "0":
             _connection.prepare_threshold = None
+        else:
+            # psycopg prepares a statement on its fifth run, and PostgreSQL may
+            # then switch to a generic plan, made without the parameters'
+            # values: a plan for "phone LIKE $1" that cannot know the pattern
+            # is rare. The API's statements are planned with their values
+            # each time; so are the floor's, which keep only the saved parse.
+            _connection.execute("SET plan_cache_mode = force_custom_plan")
     query = _plan.get(environ["PATH_INFO"].removeprefix("/floor/"))
     if query is None:
         start_response("404 Not Found", [("Content-Type", "text/plain")])
