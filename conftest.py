@@ -64,3 +64,15 @@ def fresh_rate_limit_counts(monkeypatch):
     from core.security import throttling
 
     monkeypatch.setattr(throttling, "_counter", None)
+
+
+@pytest.fixture(autouse=True)
+def fresh_table_statistics():
+    """Each test plans against its own data: the table sizes and column
+    correlations a process keeps for a minute (core.customers.selectors) are
+    forgotten, since tests replace millions of rows' worth of sizes in
+    seconds, which production does not."""
+    from core.customers import selectors
+
+    selectors._table_sizes.clear()
+    selectors._correlations.clear()

@@ -497,8 +497,13 @@ def search_sql(ref: Reference, text: str, cities: Sequence[str]) -> tuple[str, l
             clauses.append("a.city = ANY(%s)")
             params.append(similar)
         else:
+            # The names similar to the word, found among the known names
+            # (every customer's name is one: the trigger appuser_names_known).
             clauses.append(
-                "(upper(u.first_name) %% %s OR upper(u.last_name) %% %s "
+                "(u.first_name IN (SELECT value FROM core_searchterm "
+                "WHERE field = 'first_name' AND upper(value) %% %s) "
+                "OR u.last_name IN (SELECT value FROM core_searchterm "
+                "WHERE field = 'last_name' AND upper(value) %% %s) "
                 "OR u.customer_id = %s OR upper(u.phone_number) LIKE %s)"
             )
             params += [word, word, word, f"%{like_escape(word)}%"]

@@ -22,7 +22,7 @@ from django.utils.html import format_html
 from .customers.distinct import distinct_values
 from .customers.ordering import SEARCH_RANK
 from .customers.pagination import customer_count
-from .customers.search import customer_search, search_terms_add, search_words
+from .customers.search import customer_search, search_words
 from .customers.selectors import customer_list
 from .models import Address, AppUser, CustomerRelationship
 from .security.admin_login import ThrottledAuthenticationForm
@@ -152,10 +152,6 @@ class AppUserAdmin(LargeTableAdmin):
         if ORDER_VAR not in request.GET:
             queryset = queryset.order_by(f"-{SEARCH_RANK}", "-pk")
         return queryset, False
-
-    def save_model(self, request, obj: AppUser, form, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        search_terms_add(obj)
 
     @admin.display(ordering="address__city")
     def city(self, customer: AppUser) -> str:

@@ -11,14 +11,14 @@ Two families of index serve the list API:
   costs. The same indexes serve range and equality filters, and hand the
   list's membership tests their sets without reading a table (see
   :mod:`core.customers.selectors`).
-* trigram GIN indexes on ``UPPER(column)`` for the substring filters on
-  columns with millions of distinct values (names, phone numbers): Django
-  compiles ``icontains`` to ``UPPER(col::text) LIKE UPPER(%s)``, so an index on
-  the bare column would never be used; the index is on the expression the
-  query really contains. Cities and countries have a few thousand distinct
-  values at most: their substring filters look the names up among those
-  values and need no trigram index (see
-  :class:`core.customers.filters.DistinctSubstring`).
+* a trigram GIN index on ``UPPER(phone_number)`` for its substring filter:
+  phone numbers are nearly all distinct. Django compiles ``icontains`` to
+  ``UPPER(col::text) LIKE UPPER(%s)``, so an index on the bare column would
+  never be used; the index is on the expression the query really contains.
+  Cities, countries and names have a few thousand distinct values each:
+  their substring filters look the values up among those (the cities'
+  b-tree, the names' SearchTerm) and read the customers by equality from
+  the b-trees (see :class:`core.customers.filters.DistinctSubstring`).
 """
 
 from __future__ import annotations
@@ -106,9 +106,9 @@ class AppUser(models.Model):
             models.UniqueConstraint(fields=["customer_id"], name="appuser_customer_id_key"),
         ]
         indexes = [
-            # ?first_name= / ?last_name= / ?phone_number= substring filters.
-            trigram_index("first_name", "appuser_first_name_trgm"),
-            trigram_index("last_name", "appuser_last_name_trgm"),
+            # ?phone_number= substring filter. ANALYZE also keeps statistics
+            # on the indexed expression, which estimate a substring without
+            # a trigram (core.customers.selectors.table_estimates).
             trigram_index("phone_number", "appuser_phone_number_trgm"),
             # ?ordering=<column> for each sortable column, and the keyset
             # seek "(column, id) > (last seen)" of cursor pagination. gender
@@ -240,9 +240,13 @@ class SearchTerm(models.Model):
     "jon" (all the Johns, Jonathans, Joneses: hundreds of thousands) and
     rechecks each; asked of the ~15,000 distinct names, it answers in a
     millisecond, and the customers with those names come from the
-    ``(first_name, id)`` and ``(last_name, id)`` b-trees. generate_data
-    rebuilds the table in its loading transaction; customer writes (the API's
-    services and the admin) add new names. A name nobody has any more stays
+    ``(first_name, id)`` and ``(last_name, id)`` b-trees. The name filters
+    (``?last_name=sm``) look their substring up here the same way.
+
+    It holds every name a customer has: the trigger ``appuser_names_known``
+    (migration 0008) adds the names of every customer written, whoever
+    writes it (the API, the admin, the ORM, SQL), and generate_data rebuilds
+    the table in its loading transaction. A name nobody has any more stays
     and matches nobody.
     """
 

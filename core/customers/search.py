@@ -2,8 +2,9 @@
 
 See :func:`customer_search` for the query, and :class:`core.models.SearchTerm`
 for why similar names are looked up among the distinct names rather than over
-millions of customers. The functions that keep ``SearchTerm`` current live
-here too, beside the query that reads it.
+millions of customers. The trigger ``appuser_names_known`` adds each name a
+customer write brings (migration 0008); generate_data refills the table with
+:func:`search_terms_rebuild`, beside the query that reads it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from django.db import connections
 from django.db.models import Case, FloatField, Q, QuerySet, Value, When
 from django.db.models.functions import Cast, Greatest
 
-from core.models import AppUser, SearchTerm
+from core.models import AppUser
 from crm.replicas import read_alias
 
 from .distinct import distinct_values_sql
@@ -153,18 +154,6 @@ def similar_cities(word: str) -> list[str]:
             [word, CITY_SIMILARITY],
         )
         return [row[0] for row in cursor.fetchall()]
-
-
-def search_terms_add(*customers: AppUser) -> None:
-    """Make the customers' names findable by ?search= (see SearchTerm)."""
-    SearchTerm.objects.bulk_create(
-        [
-            SearchTerm(field=field, value=getattr(customer, field))
-            for customer in customers
-            for field in ("first_name", "last_name")
-        ],
-        ignore_conflicts=True,
-    )
 
 
 def search_terms_rebuild(cursor) -> None:

@@ -32,7 +32,6 @@ from django.db import IntegrityError, OperationalError, models, transaction
 
 from core.models import Address, AppUser, CustomerRelationship
 
-from .search import search_terms_add
 from .selectors import customer_detail
 from .versions import customer_version
 
@@ -131,7 +130,6 @@ def customer_create(*, address: dict, relationship: dict | None = None, **fields
     except IntegrityError as exc:
         raise CustomerConflict("customer_id") from exc
     CustomerRelationship.objects.create(appuser=customer, **(relationship or {}))
-    search_terms_add(customer)
     return customer
 
 
@@ -184,8 +182,6 @@ def customer_update(
                 customer.save(update_fields=[*changed, "last_updated"])
         except IntegrityError as exc:
             raise CustomerConflict("customer_id") from exc
-    if {"first_name", "last_name"} & set(changed):
-        search_terms_add(customer)
     return customer
 
 

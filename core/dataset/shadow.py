@@ -21,11 +21,16 @@ What a shadow gets, and how:
 * exclusion constraints: added after the load under temporary names;
 * identity columns: added at the swap, restarting after the last loaded id;
 * extended statistics, per-column statistics targets, storage parameters,
-  the table's comment and its grants: copied when the shadow is created.
+  the table's comment and its grants: copied when the shadow is created;
+* triggers: created at the swap, from their own definitions (which name the
+  live table: the shadow has just taken its name), so that the load's COPY
+  does not fire them row by row. What a trigger does for each row the loader
+  does once for the whole load: ``appuser_names_known`` (every name a
+  SearchTerm) is :func:`core.customers.search.search_terms_rebuild`.
 
-What it refuses (:class:`UnsupportedTable`), before any work: triggers, row
-security, inheritance and partitions, and foreign keys of other tables that
-reference these ones (replacing every row would break them).
+What it refuses (:class:`UnsupportedTable`), before any work: row security,
+inheritance and partitions, and foreign keys of other tables that reference
+these ones (replacing every row would break them).
 """
 
 from __future__ import annotations
@@ -122,6 +127,7 @@ class TableDefinition:
     storage_parameters: tuple[str, ...]  # pg_class.reloptions, toast ones as toast.x=y
     comment: str | None
     grants: tuple[tuple[str, str, bool], ...]  # (privilege, grantee or PUBLIC, grantable)
+    triggers: tuple[tuple[str, str], ...] = ()  # (name, pg_get_triggerdef)
 
     @property
     def shadow(self) -> str:
@@ -214,8 +220,13 @@ class TableDefinition:
             "FROM pg_class c, aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee "
             "WHERE c.oid = %s AND a.grantee <> c.relowner ORDER BY 2, 1",
         )
+        triggers = rows_of(
+            "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger "
+            "WHERE tgrelid = %s AND NOT tgisinternal ORDER BY tgname",
+        )
         return cls(
             table=table,
+            triggers=triggers,
             indexes=tuple(indexes),
             foreign_keys=foreign_keys,
             exclusions=exclusions,
@@ -334,6 +345,8 @@ class TableDefinition:
         kept = [o for o in self.storage_parameters if _is_autovacuum_switch(o)]
         if kept:
             statements.append(f"ALTER TABLE {_quote(self.table)} SET ({', '.join(kept)})")
+        # Trigger names are per table: the retired table keeps its own.
+        statements += [definition for _name, definition in self.triggers]
         return statements
 
     def _statistics_name(self, k: int) -> str:
@@ -348,8 +361,6 @@ def refuse_what_a_rebuild_would_lose(cursor, tables: list[str]) -> None:
     something the shadows cannot carry over."""
     cursor.execute(
         "SELECT c.relname, "
-        "  (SELECT string_agg(tgname, ', ') FROM pg_trigger "
-        "   WHERE tgrelid = c.oid AND NOT tgisinternal), "
         "  c.relrowsecurity OR c.relkind = 'p' OR EXISTS ("
         "    SELECT 1 FROM pg_inherits WHERE inhparent = c.oid OR inhrelid = c.oid), "
         "  (SELECT string_agg(k.conrelid::regclass::text, ', ') FROM pg_constraint k "
@@ -358,9 +369,7 @@ def refuse_what_a_rebuild_would_lose(cursor, tables: list[str]) -> None:
         "FROM pg_class c WHERE c.oid = ANY(%(tables)s::regclass[]) ORDER BY 1",
         {"tables": tables},
     )
-    for table, triggers, special, referencing in cursor.fetchall():
-        if triggers:
-            raise UnsupportedTable(f"{table} has triggers ({triggers}) that a rebuild would lose")
+    for table, special, referencing in cursor.fetchall():
         if special:
             raise UnsupportedTable(
                 f"{table} uses row security, partitions or inheritance, which a rebuild would lose"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.db import connection
 
 from core.dataset.loader import customer_dataset_replace
 from core.tests.clients import api_client
@@ -100,3 +101,73 @@ def test_a_city_or_country_that_no_value_contains_matches_nothing_everywhere(dat
         assert export.status_code == 200
         body = b"".join(export.streaming_content).decode()
         assert json.loads(body) == {"end_of_export": {"rows": 0}}
+
+
+def test_names_are_looked_up_among_the_known_names(dataset):
+    from core.customers.filters import CustomerFilter
+
+    last_name = CustomerFilter.base_filters["last_name"]
+    assert sorted(last_name.values_containing("mith")) == ["Smith", "Smithson"]
+    body = api_client().get(f"{URL}?last_name=MITH&count=exact&page_size=500").json()
+    expected = [r["id"] for r in dataset if "MITH" in r["last_name"].upper()]
+    assert sorted(row["id"] for row in body["results"]) == sorted(expected)
+    assert body["count"] == len(expected)
+
+
+def test_a_name_is_found_however_the_customer_was_written(dataset):
+    """The filter reads names from SearchTerm: the trigger appuser_names_known
+    keeps it whole for the ORM, bulk inserts, updates and plain SQL alike."""
+    from core.models import Address, AppUser, SearchTerm
+
+    address = Address.objects.first()
+    common = {"gender": "o", "phone_number": "+1", "address": address}
+    AppUser.objects.create(first_name="Qorm", last_name="Xvone", customer_id="W-1", **common)
+    AppUser.objects.bulk_create(
+        [AppUser(first_name="Qbulk", last_name="Xvtwo", customer_id="W-2", **common)]
+    )
+    renamed = AppUser.objects.exclude(customer_id__startswith="W-").first()
+    AppUser.objects.filter(pk=renamed.pk).update(last_name="Xvthree")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO core_appuser (first_name, last_name, gender, customer_id, "
+            "phone_number, address_id, created, last_updated) "
+            "VALUES ('Qsql', 'Xvfour', 'o', 'W-3', '+1', %s, now(), now())",
+            [address.pk],
+        )
+    assert SearchTerm.objects.filter(value__startswith="Xv").count() == 4
+    body = api_client().get(f"{URL}?last_name=xv&count=exact&page_size=500").json()
+    assert sorted(row["last_name"] for row in body["results"]) == [
+        "Xvfour",
+        "Xvone",
+        "Xvthree",
+        "Xvtwo",
+    ]
+    assert body["count"] == 4
+    body = api_client().get(f"{URL}?first_name=q&ordering=-birthday&page_size=500").json()
+    assert {"Qorm", "Qbulk", "Qsql"} <= {row["first_name"] for row in body["results"]}
+
+
+def test_a_text_in_too_many_names_is_tested_on_each_row(dataset, monkeypatch):
+    from core.customers.filters import CustomerFilter
+
+    last_name = CustomerFilter.base_filters["last_name"]
+    client = api_client()
+    orderings = ("id", "-relationship__points", "address__city", "-birthday")
+
+    def listed() -> dict[str, list[int]]:
+        return {
+            ordering: [
+                row["id"]
+                for row in client.get(
+                    f"{URL}?last_name=s&ordering={ordering}&count=exact&page_size=500"
+                ).json()["results"]
+            ]
+            for ordering in orderings
+        }
+
+    looked_up = listed()
+    monkeypatch.setattr(last_name, "max_values", 2)
+    assert last_name.values_containing("s") is None
+    assert len(last_name.values_containing("s", limited=False)) > 2
+    assert listed() == looked_up
+    assert len(looked_up["id"]) == sum(1 for r in dataset if "S" in r["last_name"].upper())

@@ -115,6 +115,24 @@ def test_a_count_under_the_threshold_is_exact_however_costly(dataset, settings, 
     assert body["count"] > matching * 2 // 3
 
 
+def test_a_count_that_would_cost_more_than_its_budget_settles_for_the_estimate(
+    dataset, settings, monkeypatch
+):
+    """Under the threshold too: an exact count must not cost more than the page."""
+    from core.customers import pagination as module
+
+    client = api_client()
+    matching = sum(1 for row in dataset if row["gender"] == "f")
+    settings.CRM_EXACT_COUNT_THRESHOLD = matching + 10
+    monkeypatch.setattr(module, "EXACT_COUNT_BUDGET_US", 0)
+    body = client.get(f"{URL}?gender=f&ordering=created").json()
+    assert body["count_is_estimate"] is True
+    assert matching / 2 <= body["count"] <= matching * 2
+    monkeypatch.setattr(module, "EXACT_COUNT_BUDGET_US", 10**9)
+    body = client.get(f"{URL}?gender=f&ordering=created").json()
+    assert (body["count"], body["count_is_estimate"]) == (matching, False)
+
+
 def test_a_sort_counts_its_matches_without_a_count_query(dataset):
     client = api_client()
     client.get(URL)

@@ -181,3 +181,20 @@ def test_a_range_on_one_table_is_counted_not_guessed(dataset):
     assert plan.estimate == sum(
         1 for row in dataset if row["points"] is not None and row["points"] >= 100
     )
+
+
+def test_a_walk_that_passes_a_correlated_ranges_far_end_first_is_longer(dataset):
+    """Customers are written in id order, so their sign-up dates follow the ids:
+    the oldest customers come last in a walk by -id, first in a walk by id."""
+    assert selectors.column_correlation("created") > selectors.FOLLOWS_ROWS
+    oldest = sorted(row["created"] for row in dataset)[len(dataset) // 4]
+    bound = (oldest, False)
+    share = sum(1 for row in dataset if row["created"] <= oldest) / len(dataset)
+    skipped = selectors.walk_skip({"created_to": bound}, customer_ordering("-id"))
+    assert skipped == pytest.approx(1 - share, abs=0.35)
+    assert selectors.walk_skip({"created_to": bound}, customer_ordering("id")) == 0
+    assert selectors.walk_skip({"created_from": bound}, customer_ordering("-id")) == 0
+    # Uncorrelated: no stretch to pass.
+    assert selectors.walk_skip({"created_to": bound}, customer_ordering("last_name")) == 0
+    # Walking the range's own column starts within the range.
+    assert selectors.walk_skip({"created_to": bound}, customer_ordering("-created")) == 0

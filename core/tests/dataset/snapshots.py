@@ -26,7 +26,7 @@ def table_digest() -> dict[str, str]:
 def schema_snapshot() -> list[tuple]:
     """Everything a load must carry over, of the three tables, by name and definition:
     indexes, constraints, columns (defaults, identity), statistics, storage
-    parameters, comments, grants."""
+    parameters, comments, grants, triggers."""
     queries = [
         "SELECT tablename, indexname, indexdef FROM pg_indexes "
         "WHERE tablename = ANY(%(tables)s) ORDER BY 1, 2",
@@ -45,6 +45,8 @@ def schema_snapshot() -> list[tuple]:
         "       col_description(attrelid, attnum) "
         "FROM pg_attribute WHERE attrelid = ANY(%(tables)s::regclass[]) AND attnum > 0 "
         "AND NOT attisdropped ORDER BY 1, 2",
+        "SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(oid) FROM pg_trigger "
+        "WHERE tgrelid = ANY(%(tables)s::regclass[]) AND NOT tgisinternal ORDER BY 1, 2",
     ]
     snapshot = []
     with connection.cursor() as cursor:
