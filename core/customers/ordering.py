@@ -109,6 +109,9 @@ class SortField:
     expression: Expression
     table: str
     kind: str
+    #: The same value as a column of its own table (``city`` for
+    #: ``address__city``): what a read of that table's index alone selects.
+    column: Expression | None = None
     unique: bool = False
     few_ties: bool = False
     then: str | None = None
@@ -122,20 +125,38 @@ RELATIONSHIP = "relationship"
 #: The ordering whitelist: public name -> how to sort by it. Each has an index
 #: (see core.models) that serves both the sort and the keyset seek.
 SORT_FIELDS: dict[str, SortField] = {
-    "id": SortField(F("id"), CUSTOMER, "int", unique=True, few_ties=True),
-    "first_name": SortField(F("first_name"), CUSTOMER, "str", then="last_name", then_few_ties=True),
-    "last_name": SortField(F("last_name"), CUSTOMER, "str", then="first_name", then_few_ties=True),
-    "customer_id": SortField(F("customer_id"), CUSTOMER, "str", unique=True, few_ties=True),
-    "birthday": SortField(
-        Coalesce("birthday", Value(NO_BIRTHDAY)), CUSTOMER, "date", few_ties=True
+    "id": SortField(F("id"), CUSTOMER, "int", F("id"), unique=True, few_ties=True),
+    "first_name": SortField(
+        F("first_name"), CUSTOMER, "str", F("first_name"), then="last_name", then_few_ties=True
     ),
-    "created": SortField(F("created"), CUSTOMER, "datetime", few_ties=True),
-    "last_updated": SortField(F("last_updated"), CUSTOMER, "datetime", few_ties=True),
-    "address__city": SortField(F("address__city"), ADDRESS, "str"),
-    "address__country": SortField(F("address__country"), ADDRESS, "str", then="address__city"),
-    "relationship__points": SortField(F("relationship__points"), RELATIONSHIP, "int"),
+    "last_name": SortField(
+        F("last_name"), CUSTOMER, "str", F("last_name"), then="first_name", then_few_ties=True
+    ),
+    "customer_id": SortField(
+        F("customer_id"), CUSTOMER, "str", F("customer_id"), unique=True, few_ties=True
+    ),
+    "birthday": SortField(
+        Coalesce("birthday", Value(NO_BIRTHDAY)),
+        CUSTOMER,
+        "date",
+        Coalesce("birthday", Value(NO_BIRTHDAY)),
+        few_ties=True,
+    ),
+    "created": SortField(F("created"), CUSTOMER, "datetime", F("created"), few_ties=True),
+    "last_updated": SortField(
+        F("last_updated"), CUSTOMER, "datetime", F("last_updated"), few_ties=True
+    ),
+    "address__city": SortField(F("address__city"), ADDRESS, "str", F("city")),
+    "address__country": SortField(
+        F("address__country"), ADDRESS, "str", F("country"), then="address__city"
+    ),
+    "relationship__points": SortField(F("relationship__points"), RELATIONSHIP, "int", F("points")),
     "relationship__last_activity": SortField(
-        F("relationship__last_activity"), RELATIONSHIP, "datetime", few_ties=True
+        F("relationship__last_activity"),
+        RELATIONSHIP,
+        "datetime",
+        F("last_activity"),
+        few_ties=True,
     ),
 }
 
@@ -144,11 +165,14 @@ SEARCH_RANK = "search_rank"
 RANK_FIELD = SortField(F(SEARCH_RANK), CUSTOMER, "float", few_ties=True)
 
 #: Tie-breakers per table: the table's own key, so that the keyset's leading
-#: columns stay within one index.
-TIE_BREAKERS: dict[str, list[tuple[Expression, str]]] = {
-    CUSTOMER: [(F("id"), CUSTOMER)],
-    ADDRESS: [(TableColumn("address", "city", "id"), ADDRESS), (F("id"), CUSTOMER)],
-    RELATIONSHIP: [(TableColumn("relationship", "points", "appuser"), RELATIONSHIP)],
+#: columns stay within one index (expression, table, the key as its table's column).
+TIE_BREAKERS: dict[str, list[tuple[Expression, str, Expression]]] = {
+    CUSTOMER: [(F("id"), CUSTOMER, F("id"))],
+    ADDRESS: [
+        (TableColumn("address", "city", "id"), ADDRESS, F("id")),
+        (F("id"), CUSTOMER, F("id")),
+    ],
+    RELATIONSHIP: [(TableColumn("relationship", "points", "appuser"), RELATIONSHIP, F("appuser"))],
 }
 
 DEFAULT_ORDERING = ("id",)
@@ -209,6 +233,8 @@ class SortKey:
     descending: bool
     table: str
     kind: str
+    #: The key as a column of its own table (see SortField.column).
+    column: Expression | None = None
 
 
 @dataclass(frozen=True)
@@ -221,6 +247,42 @@ class Ordering:
     @property
     def spec(self) -> str:
         return ",".join(self.fields)
+
+    def on_records(self) -> Ordering | None:
+        """The same order as columns of the loyalty records alone (the customer's
+        id is the record's ``appuser_id``), or None where a key is another
+        table's: what a query of the records themselves sorts by (see
+        :attr:`core.customers.selectors.CustomerList.records`)."""
+        keys = []
+        for key in self.keys:
+            if key.table == CUSTOMER and key.column == F("id"):
+                key = SortKey(F("appuser"), key.descending, RELATIONSHIP, key.kind, F("appuser"))
+            elif key.table == RELATIONSHIP:
+                key = SortKey(key.column, key.descending, RELATIONSHIP, key.kind, key.column)
+            else:
+                return None
+            keys.append(key)
+        return Ordering(self.fields, tuple(keys))
+
+    @property
+    def by_record(self) -> bool:
+        """Does it name a loyalty-record field? Such an order has no place for a
+        customer without a record (even where the field orders nothing, after
+        a unique one: ``id,relationship__points``)."""
+        return any(field.removeprefix("-").startswith("relationship__") for field in self.fields)
+
+    @property
+    def leading_run(self) -> int:
+        """How many leading keys share one table and one direction: the columns
+        of one index that a seek can use."""
+        run = 1
+        while (
+            run < len(self.keys)
+            and self.keys[run].table == self.keys[0].table
+            and self.keys[run].descending == self.keys[0].descending
+        ):
+            run += 1
+        return run
 
     def order_by(self, reverse: bool = False, *, unindexed: bool = False) -> list[OrderBy]:
         """ORDER BY the keys; ``unindexed``: by expressions no index matches (see
@@ -285,24 +347,45 @@ def customer_ordering(spec: str | Sequence[str] | None, *, searching: bool = Fal
         if name in seen:
             raise InvalidOrdering(f"{name!r} appears more than once")
         seen.add(name)
-        keys.append(SortKey(field.expression, raw.startswith("-"), field.table, field.kind))
+        keys.append(
+            SortKey(field.expression, raw.startswith("-"), field.table, field.kind, field.column)
+        )
     check_servable([(raw.removeprefix("-"), raw.startswith("-")) for raw in fields], sortable)
-    last = sortable[fields[-1].removeprefix("-")]
+    unique = next(
+        (i for i, raw in enumerate(fields) if sortable[raw.removeprefix("-")].unique), None
+    )
+    if unique is not None:
+        # A unique field leaves no ties: the fields after it order nothing, and
+        # sorting by them would only read them (``-id,first_name`` is ``-id``).
+        keys = keys[: unique + 1]
+    last = sortable[fields[len(keys) - 1].removeprefix("-")]
     if last.then and last.then not in seen:
         # The field its index sorts next orders its ties (see SortField).
         then = sortable[last.then]
-        keys.append(SortKey(then.expression, keys[-1].descending, then.table, then.kind))
+        keys.append(
+            SortKey(then.expression, keys[-1].descending, then.table, then.kind, then.column)
+        )
     if not last.unique:
         tables = {key.table for key in keys}
         tie_table = keys[-1].table if len(tables) == 1 else CUSTOMER
-        for expression, table in TIE_BREAKERS[tie_table]:
-            keys.append(SortKey(expression, keys[-1].descending, table, "int"))
+        for expression, table, column in TIE_BREAKERS[tie_table]:
+            keys.append(SortKey(expression, keys[-1].descending, table, "int", column))
     return Ordering(tuple(fields), tuple(keys))
 
 
-def rows_after(ordering: Ordering, values: Sequence[Any], reverse: bool) -> Q | RowComparison:
-    """Rows strictly after ``values`` in the ordering (before them if ``reverse``)."""
+def rows_after(
+    ordering: Ordering, values: Sequence[Any], reverse: bool, *, unindexed: bool = False
+) -> Q | RowComparison:
+    """Rows strictly after ``values`` in the ordering (before them if ``reverse``).
+
+    Written as a seek on the ordering's index, unless ``unindexed``: a plan that
+    sorts the matches (see :class:`Unindexed`) must not be handed a range of
+    the ordering's index to scan instead of its filters' indexes.
+    """
     keys = ordering.keys
+    expressions = [
+        Unindexed(key.expression, key.kind) if unindexed else key.expression for key in keys
+    ]
 
     def operator(key: SortKey, inclusive: bool = False) -> str:
         greater = key.descending == reverse
@@ -310,14 +393,7 @@ def rows_after(ordering: Ordering, values: Sequence[Any], reverse: bool) -> Q | 
 
     # The longest leading run of keys in one table and one direction: an index
     # on those columns can seek straight to the boundary.
-    run = 1
-    while (
-        run < len(keys)
-        and keys[run].table == keys[0].table
-        and keys[run].descending == keys[0].descending
-    ):
-        run += 1
-    expressions = [key.expression for key in keys]
+    run = ordering.leading_run
     if run == len(keys):
         return RowComparison(expressions, operator(keys[0]), values)
     seek = RowComparison(expressions[:run], operator(keys[0], inclusive=True), values[:run])
@@ -328,8 +404,8 @@ def rows_after(ordering: Ordering, values: Sequence[Any], reverse: bool) -> Q | 
     # lexicographic order, and keep the seek on the leading run.
     strict = Q()
     for i, key in enumerate(keys):
-        term = Q(RowComparison([key.expression], operator(key), [values[i]]))
+        term = Q(RowComparison([expressions[i]], operator(key), [values[i]]))
         for j in range(i):
-            term &= Q(RowComparison([keys[j].expression], "=", [values[j]]))
+            term &= Q(RowComparison([expressions[j]], "=", [values[j]]))
         strict |= term
     return Q(seek) & strict

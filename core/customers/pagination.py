@@ -31,7 +31,7 @@ from django.core import signing
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import Count as RowCount
-from django.db.models import QuerySet, Window
+from django.db.models import QuerySet, Subquery, Window
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -83,10 +83,8 @@ def keyset_page(
     """
     reverse = before is not None
     boundary = before if reverse else after
-    if boundary is not None:
-        queryset = queryset.filter(rows_after(ordering, boundary, reverse))
     rows, total = page_rows(
-        queryset, ordering, reverse=reverse, offset=0, limit=size + 1, all_rows=boundary is None
+        queryset, ordering, reverse=reverse, offset=0, limit=size + 1, boundary=boundary
     )
     more = len(rows) > size
     rows = rows[:size]
@@ -102,9 +100,7 @@ def offset_page(queryset: QuerySet, ordering: Ordering, *, page: int, size: int)
     The deeper the page, the more index entries PostgreSQL skips (see
     :func:`page_rows`): cursors do not.
     """
-    rows, total = page_rows(
-        queryset, ordering, offset=(page - 1) * size, limit=size + 1, all_rows=True
-    )
+    rows, total = page_rows(queryset, ordering, offset=(page - 1) * size, limit=size + 1)
     more = len(rows) > size
     return Page(rows[:size], has_next=more, has_previous=page > 1, total=total)
 
@@ -121,10 +117,11 @@ def page_rows(
     reverse: bool = False,
     offset: int,
     limit: int,
-    all_rows: bool = False,
+    boundary: Sequence[Any] | None = None,
 ) -> tuple[list[tuple], int | None]:
-    """The rows ``offset`` to ``offset + limit`` of ``queryset`` in ``ordering``,
-    and how many rows ``queryset`` has if that came for free.
+    """The rows ``offset`` to ``offset + limit`` of ``queryset`` in ``ordering``
+    after ``boundary`` (a cursor's key values), and how many rows ``queryset``
+    has if that came for free.
 
     Unfiltered and not deep, a walk of the ordering's index selects the rows
     as it goes: one query. Otherwise a *deferred join*: the inner query finds
@@ -134,39 +131,62 @@ def page_rows(
     it does not filter or sort on; only the page's rows are then joined and
     fetched (see :class:`core.customers.selectors.ListPlan`).
 
-    A sort reads every match anyway: where ``queryset`` is ``all_rows`` (no
-    cursor narrows it), the ids come with ``COUNT(*) OVER ()``, the exact
-    count, in a query of their own; the page's rows are a second query.
+    A sort reads every match anyway: where no cursor narrows ``queryset``,
+    the ids come with ``COUNT(*) OVER ()``, the exact count, in a query of
+    their own; the page's rows are a second query.
     """
     plan = getattr(queryset, "plan", None)
-    order = ordering.order_by(reverse, unindexed=plan is not None and plan.sort)
     if plan is None and offset < DEFERRED_JOIN_OFFSET:
+        if boundary is not None:
+            queryset = queryset.filter(rows_after(ordering, boundary, reverse))
+        order = ordering.order_by(reverse)
         return list(page_query(queryset, ordering).order_by(*order)[offset : offset + limit]), None
+    sort = plan is not None and plan.sort
+    order = ordering.order_by(reverse, unindexed=sort)
     # The outer query reads only the page's ids (its filters, true for them
     # anyway, cost nothing more; written as joins, not a walk's membership
     # tests); it carries the queryset's annotations, such as a search's rank,
     # that the ordering may use.
     outer = queryset.with_joins() if hasattr(queryset, "with_joins") else queryset
-    if plan is not None and plan.sort and all_rows:
-        found = list(
-            queryset.order_by(*order)
-            .annotate(_total=Window(RowCount("*")))
-            .values_list("pk", "_total")[offset : offset + limit]
+    # The inner query finds the ids, from the loyalty records alone where it can.
+    records = getattr(queryset, "records", None)
+    keyed = getattr(queryset, "keyed", None)
+    found, keys, pk = queryset, ordering, "pk"
+    if records is not None:
+        found, keys, pk = records, ordering.on_records(), "appuser_id"
+    elif sort and keyed is not None:
+        # The matches first, from indexes and sets alone; then the sort keys
+        # of those only (see ListPlan.filter_first).
+        found = keyed.filter(pk__in=Fenced(queryset.values("pk")))
+    if boundary is not None:
+        # A sort's cursor is a filter, not a range of the ordering's index.
+        found = found.filter(rows_after(keys, boundary, reverse, unindexed=sort))
+    found = found.order_by(*keys.order_by(reverse, unindexed=sort))
+    if sort and boundary is None:
+        counted = list(
+            found.annotate(_total=Window(RowCount("*"))).values_list(pk, "_total")[
+                offset : offset + limit
+            ]
         )
-        if not found:
+        if not counted:
             return [], None
-        ids = [pk for pk, _ in found]
+        ids = [key for key, _ in counted]
         rows = page_query(outer.filter(pk__in=ids), ordering).order_by(*order)
-        return list(rows), found[0][1]
-    ids = queryset.order_by(*order).values("pk")[offset : offset + limit]
+        return list(rows), counted[0][1]
+    ids = found.values(pk)[offset : offset + limit]
     return list(page_query(outer.filter(pk__in=ids), ordering).order_by(*order)), None
 
 
-def sorts(queryset: QuerySet) -> bool:
-    """Does the queryset's plan fetch the matches and sort them, rather than walk
-    the ordering's index? (See :class:`core.customers.selectors.ListPlan`.)"""
-    plan = getattr(queryset, "plan", None)
-    return plan is not None and plan.sort
+class Fenced(Subquery):
+    """``(SELECT … OFFSET 0)``: a subquery PostgreSQL must run as written.
+
+    Without the fence, ``id IN (SELECT id FROM core_appuser WHERE …)`` is
+    pulled up into its parent, and PostgreSQL 18 then removes the self-join
+    on the primary key: the filters, meant to be answered from indexes and
+    sets before any row is read, are tested on every row the parent reads.
+    """
+
+    template = "(%(subquery)s OFFSET 0)"
 
 
 # -- counts ------------------------------------------------------------------

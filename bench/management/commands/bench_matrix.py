@@ -89,7 +89,7 @@ class Command(BaseCommand):
             request_log = logging.getLogger("django.request")
             with matrix.matrix_limits(), quiet(request_log):
                 requester = matrix.Requester()
-                matrix.prepare(results, ref, profile, self.stdout.write)
+                matrix.prepare(results, ref, profile, requester, self.stdout.write)
                 self.stdout.write("checking every answer")
                 for result in results:
                     matrix.check_answer(result, requester, ref, profile)

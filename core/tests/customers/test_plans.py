@@ -31,20 +31,26 @@ CHOSEN = selectors.list_plan
 def forced(kind: str):
     """``list_plan`` made to sort (read through the first table's filters) or to
     walk, testing every table it can by membership: the shapes the cost model
-    picks at millions of rows, forced on a small table."""
+    picks at millions of rows, forced on a small table. ``sort-first`` finds
+    the matches before it reads their sort keys."""
 
     def plan(filters, ordering, searched=None):
         base = CHOSEN(filters, ordering, searched)
         groups, _ = selectors.table_estimates(filters, searched)
-        if kind == "sort":
+        if kind.startswith("sort"):
             driver = next((g for g in groups if g.buildable), None)
             scanned = driver.table if driver else CUSTOMER
+            testable = TESTABLE[scanned]
             probes = {
-                g.table
-                for g in groups
-                if g is not driver and g.buildable and g.table in TESTABLE[scanned]
+                g.table for g in groups if g is not driver and g.buildable and g.table in testable
             }
-            return dataclasses.replace(base, sort=True, probes=frozenset(probes), scanned=scanned)
+            return dataclasses.replace(
+                base,
+                sort=True,
+                probes=frozenset(probes),
+                scanned=scanned,
+                filter_first=kind == "sort-first",
+            )
         scanned = ordering.keys[0].table
         probes = {g.table for g in groups if g.buildable and g.table in TESTABLE[scanned]}
         return dataclasses.replace(base, sort=False, probes=frozenset(probes), scanned=scanned)
@@ -52,7 +58,7 @@ def forced(kind: str):
     return plan
 
 
-@pytest.fixture(params=["chosen", "sort", "walk"])
+@pytest.fixture(params=["chosen", "sort", "sort-first", "walk"])
 def plan_kind(request, monkeypatch):
     if request.param != "chosen":
         monkeypatch.setattr(selectors, "list_plan", forced(request.param))
@@ -131,38 +137,38 @@ def choose(groups: list[Group], spec: str):
     for g in groups:
         estimate *= g.share
     walk = walk_cost(groups, ordering, MILLION, round(estimate))
-    sorts = [sort_cost(groups, driver, round(estimate)) for driver in groups]
-    return min([walk, *sorts], key=lambda candidate: candidate[0])
+    sorts = [sort_cost(groups, driver, round(estimate), ordering) for driver in groups]
+    return min([walk, *sorts], key=lambda candidate: candidate.cost)
 
 
 def test_few_matches_are_sorted_many_are_walked():
     # 1,200 customers with 68,462 points or more, ordered by birthday: the
     # LIMIT trap walks 148,558 birthdays for them; a sort reads 1,200.
-    _, sort, _, scanned = choose([group(RELATIONSHIP, 0.0004)], "birthday")
-    assert (sort, scanned) == (True, RELATIONSHIP)
+    chosen = choose([group(RELATIONSHIP, 0.0004)], "birthday")
+    assert (chosen.sort, chosen.scanned) == (True, RELATIONSHIP)
     # 40% of customers: the first 51 birthdays hold the page.
-    assert choose([group(RELATIONSHIP, 0.4)], "birthday")[1] is False
+    assert choose([group(RELATIONSHIP, 0.4)], "birthday").sort is False
 
 
 def test_a_selective_filter_of_another_table_becomes_a_membership_set():
     # 0.2% of customers (6,000): a walk of 25,000 created dates, each tested
     # against a set of 6,000 ids, beats 6,000 sorted rows and 25,000 joins.
-    _, sort, probes, _ = choose([group(RELATIONSHIP, 0.002)], "created")
-    assert not sort
-    assert probes == {RELATIONSHIP}
+    chosen = choose([group(RELATIONSHIP, 0.002)], "created")
+    assert not chosen.sort
+    assert chosen.probes == {RELATIONSHIP}
     # 40% of customers: a set of 1.2M ids is not worth building for a walk of 130.
-    assert choose([group(RELATIONSHIP, 0.4)], "created")[2] == frozenset()
+    assert choose([group(RELATIONSHIP, 0.4)], "created").probes == frozenset()
 
 
 def test_a_walk_tests_its_own_tables_filters_on_the_rows_it_reads():
     # ?last_name=smith, 1% of customers, from the trigram index (not index
     # only): walking the ids reads about 5,100 rows for a page; a set of
     # every Smith would read 10,000 rows first.
-    _, sort, probes, scanned = choose([group(CUSTOMER, 0.01, index_only=False)], "id")
-    assert (sort, probes, scanned) == (False, frozenset(), CUSTOMER)
+    chosen = choose([group(CUSTOMER, 0.01, index_only=False)], "id")
+    assert (chosen.sort, chosen.probes, chosen.scanned) == (False, frozenset(), CUSTOMER)
     # Another table's filter, as selective, is still a set: a join per walked
     # customer costs more, and a misjudged walk costs it many times over.
-    assert choose([group(RELATIONSHIP, 0.01)], "id")[2] == {RELATIONSHIP}
+    assert choose([group(RELATIONSHIP, 0.01)], "created").probes == {RELATIONSHIP}
 
 
 def test_a_set_too_large_for_work_mem_is_never_built(dataset, monkeypatch):
@@ -171,8 +177,8 @@ def test_a_set_too_large_for_work_mem_is_never_built(dataset, monkeypatch):
     (everyone,), _ = selectors.table_estimates({"points_min": 0})
     assert everyone.matches > 10
     assert not everyone.buildable
-    _, _, probes, _ = walk_cost([everyone], customer_ordering("created"), 150, everyone.matches)
-    assert probes == frozenset()
+    walk = walk_cost([everyone], customer_ordering("created"), 150, everyone.matches)
+    assert walk.probes == frozenset()
 
 
 def test_a_range_on_one_table_is_counted_not_guessed(dataset):
