@@ -69,9 +69,15 @@ class Substring(django_filters.CharFilter):
         )
 
     def filter(self, qs: QuerySet, value: str | None) -> QuerySet:
-        if value is None or value == "" or has_trigram(value):
+        if value is None or value == "":
             return super().filter(qs, value)
-        return self.filter_each_row(qs, value)
+        if not has_trigram(value):
+            return self.filter_each_row(qs, value)
+        piece = indexed_piece(value)
+        if piece == value:
+            return super().filter(qs, value)
+        # The index finds the rows with the piece; each is checked for the text.
+        return self.filter_each_row(super().filter(qs, piece), value)
 
     def filter_each_row(self, qs: QuerySet, text: str) -> QuerySet:
         """The substring as ``strpos(…) > 0``: tested on each row a plan reads."""
@@ -79,6 +85,27 @@ class Substring(django_filters.CharFilter):
         return qs.alias(**{f"{self.field_name}_at": found}).filter(
             **{f"{self.field_name}_at__gt": 0}
         )
+
+
+#: The shortest word of a substring that the trigram index is asked for alone
+#: (see :func:`indexed_piece`): three trigrams of its own.
+INDEXED_PIECE_LENGTH = 5
+
+
+def indexed_piece(text: str) -> str:
+    """What of ``text`` to look up in the trigram index: its longest word of
+    letters and digits, if that is long enough, else the whole text.
+
+    pg_trgm looks up every trigram of the pattern and intersects them. The
+    short words of a phone number ("+49 30 …") yield padded trigrams ("  4",
+    " 30") that most numbers share: ``LIKE '%+49 30 78965766%'`` intersected
+    lists of millions of entries to find one customer (23 ms at 3M), where
+    ``LIKE '%78965766%'`` takes 1.6 ms, and the whole text is then checked on
+    the row it finds.
+    """
+    words = re.findall(r"[^\W_]+", text)
+    longest = max(words, key=len, default="")
+    return longest if len(longest) >= INDEXED_PIECE_LENGTH else text
 
 
 def has_trigram(text: str) -> bool:

@@ -171,3 +171,38 @@ def test_a_text_in_too_many_names_is_tested_on_each_row(dataset, monkeypatch):
     assert len(last_name.values_containing("s", limited=False)) > 2
     assert listed() == looked_up
     assert len(looked_up["id"]) == sum(1 for r in dataset if "S" in r["last_name"].upper())
+
+
+@pytest.mark.parametrize(
+    ("text", "piece"),
+    [
+        ("+49 30 78965766", "78965766"),  # the padded "  4", " 30" are in most numbers
+        ("78965766", "78965766"),
+        ("(212) 5", "(212) 5"),  # no word long enough: the whole text
+        ("smith", "smith"),
+    ],
+)
+def test_a_long_substring_is_looked_up_by_its_longest_word(text, piece):
+    from core.customers.filters import indexed_piece
+
+    assert indexed_piece(text) == piece
+
+
+def test_a_substring_looked_up_by_a_word_matches_only_the_whole_text(dataset):
+    """The index finds the rows with the word; the whole text, separators
+    included, is what must be in the phone number."""
+    from core.customers.filters import indexed_piece
+
+    client = api_client()
+    number = next(
+        row["phone_number"]
+        for row in dataset
+        if indexed_piece(row["phone_number"]) != row["phone_number"]
+    )
+    head, _, tail = number.rpartition(" ")
+    texts = {number, f"{head}-{tail}", f"{tail} {head}"}
+    for text in texts:
+        body = client.get(URL, {"phone_number": text, "count": "exact", "page_size": 500}).json()
+        expected = sorted(r["id"] for r in dataset if text.upper() in r["phone_number"].upper())
+        assert sorted(row["id"] for row in body["results"]) == expected, text
+        assert body["count"] == len(expected)
