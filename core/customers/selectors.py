@@ -314,7 +314,7 @@ def records_list(
         if table in probed:
             searched = match if table is AppUser else None
             records = records.filter(
-                HashedIn(F("appuser"), customer_members(table, probed[table], column, searched))
+                HashedIn(F("appuser"), set_members(table, probed[table], column, searched))
             )
     if CustomerRelationship not in probed:
         for name, value in filters.items():
@@ -344,7 +344,7 @@ def membership(
     membership test on the rows of the ``scanned`` table."""
 
     def members(column: str) -> QuerySet:
-        return customer_members(table, table_filters, column, match)
+        return set_members(table, table_filters, column, match)
 
     if table is Address:
         if scanned == ADDRESS:
@@ -361,7 +361,7 @@ def membership(
     return HashedIn(F("id"), members(column))
 
 
-def customer_members(
+def set_members(
     table: type[Model],
     table_filters: list[tuple[str, Any]],
     column: str,
