@@ -104,6 +104,15 @@ class AppUser(models.Model):
             # returns at most one row: the original's (customer_id, created
             # DESC) index would have nothing left to sort.
             models.UniqueConstraint(fields=["customer_id"], name="appuser_customer_id_key"),
+            # A customer is updated at the earliest when created (auto_now and
+            # auto_now_add stamp them in that order). The list relies on it:
+            # ?created_from=X ordered by last_updated walks last_updated's
+            # index from X, not from the first customer ever updated
+            # (core.customers.selectors.IMPLIED_STARTS).
+            models.CheckConstraint(
+                condition=models.Q(last_updated__gte=models.F("created")),
+                name="appuser_updated_since_created",
+            ),
         ]
         indexes = [
             # ?phone_number= substring filter. ANALYZE also keeps statistics

@@ -287,6 +287,12 @@ def written_list(
     for table, table_filters in probed.items():
         searched = match if table is AppUser else None
         queryset = queryset.filter(membership(table, table_filters, scanned, searched))
+    if plan is not None and not plan.sort and ordering is not None:
+        lead = ordering.fields[0].removeprefix("-")
+        for name, field_name in IMPLIED_STARTS.items():
+            if name in filters and field_name == lead:
+                instant, _ = filters[name]
+                queryset = queryset.filter(**{f"{field_name}__gte": instant})
     queryset.plan = plan
     queryset.joined = joined if probed else None
     if plan is not None and plan.filter_first:
@@ -595,6 +601,14 @@ def sort_cost(groups, driver: Group, estimate: int, ordering: Ordering) -> Candi
 #: sparser at one end, not absent: priced as a stretch passed, such walks
 #: were wrongly refused.
 FOLLOWS_ROWS = 0.8
+#: Lower bounds that bound another sortable column the same way, by a
+#: constraint of the table (``appuser_updated_since_created``: nobody is
+#: updated before being created). A walk of that column starts there: with
+#: ``created_from`` two months ago, ordered by ``last_updated``, the walk
+#: skips the customers last updated before then instead of testing each
+#: (they were 97% of 3M customers: 1.9 s; at 10M a sort of the 4M matches
+#: instead hit the 2 s statement timeout).
+IMPLIED_STARTS = {"created_from": "last_updated"}
 #: The range filters by column, and whether each is a lower bound.
 LOWER_BOUNDS = {
     "created_from": True,
@@ -632,6 +646,8 @@ def walk_skip(filters: Mapping[str, Any], ordering: Ordering) -> float:
     for name, lower in LOWER_BOUNDS.items():
         if name not in filters or CustomerFilter.base_filters[name].field_name == field:
             continue  # a range of the walked column itself is where the walk starts
+        if IMPLIED_STARTS.get(name) == field:
+            continue  # so is a range that bounds the walked column too
         other = "_to" if lower else "_from"
         if name.replace("_from" if lower else "_to", other) in filters:
             continue  # both bounds: the stretch could lie anywhere

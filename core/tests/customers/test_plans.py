@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 import pytest
 from django.db import connection
@@ -213,3 +214,24 @@ def test_a_substring_the_statistics_cannot_see_is_not_taken_for_a_rare_one(datas
     (group,), customers = selectors.table_estimates({"phone_number": "9q"})
     assert group.matches >= selectors.UNSEEN_SHARE * customers - 1
     assert not group.exact
+
+
+def test_a_walk_by_last_update_starts_where_the_sign_ups_do(dataset, monkeypatch):
+    """Nobody is updated before being created (a constraint of the table), so
+    a walk by last update with a lower bound on sign-up starts at that bound:
+    the customers last updated before it cannot match."""
+    from django.db import IntegrityError, transaction
+
+    from core.models import AppUser
+
+    monkeypatch.setattr(selectors, "list_plan", forced("walk"))
+    since = sorted(row["created"] for row in dataset)[len(dataset) // 2]
+    ordering = customer_ordering("last_updated")
+    queryset = selectors.customer_list(filters={"created_from": (since, False)}, ordering=ordering)
+    assert '"core_appuser"."last_updated" >=' in str(queryset.query)
+    assert selectors.walk_skip({"created_from": (since, False)}, ordering) == 0
+    customer = AppUser.objects.first()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AppUser.objects.filter(pk=customer.pk).update(
+            last_updated=customer.created - dt.timedelta(1)
+        )
