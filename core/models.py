@@ -210,6 +210,18 @@ class CustomerRelationship(models.Model):
     last_activity = LastActivityField(default=timezone.now)
 
     class Meta:
+        constraints = [
+            # A record's last activity is its creation at the earliest
+            # (LastActivityField keeps it so for every save); and a record
+            # is created after its customer (the trigger
+            # relationship_created_after_customer, migration 0010). Together:
+            # ?created_from=X ordered by relationship__last_activity walks
+            # the activity index from X (core.customers.selectors.IMPLIED_STARTS).
+            models.CheckConstraint(
+                condition=models.Q(last_activity__gte=models.F("created")),
+                name="relationship_active_since_created",
+            ),
+        ]
         indexes = [
             # ?ordering=-relationship__points: the list query inner-joins this
             # table, so a backward scan of this index yields the page in

@@ -235,3 +235,25 @@ def test_a_walk_by_last_update_starts_where_the_sign_ups_do(dataset, monkeypatch
         AppUser.objects.filter(pk=customer.pk).update(
             last_updated=customer.created - dt.timedelta(1)
         )
+
+
+def test_a_record_is_created_after_its_customer_and_active_since(dataset):
+    """The constraints a walk by last activity starts from (IMPLIED_STARTS)."""
+    from django.db import IntegrityError, transaction
+
+    from core.models import AppUser, CustomerRelationship
+
+    record = CustomerRelationship.objects.select_related("appuser").first()
+    before = record.appuser.created - dt.timedelta(seconds=1)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CustomerRelationship.objects.filter(pk=record.pk).update(created=before)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AppUser.objects.filter(pk=record.pk).update(created=record.created + dt.timedelta(1))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CustomerRelationship.objects.filter(pk=record.pk).update(last_activity=before)
+    ordering = customer_ordering("relationship__last_activity")
+    since = (record.appuser.created, False)
+    assert selectors.implied_starts({"created_from": since}, ordering) == {
+        "relationship__last_activity__gte": record.appuser.created
+    }
+    assert selectors.walk_skip({"created_from": since}, ordering) == 0
