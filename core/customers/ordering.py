@@ -109,9 +109,6 @@ class SortField:
     expression: Expression
     table: str
     kind: str
-    #: The same value as a column of its own table (``city`` for
-    #: ``address__city``): what a read of that table's index alone selects.
-    column: Expression | None = None
     unique: bool = False
     few_ties: bool = False
     then: str | None = None
@@ -125,38 +122,20 @@ RELATIONSHIP = "relationship"
 #: The ordering whitelist: public name -> how to sort by it. Each has an index
 #: (see core.models) that serves both the sort and the keyset seek.
 SORT_FIELDS: dict[str, SortField] = {
-    "id": SortField(F("id"), CUSTOMER, "int", F("id"), unique=True, few_ties=True),
-    "first_name": SortField(
-        F("first_name"), CUSTOMER, "str", F("first_name"), then="last_name", then_few_ties=True
-    ),
-    "last_name": SortField(
-        F("last_name"), CUSTOMER, "str", F("last_name"), then="first_name", then_few_ties=True
-    ),
-    "customer_id": SortField(
-        F("customer_id"), CUSTOMER, "str", F("customer_id"), unique=True, few_ties=True
-    ),
+    "id": SortField(F("id"), CUSTOMER, "int", unique=True, few_ties=True),
+    "first_name": SortField(F("first_name"), CUSTOMER, "str", then="last_name", then_few_ties=True),
+    "last_name": SortField(F("last_name"), CUSTOMER, "str", then="first_name", then_few_ties=True),
+    "customer_id": SortField(F("customer_id"), CUSTOMER, "str", unique=True, few_ties=True),
     "birthday": SortField(
-        Coalesce("birthday", Value(NO_BIRTHDAY)),
-        CUSTOMER,
-        "date",
-        Coalesce("birthday", Value(NO_BIRTHDAY)),
-        few_ties=True,
+        Coalesce("birthday", Value(NO_BIRTHDAY)), CUSTOMER, "date", few_ties=True
     ),
-    "created": SortField(F("created"), CUSTOMER, "datetime", F("created"), few_ties=True),
-    "last_updated": SortField(
-        F("last_updated"), CUSTOMER, "datetime", F("last_updated"), few_ties=True
-    ),
-    "address__city": SortField(F("address__city"), ADDRESS, "str", F("city")),
-    "address__country": SortField(
-        F("address__country"), ADDRESS, "str", F("country"), then="address__city"
-    ),
-    "relationship__points": SortField(F("relationship__points"), RELATIONSHIP, "int", F("points")),
+    "created": SortField(F("created"), CUSTOMER, "datetime", few_ties=True),
+    "last_updated": SortField(F("last_updated"), CUSTOMER, "datetime", few_ties=True),
+    "address__city": SortField(F("address__city"), ADDRESS, "str"),
+    "address__country": SortField(F("address__country"), ADDRESS, "str", then="address__city"),
+    "relationship__points": SortField(F("relationship__points"), RELATIONSHIP, "int"),
     "relationship__last_activity": SortField(
-        F("relationship__last_activity"),
-        RELATIONSHIP,
-        "datetime",
-        F("last_activity"),
-        few_ties=True,
+        F("relationship__last_activity"), RELATIONSHIP, "datetime", few_ties=True
     ),
 }
 
@@ -165,14 +144,11 @@ SEARCH_RANK = "search_rank"
 RANK_FIELD = SortField(F(SEARCH_RANK), CUSTOMER, "float", few_ties=True)
 
 #: Tie-breakers per table: the table's own key, so that the keyset's leading
-#: columns stay within one index (expression, table, the key as its table's column).
-TIE_BREAKERS: dict[str, list[tuple[Expression, str, Expression]]] = {
-    CUSTOMER: [(F("id"), CUSTOMER, F("id"))],
-    ADDRESS: [
-        (TableColumn("address", "city", "id"), ADDRESS, F("id")),
-        (F("id"), CUSTOMER, F("id")),
-    ],
-    RELATIONSHIP: [(TableColumn("relationship", "points", "appuser"), RELATIONSHIP, F("appuser"))],
+#: columns stay within one index.
+TIE_BREAKERS: dict[str, list[tuple[Expression, str]]] = {
+    CUSTOMER: [(F("id"), CUSTOMER)],
+    ADDRESS: [(TableColumn("address", "city", "id"), ADDRESS), (F("id"), CUSTOMER)],
+    RELATIONSHIP: [(TableColumn("relationship", "points", "appuser"), RELATIONSHIP)],
 }
 
 DEFAULT_ORDERING = ("id",)
@@ -233,8 +209,6 @@ class SortKey:
     descending: bool
     table: str
     kind: str
-    #: The key as a column of its own table (see SortField.column).
-    column: Expression | None = None
 
 
 @dataclass(frozen=True)
@@ -255,13 +229,15 @@ class Ordering:
         :attr:`core.customers.selectors.CustomerList.records`)."""
         keys = []
         for key in self.keys:
-            if key.table == CUSTOMER and key.column == F("id"):
-                key = SortKey(F("appuser"), key.descending, RELATIONSHIP, key.kind, F("appuser"))
+            if key.table == RELATIONSHIP and isinstance(key.expression, TableColumn):
+                column = F(key.expression.column)  # the tie-breaker: appuser_id
             elif key.table == RELATIONSHIP:
-                key = SortKey(key.column, key.descending, RELATIONSHIP, key.kind, key.column)
+                column = F(key.expression.name.removeprefix("relationship__"))
+            elif key.expression == F("id"):
+                column = F("appuser")
             else:
                 return None
-            keys.append(key)
+            keys.append(SortKey(column, key.descending, RELATIONSHIP, key.kind))
         return Ordering(self.fields, tuple(keys))
 
     @property
@@ -270,19 +246,6 @@ class Ordering:
         customer without a record (even where the field orders nothing, after
         a unique one: ``id,relationship__points``)."""
         return any(field.removeprefix("-").startswith("relationship__") for field in self.fields)
-
-    @property
-    def leading_run(self) -> int:
-        """How many leading keys share one table and one direction: the columns
-        of one index that a seek can use."""
-        run = 1
-        while (
-            run < len(self.keys)
-            and self.keys[run].table == self.keys[0].table
-            and self.keys[run].descending == self.keys[0].descending
-        ):
-            run += 1
-        return run
 
     def order_by(self, reverse: bool = False, *, unindexed: bool = False) -> list[OrderBy]:
         """ORDER BY the keys; ``unindexed``: by expressions no index matches (see
@@ -347,9 +310,7 @@ def customer_ordering(spec: str | Sequence[str] | None, *, searching: bool = Fal
         if name in seen:
             raise InvalidOrdering(f"{name!r} appears more than once")
         seen.add(name)
-        keys.append(
-            SortKey(field.expression, raw.startswith("-"), field.table, field.kind, field.column)
-        )
+        keys.append(SortKey(field.expression, raw.startswith("-"), field.table, field.kind))
     check_servable([(raw.removeprefix("-"), raw.startswith("-")) for raw in fields], sortable)
     unique = next(
         (i for i, raw in enumerate(fields) if sortable[raw.removeprefix("-")].unique), None
@@ -362,14 +323,12 @@ def customer_ordering(spec: str | Sequence[str] | None, *, searching: bool = Fal
     if last.then and last.then not in seen:
         # The field its index sorts next orders its ties (see SortField).
         then = sortable[last.then]
-        keys.append(
-            SortKey(then.expression, keys[-1].descending, then.table, then.kind, then.column)
-        )
+        keys.append(SortKey(then.expression, keys[-1].descending, then.table, then.kind))
     if not last.unique:
         tables = {key.table for key in keys}
         tie_table = keys[-1].table if len(tables) == 1 else CUSTOMER
-        for expression, table, column in TIE_BREAKERS[tie_table]:
-            keys.append(SortKey(expression, keys[-1].descending, table, "int", column))
+        for expression, table in TIE_BREAKERS[tie_table]:
+            keys.append(SortKey(expression, keys[-1].descending, table, "int"))
     return Ordering(tuple(fields), tuple(keys))
 
 
@@ -393,7 +352,13 @@ def rows_after(
 
     # The longest leading run of keys in one table and one direction: an index
     # on those columns can seek straight to the boundary.
-    run = ordering.leading_run
+    run = 1
+    while (
+        run < len(keys)
+        and keys[run].table == keys[0].table
+        and keys[run].descending == keys[0].descending
+    ):
+        run += 1
     if run == len(keys):
         return RowComparison(expressions, operator(keys[0]), values)
     seek = RowComparison(expressions[:run], operator(keys[0], inclusive=True), values[:run])
