@@ -17,8 +17,9 @@ import django_filters
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connections
-from django.db.models import Model, QuerySet, Value
+from django.db.models import Model, Q, QuerySet, Value
 from django.db.models.functions import Coalesce, StrIndex, Upper
+from django.db.models.lookups import GreaterThan
 
 from core.models import NO_BIRTHDAY, Address, AppUser, CustomerRelationship
 from crm.replicas import read_alias
@@ -71,20 +72,27 @@ class Substring(django_filters.CharFilter):
     def filter(self, qs: QuerySet, value: str | None) -> QuerySet:
         if value is None or value == "":
             return super().filter(qs, value)
-        if not has_trigram(value):
-            return self.filter_each_row(qs, value)
-        piece = indexed_piece(value)
-        if piece == value:
-            return super().filter(qs, value)
+        return qs.filter(self.condition(value))
+
+    def condition(self, text: str) -> Q:
+        """The substring as a condition, for this filter and wherever else the
+        column is searched (``?search=``'s phone numbers): through the trigram
+        index where that narrows it (see :func:`has_trigram`,
+        :func:`indexed_piece`), else tested on each row."""
+        if not has_trigram(text):
+            return self.each_row(text)
+        piece = indexed_piece(text)
+        indexed = Q(**{f"{self.field_name}__icontains": piece})
         # The index finds the rows with the piece; each is checked for the text.
-        return self.filter_each_row(super().filter(qs, piece), value)
+        return indexed if piece == text else indexed & self.each_row(text)
+
+    def each_row(self, text: str) -> Q:
+        """The substring as ``strpos(…) > 0``: tested on each row a plan reads."""
+        return Q(GreaterThan(StrIndex(Upper(self.field_name), Upper(Value(text))), 0))
 
     def filter_each_row(self, qs: QuerySet, text: str) -> QuerySet:
-        """The substring as ``strpos(…) > 0``: tested on each row a plan reads."""
-        found = StrIndex(Upper(self.field_name), Upper(Value(text)))
-        return qs.alias(**{f"{self.field_name}_at": found}).filter(
-            **{f"{self.field_name}_at__gt": 0}
-        )
+        """The substring tested on each row a plan reads (see :meth:`each_row`)."""
+        return qs.filter(self.each_row(text))
 
 
 #: The shortest word of a substring that the trigram index is asked for alone

@@ -21,6 +21,7 @@ from core.models import AppUser
 from crm.replicas import read_alias
 
 from .distinct import distinct_values_sql
+from .filters import CustomerFilter
 from .ordering import SEARCH_RANK
 
 #: Words of a search beyond this many are ignored.
@@ -115,7 +116,10 @@ def search_match(text: str) -> SearchMatch:
             Q(first_name__in=names["first_name"]),
             Q(last_name__in=names["last_name"]),
             Q(customer_id=word),
-            Q(phone_number__icontains=word),
+            # As ?phone_number= looks it up (a word without a trigram would
+            # make the trigram index return every customer to recheck:
+            # search=a+e+i+o took 1.4 s at 3M, tested on each row 0.5 s).
+            CustomerFilter.base_filters["phone_number"].condition(word),
         )
         condition &= ways[0] | ways[1] | ways[2] | ways[3]
         if len(words) == 1:
