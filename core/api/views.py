@@ -52,7 +52,7 @@ def customers(query: CustomerQuery):
     )
 
 
-class CustomerFilterForm(FILTER_FORM):
+class BrowsableListForm(FILTER_FORM):
     """The list's filters, search, ordering and page size as one form, for the
     browsable API (the API validates them with core.api.params)."""
 
@@ -157,7 +157,7 @@ class CustomerListApi(CustomerApiView):
     name = "Customers"  # the browsable API's title (DRF would say "Customer List Api")
     pagination_class = CustomerPagination
     renderer_classes = [FastJSONRenderer, FilterFormBrowsableAPIRenderer]
-    filter_form_class = CustomerFilterForm
+    filter_form_class = BrowsableListForm
 
     @extend_schema(
         operation_id="customers_list",
