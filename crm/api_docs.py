@@ -9,17 +9,26 @@ and handed to Swagger UI's Authorize so that "Try it out" carries it too).
 Without either, the page says what to do instead of a bare 401.
 
 Both pages are served with a Content-Security-Policy that lets them load from
-this server only. The assets come from drf-spectacular-sidecar already; the
-policy also stops what the bundles reach for by themselves (ReDoc's side menu
-loads its logo from cdn.redoc.ly), so the pages never make a request that
-leaves the machine.
+this server only. The assets come from drf-spectacular-sidecar; ReDoc's
+bundle is served through :func:`redoc_bundle`, which takes out the one address
+it reaches for by itself (its side menu's logo on cdn.redoc.ly). The policy
+would refuse that request, but a refused request is still attempted and shown
+as an error in the browser's console; now none is made at all.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import re
 import secrets
+from pathlib import Path
 from typing import Any
 
+from django.contrib.staticfiles import finders
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.views.decorators.http import condition
 from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
@@ -47,6 +56,8 @@ class DocumentationPage:
         nonce = secrets.token_urlsafe(16)
         response.data["csp_nonce"] = nonce
         response.data["sign_in_url"] = f"/admin/login/?next={request.path}"
+        # The page tries the session only when there is one (no 401 to log).
+        response.data["signed_in"] = request.user.is_authenticated
         response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.format(nonce=nonce)
         # Never cached: the page carries a nonce and, for a signed-in user, a CSRF token.
         response["Cache-Control"] = "no-store"
@@ -59,6 +70,41 @@ class SwaggerPage(DocumentationPage, SpectacularSwaggerView):
 
 class RedocPage(DocumentationPage, SpectacularRedocView):
     template_name = "drf_spectacular/redoc.html"
+
+    @staticmethod
+    def _redoc_standalone() -> str:
+        return reverse("redoc-bundle")
+
+
+#: The sidecar's ReDoc bundle, and the addresses in it that the page would
+#: request by itself: the side menu's logo (rendered whenever the menu is).
+REDOC_BUNDLE = "drf_spectacular_sidecar/redoc/bundles/redoc.standalone.js"
+REDOC_CDN = re.compile(r"https://cdn\.redoc\.ly/[^\"'`\s]*")
+#: What the logo becomes: an empty image, inline (the policy allows data:).
+BLANK_IMAGE = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"
+
+
+@functools.cache
+def _offline_redoc() -> tuple[bytes, str]:
+    """The bundle without its CDN address, and its ETag (read once per process)."""
+    path = finders.find(REDOC_BUNDLE)
+    if path is None:
+        raise FileNotFoundError(f"{REDOC_BUNDLE} not found: is drf_spectacular_sidecar installed?")
+    text = REDOC_CDN.sub(BLANK_IMAGE, Path(path).read_text(encoding="utf-8"))
+    content = text.encode()
+    return content, f'"{hashlib.sha256(content).hexdigest()[:32]}"'
+
+
+@condition(etag_func=lambda request: _offline_redoc()[1])
+def redoc_bundle(request: HttpRequest) -> HttpResponse:
+    """ReDoc's JavaScript, with the logo it would fetch from cdn.redoc.ly inlined.
+
+    There is no ReDoc option that leaves the logo out, and a Content-Security-
+    Policy only refuses the request after the browser has tried it.
+    """
+    response = HttpResponse(_offline_redoc()[0], content_type="text/javascript; charset=utf-8")
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
 
 
 #: How each way of authenticating is explained in the schema, in this order

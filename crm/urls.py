@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from crm.api_docs import RedocPage, SwaggerPage
+from crm.api_docs import RedocPage, SwaggerPage, redoc_bundle
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SwaggerPage.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", RedocPage.as_view(url_name="schema"), name="redoc"),
+    path("api/redoc/redoc.standalone.js", redoc_bundle, name="redoc-bundle"),
 ]
 
 if settings.CRM_BENCHMARKS:

@@ -161,6 +161,7 @@ class CustomerListApi(CustomerApiView):
 
     @extend_schema(
         operation_id="customers_list",
+        summary="List customers: filter, sort, page",
         parameters=LIST_PARAMETERS.openapi(),
         responses={
             200: CustomerPageSchema,
@@ -183,6 +184,7 @@ class CustomerListApi(CustomerApiView):
 
     @extend_schema(
         operation_id="customers_create",
+        summary="Create a customer",
         request=CustomerWriteSerializer,
         responses={201: CustomerSerializer, 400: WRITE_ERRORS, 409: COLLIDED},
         description=f"A new customer with their address and loyalty record. {JSON_ONLY}",
@@ -219,6 +221,7 @@ class CustomerDetailApi(CustomerApiView):
 
     @extend_schema(
         operation_id="customers_retrieve",
+        summary="Read one customer",
         responses={200: CustomerSerializer, 404: ErrorSerializer},
         description="One customer, as the list shows them; `ETag` names this version.",
     )
@@ -236,6 +239,7 @@ class CustomerDetailApi(CustomerApiView):
 
     @extend_schema(
         operation_id="customers_update",
+        summary="Replace a customer",
         parameters=[IF_MATCH],
         request=CustomerWriteSerializer,
         responses=UPDATE_RESPONSES,
@@ -246,6 +250,7 @@ class CustomerDetailApi(CustomerApiView):
 
     @extend_schema(
         operation_id="customers_partial_update",
+        summary="Change some of a customer's fields",
         parameters=[IF_MATCH],
         request=CustomerWriteSerializer,
         responses=UPDATE_RESPONSES,
@@ -259,6 +264,7 @@ class CustomerDetailApi(CustomerApiView):
 
     @extend_schema(
         operation_id="customers_destroy",
+        summary="Delete a customer",
         parameters=[IF_MATCH],
         responses={204: None, 404: ErrorSerializer, 409: COLLIDED, 412: CHANGED},
         description="Delete a customer, their loyalty record, and their address unless shared.",
@@ -287,6 +293,7 @@ class CustomerExportApi(CustomerApiView):
 
     @extend_schema(
         operation_id="customers_export",
+        summary="Export every matching customer",
         parameters=EXPORT_PARAMETERS.openapi(),
         responses={
             (200, "text/csv"): OpenApiTypes.STR,

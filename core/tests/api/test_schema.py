@@ -30,6 +30,23 @@ def test_schema_documents_every_parameter_and_validates(reader):
     assert set(operation["responses"]) == {"200", "400", "401", "403", "404", "429", "503"}
 
 
+def test_every_operation_has_a_human_summary(reader):
+    """ReDoc's menu and Swagger UI's rows show the summary, or else the raw
+    operation id (``customers_partial_update``)."""
+    schema = json.loads(reader.get("/api/schema/?format=json").content)
+    operations = [
+        (method.upper(), path, operation)
+        for path, methods in schema["paths"].items()
+        for method, operation in methods.items()
+    ]
+    assert operations
+    missing = [f"{method} {path}" for method, path, op in operations if not op.get("summary")]
+    assert missing == [], f"operations without a summary: {missing}"
+    summaries = [operation["summary"] for _, _, operation in operations]
+    assert len(set(summaries)) == len(summaries), "each summary tells its operation apart"
+    assert not [s for s in summaries if re.fullmatch(r"[a-z_]+", s)], "words, not an identifier"
+
+
 @pytest.mark.parametrize("page", ["/api/docs/", "/api/redoc/"])
 def test_docs_pages_load_only_local_assets(reader, page):
     response = reader.get(page)
@@ -38,13 +55,28 @@ def test_docs_pages_load_only_local_assets(reader, page):
     assets = re.findall(r'(?:src|href)="([^"]+)"', html)
     assert assets
     assets.remove(f"/admin/login/?next={page}")  # the sign-in link
-    assert all(asset.startswith("/static/") for asset in assets), assets
+    assert all(re.match(r"/(static|api/redoc)/", asset) for asset in assets), assets
     assert "http://" not in html.replace("http://testserver", "")
     assert "https://" not in html
-    # And what the bundles reach for by themselves (ReDoc's logo) is refused.
+    # And whatever a bundle might still reach for by itself is refused.
     policy = response["Content-Security-Policy"]
     assert "default-src 'none'" in policy
     assert "http" not in policy
+
+
+def test_the_redoc_page_loads_a_bundle_that_names_no_cdn(reader):
+    """ReDoc's side menu fetches its logo from cdn.redoc.ly by itself: the
+    bundle the page loads has that address taken out, so no request is tried."""
+    html = reader.get("/api/redoc/").content.decode()
+    (bundle_url,) = re.findall(r'<script src="([^"]+)"', html)
+    response = reader.get(bundle_url)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/javascript")
+    bundle = b"".join(response).decode() if response.streaming else response.content.decode()
+    assert "Redoc" in bundle, "the real bundle"
+    assert "cdn.redoc.ly" not in bundle
+    again = reader.get(bundle_url, headers={"If-None-Match": response["ETag"]})
+    assert again.status_code == 304, "browsers keep it"
 
 
 def test_the_token_scheme_comes_first_and_is_explained(reader):
