@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import os
 import shlex
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -36,6 +38,15 @@ PUBLISHED_DIR = Path(settings.BASE_DIR) / "docs" / "benchmarks"
 #: Folders this process has already noted in their runs.log.
 _noted: set[Path] = set()
 
+#: The clean commit this process opened a published folder at (None: it has
+#: not). From then on every commit it reads, and every file it writes into
+#: PUBLISHED_DIR, must be that one.
+_publishing: str | None = None
+
+
+class DirtyPublication(CommandError):
+    """A published file would name, or come from, code that is not that commit."""
+
 
 def reports_dir(output: Path | str | None = None) -> Path:
     """Where a run's records go: ``output`` when given, else ``CRM_REPORTS_DIR``.
@@ -43,17 +54,13 @@ def reports_dir(output: Path | str | None = None) -> Path:
     Created on first use. A folder inside :data:`PUBLISHED_DIR` is refused
     while the code is uncommitted (its rows would name a ``-dirty`` commit
     nobody can check out); the first call for a folder notes the run in its
-    ``runs.log``.
+    ``runs.log``. Opening a published folder is only the first check: see
+    :func:`_check_published_write`.
     """
+    global _publishing
     path = Path(output if output is not None else settings.CRM_REPORTS_DIR).resolve()
-    if path.is_relative_to(PUBLISHED_DIR.resolve()):
-        commit = git_commit()
-        if commit.endswith("-dirty") or commit == "unknown":
-            raise CommandError(
-                f"refusing to publish into {path} from commit {commit}: commit your changes "
-                "first, so that the published figures name the code that made them "
-                "(or leave --output/CRM_REPORTS_DIR unset to write to reports/)"
-            )
+    if _inside_published(str(path)):
+        _publishing = require_clean(git_commit(), path)
     path.mkdir(parents=True, exist_ok=True)
     if path not in _noted:
         _noted.add(path)
@@ -69,6 +76,27 @@ def reports_dir(output: Path | str | None = None) -> Path:
     return path
 
 
+def require_clean(commit: str, path: Path | str) -> str:
+    """``commit``, if files written into ``path`` (published) may name it.
+
+    Refused when the checkout has uncommitted changes or no commit, and when it
+    is not the commit this process opened its published folder at (a commit
+    made during a run: the run's code is the earlier one, its runs.log says so).
+    """
+    if commit.endswith("-dirty") or commit == "unknown":
+        raise DirtyPublication(
+            f"refusing to publish into {path} from commit {commit}: commit your changes "
+            "first, so that the published figures name the code that made them "
+            "(or leave --output/CRM_REPORTS_DIR unset to write to reports/)"
+        )
+    if _publishing is not None and commit != _publishing:
+        raise DirtyPublication(
+            f"refusing to publish into {path}: the checkout moved from {_publishing} to "
+            f"{commit} during the run; run it again on one commit"
+        )
+    return commit
+
+
 def command_line() -> str:
     """This process's command, as a user would type it (``python manage.py …``)."""
     arguments = list(sys.argv)
@@ -82,7 +110,10 @@ def git_commit() -> str:
     """The checkout's commit, with ``-dirty`` when code has uncommitted changes.
 
     Changes inside the published folder do not count: publishing one result
-    must not make the next one (of the same commit) look dirty.
+    must not make the next one (of the same commit) look dirty. While this
+    process publishes, it raises instead of answering anything but the clean
+    commit it opened the folder at: a report reads the commit when it writes
+    it, and must never name a ``-dirty`` one.
     """
     try:
         commit = _git("rev-parse", "--short=12", "HEAD")
@@ -95,8 +126,51 @@ def git_commit() -> str:
             f":(exclude){PUBLISHED_DIR.relative_to(settings.BASE_DIR).as_posix()}",
         )
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{commit}-dirty" if changed else commit
+        commit, changed = "unknown", ""
+    commit = f"{commit}-dirty" if changed else commit
+    if _publishing is not None:
+        require_clean(commit, PUBLISHED_DIR)
+    return commit
+
+
+# -- every write into the published folder, checked when it happens -------------
+#
+# The folder is checked when a command opens it, but a run takes minutes to
+# hours and its files are written at the end, by code spread over the
+# benchmarks (CSV rows, Markdown, charts, EXPLAIN plans, each written its own
+# way). An audit hook (PEP 578) sees every file this process opens for
+# writing, whoever opens it, and refuses one inside PUBLISHED_DIR unless the
+# checkout is still clean, at the commit the folder was opened at.
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+_in_check = threading.local()
+
+
+def _inside_published(path: str) -> bool:
+    published = os.path.abspath(PUBLISHED_DIR)
+    return path == published or path.startswith(published + os.sep)
+
+
+def _check_published_write(event: str, args: tuple) -> None:
+    if event != "open" or getattr(_in_check, "active", False):
+        return
+    path, mode, flags = args
+    if isinstance(path, int) or path is None:
+        return
+    writes = any(c in mode for c in "wax+") if isinstance(mode, str) else flags & _WRITE_FLAGS
+    if not writes:
+        return
+    target = os.path.abspath(os.fsdecode(os.fspath(path)))
+    if not _inside_published(target):
+        return
+    _in_check.active = True
+    try:
+        require_clean(git_commit(), target)
+    finally:
+        _in_check.active = False
+
+
+sys.addaudithook(_check_published_write)
 
 
 def _git(*args: str) -> str:

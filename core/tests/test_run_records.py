@@ -16,17 +16,24 @@ def repository(tmp_path, settings, monkeypatch):
     settings.BASE_DIR = tmp_path
     published = tmp_path / "docs" / "benchmarks"
     published.mkdir(parents=True)
-    monkeypatch.setattr(run_records, "PUBLISHED_DIR", published)
-    monkeypatch.setattr(run_records, "_noted", set())
     (tmp_path / "code.py").write_text("1\n")
     (published / "load.csv").write_text("a\n")
-    for command in (
-        ["init", "-q"],
-        ["add", "-A"],
-        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c"],
-    ):
-        subprocess.run(["git", *command], cwd=tmp_path, check=True)
+    for command in (["init", "-q"], ["add", "-A"]):
+        git(tmp_path, *command)
+    commit(tmp_path)
+    # Published from here on (its first file was written before the first commit).
+    monkeypatch.setattr(run_records, "PUBLISHED_DIR", published)
+    monkeypatch.setattr(run_records, "_noted", set())
+    monkeypatch.setattr(run_records, "_publishing", None)
     return tmp_path
+
+
+def git(repository, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repository, check=True)
+
+
+def commit(repository) -> None:
+    git(repository, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-am", "c")
 
 
 def test_default_folder_is_ignored_by_git(settings):
@@ -70,3 +77,50 @@ def test_rows_never_land_under_another_versions_header(tmp_path):
     run_records.append_csv(path, ["a", "b", "c"], {"a": 8, "b": 9, "c": 10})
     assert path.read_text().splitlines() == ["a,b,c", "5,6,7", "8,9,10"]
     assert (tmp_path / "runs.1.csv").read_text().splitlines() == ["a,b", "1,2", "3,4"]
+
+
+def test_a_file_written_once_the_checkout_is_dirty_is_refused(repository):
+    """The checkout is checked when each file is written, not only when the
+    folder is opened: a run takes long, and its report is written at the end."""
+    folder = run_records.reports_dir(repository / "docs" / "benchmarks" / "run")
+    (folder / "before.md").write_text("clean\n")
+    (repository / "code.py").write_text("2\n")
+    with pytest.raises(CommandError, match="commit your changes"):
+        (folder / "report.md").write_text("figures\n")
+    with pytest.raises(CommandError, match="commit your changes"):
+        run_records.append_csv(folder / "rows.csv", ["a"], {"a": 1})
+    with pytest.raises(CommandError, match="commit your changes"):
+        (folder / "before.md").open("a")
+    assert sorted(p.name for p in folder.iterdir()) == ["before.md", "runs.log"]
+    # Reading is still allowed, and so is writing a user's own records.
+    assert (folder / "before.md").read_text() == "clean\n"
+    (repository / "reports").mkdir()
+    (repository / "reports" / "report.md").write_text("figures\n")
+
+
+def test_a_publishing_run_never_reads_a_dirty_commit(repository):
+    """What the report quotes is read while it is written: a dirty checkout
+    by then is refused, not named."""
+    run_records.reports_dir(repository / "docs" / "benchmarks" / "run")
+    (repository / "code.py").write_text("2\n")
+    with pytest.raises(CommandError, match="commit your changes"):
+        run_records.git_commit()
+
+
+def test_a_commit_made_during_the_run_is_refused(repository):
+    """The run's code is the commit its runs.log names, not a later one."""
+    folder = run_records.reports_dir(repository / "docs" / "benchmarks" / "run")
+    opened_at = run_records.git_commit()
+    (repository / "code.py").write_text("2\n")
+    commit(repository)
+    with pytest.raises(CommandError, match=f"moved from {opened_at}"):
+        (folder / "report.md").write_text("figures\n")
+    assert not (folder / "report.md").exists()
+
+
+def test_a_writer_that_never_opened_the_folder_is_checked_too(repository):
+    (repository / "code.py").write_text("2\n")
+    with pytest.raises(CommandError, match="commit your changes"):
+        (repository / "docs" / "benchmarks" / "profile.md").write_text("figures\n")
+    (repository / "code.py").write_text("1\n")
+    (repository / "docs" / "benchmarks" / "profile.md").write_text("figures\n")
