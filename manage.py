@@ -7,15 +7,20 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings")
+    from django.conf import settings
     from django.core.management import execute_from_command_line
 
     from crm.errors import SetupError
 
     try:
+        # Read every setting first: Django would set a bad one aside for some
+        # commands (help, shell, an unknown command) and carry on without
+        # settings, or print it inside a traceback.
+        settings.INSTALLED_APPS  # noqa: B018
         execute_from_command_line(sys.argv)
     except SetupError as exc:
-        # A database that cannot be configured or reached is an operator's
-        # problem with one cause; a traceback would only hide it.
+        # A bad setting, or a database that cannot be configured or reached, is
+        # an operator's problem with one cause; a traceback would only hide it.
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(1)
 

@@ -10,38 +10,64 @@ operator to run.
 from __future__ import annotations
 
 import os
+import sys
+from typing import NoReturn
 
 from crm import env
+from crm.errors import ConfigurationError, SetupError
 from crm.observability import multiprocess
 
-#: Where to listen. TLS ends at the proxy in front (see the README).
-bind = env.string("CRM_BIND", "127.0.0.1:8000")
 
-#: One worker per core, plus one to cover a worker waiting on I/O: these
-#: requests spend most of their time on the CPU, in Python or in PostgreSQL
-#: on the same machine (measured on 2 cores with 16 clients: p99 94 ms with 2
-#: workers, 110 ms with 3, 130 ms with 5, for the same throughput).
-workers = env.integer("GUNICORN_WORKERS", (os.cpu_count() or 1) + 1, minimum=1)
+def stop(error: Exception) -> NoReturn:
+    """End gunicorn with the error's one line, as ``manage.py`` does.
 
-#: Sync workers: nginx in front reads every request whole and every response
-#: at once (deploy/nginx/crm-proxy.conf), so no worker ever waits on a slow
-#: client, and a worker that serves one request at a time is the cheapest.
-#: GUNICORN_WORKER_CLASS=gthread and GUNICORN_THREADS exist for comparison
-#: (bench_http measures either).
-worker_class = env.string("GUNICORN_WORKER_CLASS", "sync")
-threads = env.integer("GUNICORN_THREADS", 1, minimum=1)
+    gunicorn prints a failing configuration file's traceback, and each worker
+    that cannot load the application prints its own: a placeholder secret key
+    under three workers was 229 lines with the one that matters buried in them.
+    """
+    sys.stderr.write(f"error: {error}\n")
+    sys.stderr.flush()
+    sys.exit(1)
 
-#: A worker that stops answering gunicorn's heartbeat for this long is killed.
-#: A sync worker answers it only between requests, so this must outlast the
-#: longest request: an export, which PostgreSQL cancels after
-#: CRM_EXPORT_TIMEOUT_MS (0: never, and then neither does gunicorn). A shorter
-#: timeout would cut a slow reader's export at an arbitrary row. Other requests
-#: are bounded by CRM_STATEMENT_TIMEOUT_MS long before this.
-_export_ms = env.integer("CRM_EXPORT_TIMEOUT_MS", 600_000, minimum=0)
-timeout = -(-_export_ms // 1000) + 30 if _export_ms else 0
 
-#: On a restart, requests under way get this long to finish.
-graceful_timeout = 5
+try:
+    #: Where to listen. TLS ends at the proxy in front (see the README).
+    bind = env.string("CRM_BIND", "127.0.0.1:8000")
+
+    #: One worker per core, plus one to cover a worker waiting on I/O: these
+    #: requests spend most of their time on the CPU, in Python or in PostgreSQL
+    #: on the same machine (measured on 2 cores with 16 clients: p99 94 ms with 2
+    #: workers, 110 ms with 3, 130 ms with 5, for the same throughput).
+    workers = env.integer("GUNICORN_WORKERS", (os.cpu_count() or 1) + 1, minimum=1)
+
+    #: Sync workers: nginx in front reads every request whole and every response
+    #: at once (deploy/nginx/crm-proxy.conf), so no worker ever waits on a slow
+    #: client, and a worker that serves one request at a time is the cheapest.
+    #: GUNICORN_WORKER_CLASS=gthread and GUNICORN_THREADS exist for comparison
+    #: (bench_http measures either).
+    worker_class = env.string("GUNICORN_WORKER_CLASS", "sync")
+    threads = env.integer("GUNICORN_THREADS", 1, minimum=1)
+
+    #: A worker that stops answering gunicorn's heartbeat for this long is killed.
+    #: A sync worker answers it only between requests, so this must outlast the
+    #: longest request: an export, which PostgreSQL cancels after
+    #: CRM_EXPORT_TIMEOUT_MS (0: never, and then neither does gunicorn). A shorter
+    #: timeout would cut a slow reader's export at an arbitrary row. Other requests
+    #: are bounded by CRM_STATEMENT_TIMEOUT_MS long before this.
+    _export_ms = env.integer("CRM_EXPORT_TIMEOUT_MS", 600_000, minimum=0)
+    timeout = -(-_export_ms // 1000) + 30 if _export_ms else 0
+
+    #: On a restart, requests under way get this long to finish.
+    graceful_timeout = 5
+except ConfigurationError as error:
+    stop(error)
+
+#: gunicorn 25.1+ opens a control socket by default at one path per user
+#: ($XDG_RUNTIME_DIR or ~/.gunicorn/gunicorn.ctl): every gunicorn root runs
+#: (the API's, the floor's, each test's) would unlink and take over the same
+#: socket, and anyone who can reach it could resize or stop the server. This
+#: project is managed by signals (HUP, TERM) and its supervisor; no socket.
+control_socket_disable = True
 
 
 #: An access log (``--access-logfile``) names the path without its query,
@@ -54,7 +80,23 @@ access_log_format = '%(h)s %(t)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms %({x-request-
 
 
 def on_starting(server) -> None:
+    """In the master, before any worker is forked: the settings are read once
+    here, so a bad one stops gunicorn with its one line instead of every
+    worker's traceback."""
+    check_settings(server)
     multiprocess.prepare_directory()
+
+
+def check_settings(server) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings")
+    from django.conf import settings
+
+    try:
+        settings.INSTALLED_APPS  # noqa: B018 (imports the settings module: reads every variable)
+    except SetupError as error:
+        if server.pidfile is not None:
+            server.pidfile.unlink()
+        stop(error)
 
 
 def child_exit(server, worker) -> None:
