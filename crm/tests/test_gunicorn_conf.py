@@ -1,11 +1,14 @@
-"""gunicorn's configuration: the limits agree with the application's."""
+"""gunicorn's configuration: the limits agree with the application's, and a
+real gunicorn opens no socket but the one it serves on."""
 
 from __future__ import annotations
 
 import importlib
+import secrets
 
 import pytest
 
+from bench import servers
 from crm import gunicorn_conf
 
 
@@ -26,3 +29,29 @@ def test_the_worker_timeout_outlasts_the_exports(monkeypatch, export_ms, timeout
     """A sync worker answers gunicorn's heartbeat only between requests: a
     timeout shorter than the export's would cut a slow reader's file."""
     assert configuration(monkeypatch, CRM_EXPORT_TIMEOUT_MS=export_ms).timeout == timeout
+
+
+def test_gunicorn_opens_no_control_socket(tmp_path):
+    """gunicorn 25.1+ would open one at a path shared by every gunicorn the
+    user runs ($XDG_RUNTIME_DIR/gunicorn.ctl, else ~/.gunicorn/gunicorn.ctl)."""
+    runtime = tmp_path / "xdg-runtime"
+    runtime.mkdir()
+    env = {
+        **servers.production_environment(secrets.token_urlsafe(64), database_env={}),
+        "HOME": str(tmp_path),
+        "XDG_RUNTIME_DIR": str(runtime),
+    }
+    port = servers.free_port()
+    process = servers.start_gunicorn(
+        f"127.0.0.1:{port}", env=env, log=tmp_path / "gunicorn.log", workers=1
+    )
+    try:
+        # /healthz needs no database. gunicorn opens its control socket right
+        # after forking the workers, long before one of them can answer.
+        servers.wait_ready(
+            f"http://127.0.0.1:{port}/healthz", [process], {"X-Forwarded-Proto": "https"}
+        )
+        assert list(runtime.iterdir()) == []
+        assert not (tmp_path / ".gunicorn").exists()
+    finally:
+        servers.stop(process)
