@@ -316,10 +316,6 @@ class Stack:
     url: str
     processes: list[subprocess.Popen] = field(default_factory=list)
 
-    @property
-    def api_workers(self) -> subprocess.Popen:
-        return self.processes[0]
-
 
 #: The floor's sessions say who they are, so that the API's can be counted apart.
 FLOOR_APPLICATION_NAME = "crm-floor"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from bench import http_load, reports, scenarios
+from bench import http_load, locust_load, reports, scenarios, wrk_load
 from core import run_records
 from crm.replicas import replica_aliases
 
@@ -62,7 +62,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--plan",
             action="append",
-            choices=list(http_load.PLANS),
+            choices=list(wrk_load.PLANS),
             default=None,
             help="wrk plans to run (repeatable; default all)",
         )
@@ -117,12 +117,12 @@ class Command(BaseCommand):
     def capacity(self, customers: int, *, output: Path, **options) -> None:
         if not (1 <= options["connections"] <= 1024 and 1 <= options["rounds"] <= 20):
             raise CommandError("--connections 1..1024, --rounds 1..20")
-        report = http_load.run_capacity(
+        report = wrk_load.run_capacity(
             connections=options["connections"],
             duration=options["duration"],
             rounds=options["rounds"],
             workers=options["workers"],
-            plans=options["plan"] or list(http_load.PLANS),
+            plans=options["plan"] or list(wrk_load.PLANS),
             floor=not options["no_floor"],
             proxy=not options["no_proxy"],
             pgbouncer=options["pgbouncer"],
@@ -145,7 +145,7 @@ class Command(BaseCommand):
             raise CommandError("--users 1..256")
         if not 0 <= options["invalid_share"] <= 0.9:
             raise CommandError("--invalid-share must be between 0 and 0.9")
-        result = http_load.run_locust(
+        result = locust_load.run_locust(
             users=options["users"],
             duration=options["duration"],
             workers=options["workers"],
