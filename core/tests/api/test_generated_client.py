@@ -1,18 +1,21 @@
 """A client generated from /api/schema/ with openapi-python-client works against a live server.
 
-What a team integrating with this API would do: fetch the schema, generate a
-typed client, and call it. Its write modules must import (one JSON request
-body per write, not form variants that cannot carry nested objects), its
-operations must be named consistently, and list, cursor pages, create, a
-conditional patch and delete must round-trip.
+What a team integrating with this API would do, by the README's two steps
+(its ``typed-client`` example, run here exactly as written): fetch the schema
+with a token, generate a typed client from the file, and call it. Its write
+modules must import (one JSON request body per write, not form variants that
+cannot carry nested objects), its operations must be named consistently, and
+list, cursor pages, create, a conditional patch and delete must round-trip.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -21,44 +24,38 @@ import pytest
 
 from core.dataset.loader import customer_dataset_replace
 from core.security.api_users import api_user_create
+from core.tests.test_readme_examples import README, readme_examples, runnable
+from crm.tests.processes import REPO
 
-PACKAGE = "crm_client"
+#: The package the README says the steps make (openapi-python-client names it
+#: after the schema's title), in the folder they write to.
+PACKAGE = "crm_api_client"
+OUTPUT = "crm-client"
+
+
+def readme_steps() -> str:
+    (example,) = [e for e in readme_examples(README.read_text()) if "typed-client" in e.tags]
+    return example.body
 
 
 @pytest.fixture
 def generated(live_server, tmp_path, settings):
-    """The client package generated from the live server's schema, imported."""
+    """The client package the README's steps generate from the live server, imported."""
     settings.CRM_THROTTLE_RATES = {"anon": None, "user": None}
     customer_dataset_replace(n=60, chunk=60, seed=5)
     token = api_user_create(username="integrator", read_only=False)
-    request = urllib.request.Request(
-        f"{live_server.url}/api/schema/?format=json", headers={"Authorization": f"Token {token}"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        (tmp_path / "schema.json").write_bytes(response.read())
-    (tmp_path / "config.yml").write_text(
-        f"post_hooks: []\nproject_name_override: {PACKAGE}\npackage_name_override: {PACKAGE}\n"
-    )
     result = subprocess.run(
-        [
-            Path(sys.executable).with_name("openapi-python-client"),
-            "generate",
-            "--path",
-            tmp_path / "schema.json",
-            "--output-path",
-            tmp_path / PACKAGE,
-            "--meta",
-            "none",
-            "--config",
-            tmp_path / "config.yml",
-        ],
+        ["bash", "-c", f"set -eu\nT={token}\n{runnable(readme_steps(), live_server.url)}"],
+        cwd=REPO,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Warning" not in result.stdout + result.stderr, result.stdout + result.stderr
-    sys.path.insert(0, str(tmp_path))
+    assert json.loads((tmp_path / "crm-schema.json").read_text())["openapi"].startswith("3.")
+    sys.path.insert(0, str(tmp_path / OUTPUT))
     try:
         client_module = importlib.import_module(PACKAGE)
         client = client_module.AuthenticatedClient(
@@ -67,11 +64,18 @@ def generated(live_server, tmp_path, settings):
         # Closing the client closes its keep-alive connection, and with it the
         # server thread (and database session) that served it.
         with client:
-            yield client, tmp_path / PACKAGE
+            yield client, tmp_path / OUTPUT / PACKAGE
     finally:
-        sys.path.remove(str(tmp_path))
+        sys.path.remove(str(tmp_path / OUTPUT))
         for name in [n for n in sys.modules if n == PACKAGE or n.startswith(PACKAGE + ".")]:
             del sys.modules[name]
+
+
+def test_the_schema_cannot_be_fetched_without_the_token(live_server):
+    """Why the README's steps are two: ``generate --url`` sends no token."""
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{live_server.url}/api/schema/?format=json", timeout=30)
+    assert refused.value.code == 401
 
 
 def operations(package: Path) -> set[str]:
