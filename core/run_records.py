@@ -147,8 +147,11 @@ _in_check = threading.local()
 
 
 def _inside_published(path: str) -> bool:
-    published = os.path.abspath(PUBLISHED_DIR)
-    return path == published or path.startswith(published + os.sep)
+    """Whether ``path`` (absolute) is in PUBLISHED_DIR, reached through a symlink or not."""
+    return any(
+        path == published or path.startswith(published + os.sep)
+        for published in {os.path.abspath(PUBLISHED_DIR), os.path.realpath(PUBLISHED_DIR)}
+    )
 
 
 def _check_published_write(event: str, args: tuple) -> None:

@@ -124,3 +124,18 @@ def test_a_writer_that_never_opened_the_folder_is_checked_too(repository):
         (repository / "docs" / "benchmarks" / "profile.md").write_text("figures\n")
     (repository / "code.py").write_text("1\n")
     (repository / "docs" / "benchmarks" / "profile.md").write_text("figures\n")
+
+
+def test_a_checkout_reached_through_a_symlink_is_checked_too(
+    repository, tmp_path_factory, monkeypatch, settings
+):
+    """Writers name the folder by its real path (reports_dir resolves it)."""
+    link = tmp_path_factory.mktemp("elsewhere") / "checkout"
+    link.symlink_to(repository)
+    settings.BASE_DIR = link
+    monkeypatch.setattr(run_records, "PUBLISHED_DIR", link / "docs" / "benchmarks")
+    (repository / "code.py").write_text("2\n")
+    with pytest.raises(CommandError, match="commit your changes"):
+        (repository / "docs" / "benchmarks" / "report.md").write_text("figures\n")
+    with pytest.raises(CommandError, match="commit your changes"):
+        run_records.reports_dir(repository / "docs" / "benchmarks")
