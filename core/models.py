@@ -1,24 +1,22 @@
-"""The CRM's three tables: customers, their addresses and their loyalty records.
+"""The CRM's tables: customers, their addresses and loyalty records, and the list's read table.
 
-Every index is named and says which query it serves. The list API's queries
-are built in :mod:`core.customers`; an index that no query there uses should
-not exist, because each one costs time on every write and on every bulk load.
+The three tables :class:`Address`, :class:`AppUser` (a customer) and
+:class:`CustomerRelationship` (their loyalty record) are the system of
+record: every write goes there. The list reads none of them. It reads
+:class:`CustomerRow`, one row per customer that holds every column the list
+filters, sorts, searches, counts and returns, kept equal to the join of the
+three by triggers in the same transaction as each write (migration 0011),
+whoever writes: the API's services, the admin, the ORM, raw SQL.
 
-Two families of index serve the list API:
+Why one table: no index can serve a filter on one table and an ordering on
+another, and PostgreSQL's statistics cannot see across a join. With every
+column in one row, every sortable field has one ``(field, id)`` b-tree that
+serves its ordering, its keyset seek and its range filters, and the list
+chooses between walking that index and sorting the matches with one rule
+(see :mod:`core.customers.plans`).
 
-* ``(sort column, id)`` b-trees: one per sortable column. The API's keyset
-  pagination seeks on exactly these columns, so page 50,000 costs what page 1
-  costs. The same indexes serve range and equality filters, and hand the
-  list's membership tests their sets without reading a table (see
-  :mod:`core.customers.selectors`).
-* a trigram GIN index on ``UPPER(phone_number)`` for its substring filter:
-  phone numbers are nearly all distinct. Django compiles ``icontains`` to
-  ``UPPER(col::text) LIKE UPPER(%s)``, so an index on the bare column would
-  never be used; the index is on the expression the query really contains.
-  Cities, countries and names have a few thousand distinct values each:
-  their substring filters look the values up among those (the cities'
-  b-tree, the names' SearchTerm) and read the customers by equality from
-  the b-trees (see :class:`core.customers.filters.DistinctSubstring`).
+Every index is named and says which query it serves; an index no query uses
+should not exist, because each one costs time on every write and every load.
 """
 
 from __future__ import annotations
@@ -54,21 +52,6 @@ class Address(models.Model):
 
     class Meta:
         verbose_name_plural = "addresses"
-        indexes = [
-            # ?city_code=1010 (exact). With id, a code's addresses come from
-            # the index alone: the membership set of a walk (see
-            # core.customers.selectors.HashedIn) and a count.
-            models.Index(fields=["city_code", "id"], name="address_city_code_id"),
-            # ?ordering=address__city and its keyset seek; id breaks ties
-            # between the many addresses of one city. Also ?city=: the filter
-            # looks the matching names up among the distinct cities (a loose
-            # scan of this index), then reads their addresses from it.
-            models.Index(fields=["city", "id"], name="address_city_id"),
-            # ?ordering=address__country (a country's addresses by city) and
-            # ?ordering=address__country,address__city, their keyset seek;
-            # ?country= as ?city= does.
-            models.Index(fields=["country", "city", "id"], name="address_country_id"),
-        ]
 
     def __str__(self) -> str:
         return f"{self.street} {self.street_number}, {self.city_code} {self.city}, {self.country}"
@@ -90,8 +73,8 @@ class AppUser(models.Model):
     birthday = models.DateField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     last_updated = models.DateTimeField(auto_now=True)
-    # The FK's index is declared below (address_users) so that it has a name
-    # and a reason like every other index.
+    # The FK's index is declared below (appuser_address_id) so that it has a
+    # name and a reason like every other index.
     address = models.ForeignKey(
         Address, on_delete=models.PROTECT, related_name="users", db_index=False
     )
@@ -99,71 +82,23 @@ class AppUser(models.Model):
     class Meta:
         verbose_name = "customer"
         constraints = [
-            # ?customer_id=... (exact) and ?ordering=customer_id. Being unique,
-            # customer_id needs no id tie-breaker, and an equality match
-            # returns at most one row: the original's (customer_id, created
-            # DESC) index would have nothing left to sort.
+            # A customer number is unique: the services answer a duplicate
+            # with a 400 naming customer_id (the read table repeats it).
             models.UniqueConstraint(fields=["customer_id"], name="appuser_customer_id_key"),
             # A customer is updated at the earliest when created (auto_now and
             # auto_now_add stamp them in that order). The list relies on it:
-            # ?created_from=X ordered by last_updated walks last_updated's
-            # index from X, not from the first customer ever updated
-            # (core.customers.selectors.IMPLIED_STARTS).
+            # ?created_from=X implies last_updated >= X, a bound a walk of the
+            # last_updated index starts from (core.customers.selectors.IMPLIED_BOUNDS).
             models.CheckConstraint(
                 condition=models.Q(last_updated__gte=models.F("created")),
                 name="appuser_updated_since_created",
             ),
         ]
         indexes = [
-            # ?phone_number= substring filter. ANALYZE also keeps statistics
-            # on the indexed expression, which estimate a substring without
-            # a trigram (core.customers.selectors.table_estimates).
-            trigram_index("phone_number", "appuser_phone_number_trgm"),
-            # ?ordering=<column> for each sortable column, and the keyset
-            # seek "(column, id) > (last seen)" of cursor pagination. gender
-            # and phone_number are not sortable: nobody pages through
-            # customers by a three-valued column or by phone number, and each
-            # of these indexes costs about two seconds of every 3M-row load.
-            #
-            # Each carries the customer's address_id (INCLUDE: stored, not
-            # sorted): a walk of the index tests an address filter by
-            # membership (core.customers.selectors.HashedIn) without reading
-            # the customer's row, and a range filter on the column yields its
-            # customers' (id, address_id) from the index alone.
-            #
-            # A name's ties (one in a hundred is a Smith) are ordered by the
-            # other name: ?ordering=last_name,first_name is then this very
-            # index (see core.customers.ordering.SortField.then).
-            models.Index(
-                fields=["first_name", "last_name", "id"],
-                include=["address"],
-                name="appuser_first_name_id",
-            ),
-            models.Index(
-                fields=["last_name", "first_name", "id"],
-                include=["address"],
-                name="appuser_last_name_id",
-            ),
-            # birthday is nullable: ?ordering=birthday sorts the customers
-            # without one last by ordering on this expression (a NULL would
-            # make the keyset's row comparison unknown), and the index is on
-            # exactly that expression. Also serves ?birthday_from=&birthday_to=.
-            # PostgreSQL reads an expression index without the table only if
-            # the columns in the expression are stored too: hence birthday.
-            models.Index(
-                Coalesce("birthday", Value(NO_BIRTHDAY)),
-                "id",
-                include=["birthday", "address"],
-                name="appuser_birthday_id",
-            ),
-            # Also serves ?created_from=&created_to= range filters.
-            models.Index(fields=["created", "id"], include=["address"], name="appuser_created_id"),
-            models.Index(
-                fields=["last_updated", "id"], include=["address"], name="appuser_last_updated_id"
-            ),
-            # Joins from an address to its customers, PROTECT checks on
-            # address deletion, and the (address_id, id) tie-break of
-            # ?ordering=address__city.
+            # An address's customers: the PROTECT check when an address is
+            # deleted, the copy-on-write check of the services ("does anyone
+            # else live here?"), and the read table's trigger when an address
+            # changes (which rows of core_customer_list to rewrite).
             models.Index(fields=["address", "id"], name="appuser_address_id"),
         ]
 
@@ -215,25 +150,109 @@ class CustomerRelationship(models.Model):
             # (LastActivityField keeps it so for every save); and a record
             # is created after its customer (the trigger
             # relationship_created_after_customer, migration 0010). Together:
-            # ?created_from=X ordered by relationship__last_activity walks
-            # the activity index from X (core.customers.selectors.IMPLIED_STARTS).
+            # ?created_from=X implies last_activity >= X, where a walk of the
+            # activity index starts (core.customers.selectors.IMPLIED_BOUNDS).
             models.CheckConstraint(
                 condition=models.Q(last_activity__gte=models.F("created")),
                 name="relationship_active_since_created",
             ),
         ]
+    def __str__(self) -> str:
+        return f"{self.appuser_id}: {self.points} points"
+
+
+class CustomerRow(models.Model):
+    """A customer as the list shows them: the read table ``core_customer_list``.
+
+    One row per customer: their own columns, their address's and their
+    loyalty record's (null for a customer without one), exactly the join
+    ``core_appuser JOIN core_address LEFT JOIN core_customerrelationship``.
+    The list, its counts, the export and the admin's changelist read this
+    table alone (see :mod:`core.customers.selectors`).
+
+    Nothing in the application writes it. Triggers on the three tables of
+    record rewrite a customer's row in the same transaction as every write
+    of their customer, address or record, whoever writes (migration 0011),
+    and ``generate_data`` loads it by ``COPY`` beside them.
+    """
+
+    id = models.BigIntegerField(primary_key=True)
+    first_name = models.CharField(max_length=64)
+    last_name = models.CharField(max_length=64)
+    gender = models.CharField(max_length=1)
+    customer_id = models.CharField(max_length=64)
+    phone_number = models.CharField(max_length=32)
+    birthday = models.DateField(null=True)
+    #: What ?ordering=birthday sorts by: customers without a birthday last (a
+    #: NULL would make the keyset's row comparison unknown). A column, not an
+    #: expression, so that a walk of its index hands its order on through
+    #: the page statement's subqueries (see core.customers.pagination).
+    birthday_key = models.GeneratedField(
+        expression=Coalesce("birthday", Value(NO_BIRTHDAY)),
+        output_field=models.DateField(),
+        db_persist=True,
+    )
+    created = models.DateTimeField()
+    last_updated = models.DateTimeField()
+    address_id = models.BigIntegerField()
+    street = models.CharField(max_length=255)
+    street_number = models.CharField(max_length=50)
+    city_code = models.CharField(max_length=20)
+    city = models.CharField(max_length=100)
+    country = models.CharField(max_length=100)
+    points = models.IntegerField(null=True)
+    relationship_created = models.DateTimeField(null=True)
+    last_activity = models.DateTimeField(null=True)
+
+    class Meta:
+        db_table = "core_customer_list"
+        verbose_name = "customer (list)"
         indexes = [
-            # ?ordering=-relationship__points: the list query inner-joins this
-            # table, so a backward scan of this index yields the page in
-            # order; appuser_id (the customer's id) breaks the many ties.
-            # Also serves ?points_min=&points_max=.
-            models.Index(fields=["points", "appuser"], name="relationship_points_user"),
-            # ?ordering=relationship__last_activity and ?last_activity_from/to.
-            models.Index(fields=["last_activity", "appuser"], name="relationship_activity_user"),
+            # ?ordering=<field> for each sortable field, in both directions (a
+            # b-tree reads backwards as fast as forwards), its keyset seek
+            # "(field, id) > (last seen)", and ?<field>_from=/_to= ranges.
+            # Each ends with the id, the list's tie-breaker, so that a walk
+            # of the index yields the page in order; ?ordering=id is the
+            # primary key. Nobody pages by gender or phone number: those have
+            # no b-tree, and each index costs about a second of every 3M-row
+            # load and a little of every write.
+            #
+            # A name's ties (one customer in a hundred is a Smith) are ordered
+            # by the other name: ?ordering=last_name,first_name is this index,
+            # and so is ?last_name=…'s look-up of each known name containing
+            # the text (core.customers.filters.KnownValueSubstring).
+            models.Index(fields=["first_name", "last_name", "id"], name="customer_list_first_name"),
+            models.Index(fields=["last_name", "first_name", "id"], name="customer_list_last_name"),
+            # ?customer_id= (one customer) and ?ordering=customer_id.
+            models.Index(fields=["customer_id"], name="customer_list_customer_id"),
+            # ?ordering=birthday (customers without one last, see
+            # birthday_key) and ?birthday_from=/_to=, which compare the same
+            # column: both are ranges of this index.
+            models.Index(fields=["birthday_key", "id"], name="customer_list_birthday"),
+            models.Index(fields=["created", "id"], name="customer_list_created"),
+            models.Index(fields=["last_updated", "id"], name="customer_list_last_updated"),
+            # ?ordering=address__city; ?city= reads each known city containing
+            # the text here (an equality per city).
+            models.Index(fields=["city", "id"], name="customer_list_city"),
+            # ?ordering=address__country (a country's customers by city),
+            # ?ordering=address__country,address__city, and ?country=.
+            models.Index(fields=["country", "city", "id"], name="customer_list_country"),
+            # ?city_code= (exact).
+            models.Index(fields=["city_code"], name="customer_list_city_code"),
+            # ?ordering=relationship__points and ?points_min=/_max=; the
+            # customers without a record (NULL) sort last and are left out.
+            models.Index(fields=["points", "id"], name="customer_list_points"),
+            # ?ordering=relationship__last_activity and ?last_activity_from=/_to=.
+            models.Index(fields=["last_activity", "id"], name="customer_list_last_activity"),
+            # ?phone_number= (and search=): phone numbers are nearly all
+            # distinct, so a substring is looked up by its trigrams. Django
+            # compiles icontains to UPPER(col::text) LIKE UPPER(…): the index
+            # is on that expression (see core.customers.filters.Substring).
+            trigram_index("phone_number", "customer_list_phone_trgm"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.appuser_id}: {self.points} points"
+        return f"{self.first_name} {self.last_name} ({self.customer_id})"
 
 
 class ThrottleWindow(models.Model):
@@ -254,33 +273,34 @@ class ThrottleWindow(models.Model):
 
 
 class SearchTerm(models.Model):
-    """The distinct first and last names, for typo-tolerant search.
+    """The distinct first names, last names, cities and countries: what the
+    text filters and ``?search=`` look up before they read any customer.
 
-    ``?search=jon`` must find every name trigram-similar to "jon". Asked of
-    3M customers, pg_trgm's index returns every row that shares a trigram with
-    "jon" (all the Johns, Jonathans, Joneses: hundreds of thousands) and
-    rechecks each; asked of the ~15,000 distinct names, it answers in a
-    millisecond, and the customers with those names come from the
-    ``(first_name, id)`` and ``(last_name, id)`` b-trees. The name filters
-    (``?last_name=sm``) look their substring up here the same way.
+    ``?last_name=sm`` has no trigram for an index to look up, and ``?search=jon``
+    must find every name trigram-similar to "jon". Asked of 3M customers,
+    either is a scan (or a trigram bitmap of every John, Jonathan and Jones
+    to recheck); asked of the ~15,000 distinct names, it answers in a
+    millisecond, and the customers with those names come from the read
+    table's name b-trees by equality. Cities and countries (a few dozen) the
+    same way.
 
-    It holds every name a customer has: the trigger ``appuser_names_known``
-    (migration 0008) adds the names of every customer written, whoever
-    writes it (the API, the admin, the ORM, SQL), and generate_data rebuilds
-    the table in its loading transaction. A name nobody has any more stays
-    and matches nobody.
+    It holds every value a customer has: the read table's trigger function
+    adds the values of every row it writes (migration 0011), whoever writes
+    the customer, and generate_data rebuilds it in its swap. A value nobody
+    has any more stays and matches nobody.
     """
 
-    field = models.CharField(max_length=16)  # "first_name" or "last_name"
-    value = models.CharField(max_length=64)
+    field = models.CharField(max_length=16)  # first_name, last_name, city or country
+    value = models.CharField(max_length=100)
 
     class Meta:
         constraints = [
-            # Adding a name that is already known is a no-op (ON CONFLICT).
+            # Adding a value that is already known is a no-op (ON CONFLICT).
             models.UniqueConstraint(fields=["field", "value"], name="search_term_key"),
         ]
         indexes = [
-            # The similarity search of core.customers.search.similar_names.
+            # ?search='s similar names and cities, and the text filters' look-ups
+            # (core.customers.search, core.customers.filters.KnownValueSubstring).
             trigram_index("value", "search_term_trgm"),
         ]
 
