@@ -31,23 +31,17 @@ them and clamped back, which would pile rows up on the bound.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import importlib
-from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 from faker import Faker
 
 from . import binary_copy
+from .pools import GroupedPool, PhonePattern, fill_digits, fill_pattern, load_cities, locale_names
 
 #: Rows per random block; see the module docstring.
 BLOCK = 8192
-
-CITIES_CSV = Path(__file__).resolve().parent / "data" / "cities.csv"
 
 DAY_MICROSECONDS = 86_400 * 1_000_000
 BIRTHDAY_FIRST = np.datetime64("1940-01-01", "D")
@@ -77,126 +71,14 @@ S_BIRTHDAY, S_CREATED, S_UPDATED = 9, 10, 11
 S_POINTS, S_REL_CREATED, S_ACTIVITY = 12, 13, 14
 
 
-@dataclass(frozen=True)
-class City:
-    name: str
-    country: str
-    locale: str
-    population: int
-    postcode_patterns: tuple[str, ...]
-    phone_pattern: str
-
-
-def load_cities(path: Path = CITIES_CSV) -> list[City]:
-    with path.open(encoding="utf-8") as f:
-        return [
-            City(
-                name=row["city"],
-                country=row["country"],
-                locale=row["locale"],
-                population=int(row["population"]),
-                postcode_patterns=tuple(row["postcodes"].split("|")),
-                phone_pattern=row["phone"],
-            )
-            for row in csv.DictReader(f)
-        ]
-
-
-class GroupedPool:
-    """Several weighted pools of strings, sampled in one vectorised call.
-
-    Group ``g``'s cumulative weights are scaled into ``(g, g + 1]`` and all
-    groups are concatenated into one ascending array, so a row of group ``g``
-    with a uniform draw ``u`` picks ``searchsorted(cum, g + u)``: one NumPy
-    call samples every row, whatever its group. Each value is encoded as a
-    COPY field once (``fields``); rows draw the encoded bytes. ``group`` says
-    which group each value belongs to.
-    """
-
-    def __init__(self, groups: Sequence[Sequence[tuple[str, float]]]) -> None:
-        values: list[str] = []
-        cumulative: list[np.ndarray] = []
-        for g, group in enumerate(groups):
-            if not group:
-                raise ValueError(f"pool group {g} is empty")
-            names, weights = zip(*group, strict=True)
-            w = np.asarray(weights, dtype=np.float64)
-            cum = g + np.cumsum(w) / w.sum()
-            cum[-1] = g + 1  # exact upper edge despite rounding
-            values.extend(names)
-            cumulative.append(cum)
-        self.values = np.asarray(values, dtype=object)
-        self.fields = binary_copy.text_fields(values)
-        self.group = np.repeat(np.arange(len(groups)), [len(group) for group in groups])
-        self.cumulative = np.concatenate(cumulative)
-
-    def sample(self, group: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """The index in ``values`` (and ``fields``) of each row's draw."""
-        index = np.searchsorted(self.cumulative, group + u, side="right")
-        return np.minimum(index, len(self.values) - 1)
-
-
-def fill_pattern(pattern: str, rng: np.random.Generator) -> str:
-    """``#`` becomes a digit, ``?`` a letter used in postcodes."""
-    letters = "ABDEFGHJLNPQRSTUWXYZ"
-    return "".join(
-        str(rng.integers(10))
-        if ch == "#"
-        else letters[rng.integers(len(letters))]
-        if ch == "?"
-        else ch
-        for ch in pattern
-    )
-
-
-@dataclass(frozen=True)
-class PhonePattern:
-    """``+43 1 ### ####``: the pattern's ASCII codes and where its digits go."""
-
-    template: np.ndarray
-    digit_positions: np.ndarray
-
-    @classmethod
-    def parse(cls, pattern: str) -> PhonePattern:
-        codes = np.frombuffer(pattern.encode("ascii"), dtype=np.uint8)
-        return cls(codes, np.flatnonzero(codes == ord("#")))
-
-    def render(self, number: np.ndarray) -> np.ndarray:
-        """The pattern filled with the digits of each ``number``, as COPY fields."""
-        return binary_copy.ascii_fields(_fill_digits(self.template, self.digit_positions, number))
-
-
-def _fill_digits(template: np.ndarray, positions: np.ndarray, number: np.ndarray) -> np.ndarray:
-    """Rows of ``template`` whose ``positions`` hold ``number``'s digits, most significant first."""
-    powers = 10 ** np.arange(len(positions) - 1, -1, -1, dtype=np.int64)
-    characters = np.repeat(template[np.newaxis, :], len(number), axis=0)
-    characters[:, positions] = ord("0") + number[:, np.newaxis] // powers % 10
-    return characters
-
-
-def _names(locale: str, attribute: str) -> list[tuple[str, float]]:
-    provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
-    # Some locales (pl_PL) split surnames by gender and inherit the base
-    # provider's one-name placeholder list as ``last_names``.
-    candidates = [attribute, "male_last_names", "last_names_male", "unisex_last_names"]
-    names = next(
-        names
-        for names in (getattr(provider, a, None) for a in candidates)
-        if len(names or ()) >= 10
-    )
-    if isinstance(names, dict):
-        return [(name, float(weight)) for name, weight in names.items()]
-    # Locales without frequencies: every name equally likely.
-    return [(name, 1.0) for name in dict.fromkeys(names)]
-
-
 def _between(earliest: np.ndarray, latest: int, fraction: np.ndarray) -> np.ndarray:
     """Microseconds ``fraction`` of the way from ``earliest`` to ``latest``."""
     return earliest + (fraction * (latest - earliest)).astype(np.int64)
 
 
 class CustomerDataset:
-    """Rows 1..n of the three tables, for one seed, one size and one reference date."""
+    """Rows 1..n of the three tables and the read table, for one seed, one size and one
+    reference date."""
 
     STREET_POOL_SIZE = 400
     POSTCODE_POOL_SIZE = 60
@@ -230,7 +112,7 @@ class CustomerDataset:
         # Group 2 * locale + (0 for male, 1 for female).
         return GroupedPool(
             [
-                _names(locale, attribute)
+                locale_names(locale, attribute)
                 for locale in self.locales
                 for attribute in ("first_names_male", "first_names_female")
             ]
@@ -238,7 +120,7 @@ class CustomerDataset:
 
     @cached_property
     def last_names(self) -> GroupedPool:
-        return GroupedPool([_names(locale, "last_names") for locale in self.locales])
+        return GroupedPool([locale_names(locale, "last_names") for locale in self.locales])
 
     @cached_property
     def streets(self) -> GroupedPool:
@@ -342,6 +224,9 @@ class CustomerDataset:
     ADDRESS_COLUMNS = ("id", "street", "street_number", "city_code", "city", "country")
 
     def address_rows(self, start: int, stop: int) -> bytes:
+        return binary_copy.rows(*self._address_parts(start, stop))
+
+    def _address_parts(self, start: int, stop: int) -> tuple[list, list]:
         city = self.city(start, stop)
         street = self.streets.sample(self.city_locale[city], self.uniform(S_STREET, start, stop))
         # Small house numbers are the most common.
@@ -349,7 +234,7 @@ class CustomerDataset:
             self.uniform(S_STREET_NUMBER, start, stop) ** 3 * self.MAX_STREET_NUMBER
         ).astype(np.int64)
         postcode = self.postcodes.sample(city, self.uniform(S_POSTCODE, start, stop))
-        return binary_copy.rows(
+        return (
             [binary_copy.int8(np.arange(start + 1, stop + 1))],
             [
                 binary_copy.Encoded(self.streets.fields[street]),
@@ -372,6 +257,9 @@ class CustomerDataset:
     )
 
     def appuser_rows(self, start: int, stop: int) -> bytes:
+        return binary_copy.rows(*self._appuser_parts(start, stop))
+
+    def _appuser_parts(self, start: int, stop: int) -> tuple[list, list]:
         ids = np.arange(start + 1, stop + 1)
         city = self.city(start, stop)
         locale = self.city_locale[city]
@@ -390,7 +278,7 @@ class CustomerDataset:
         created = self.created(start, stop)
         # Most profiles are edited soon after sign-up, a few much later.
         updated = _between(created, self.now, self.uniform(S_UPDATED, start, stop) ** 3)
-        return binary_copy.rows(
+        return (
             [
                 binary_copy.int8(ids),
                 binary_copy.ascii_text(gender[:, np.newaxis]),
@@ -414,7 +302,7 @@ class CustomerDataset:
             (CUSTOMER_ID_PREFIX + "#" * CUSTOMER_ID_DIGITS).encode(), dtype=np.uint8
         )
         number = (CUSTOMER_ID_A * ids + CUSTOMER_ID_B) % CUSTOMER_ID_MOD
-        return _fill_digits(template, np.arange(len(CUSTOMER_ID_PREFIX), len(template)), number)
+        return fill_digits(template, np.arange(len(CUSTOMER_ID_PREFIX), len(template)), number)
 
     def _phones(self, city: np.ndarray, u: np.ndarray) -> np.ndarray:
         phones = np.empty(len(city), dtype=object)
@@ -431,6 +319,9 @@ class CustomerDataset:
     RELATIONSHIP_COLUMNS = ("appuser_id", "points", "created", "last_activity")
 
     def relationship_rows(self, start: int, stop: int) -> bytes:
+        return binary_copy.rows(*self._relationship_parts(start, stop))
+
+    def _relationship_parts(self, start: int, stop: int) -> tuple[list, list]:
         ids = np.arange(start + 1, stop + 1)
         # Lomax law: median about 60 points, a few customers with 100,000+.
         # Inverse CDF of the law truncated at the cap: u is scaled into
@@ -441,11 +332,35 @@ class CustomerDataset:
         created = self.relationship_created(start, stop)
         # Activity is recent for most customers, whenever they joined.
         activity = _between(created, self.now, np.sqrt(self.uniform(S_ACTIVITY, start, stop)))
-        return binary_copy.rows(
+        return (
             [
                 binary_copy.int8(ids),
                 binary_copy.int4(points),
                 binary_copy.timestamptz(created),
                 binary_copy.timestamptz(activity),
-            ]
+            ],
+            [],
+        )
+
+    #: The read table's columns (core.models.CustomerRow; birthday_key is
+    #: computed by PostgreSQL): the customer's fixed-width ones, the record's,
+    #: then the customer's text and the address's.
+    CUSTOMER_LIST_COLUMNS = (
+        *APPUSER_COLUMNS[:7],
+        "points",
+        "relationship_created",
+        "last_activity",
+        *APPUSER_COLUMNS[7:],
+        *ADDRESS_COLUMNS[1:],
+    )
+
+    def customer_list_rows(self, start: int, stop: int) -> bytes:
+        """The read table's rows: the join of the three tables' rows, drawn from
+        the same streams, so that each equals its customer's, address's and
+        record's."""
+        customer_fixed, customer_text = self._appuser_parts(start, stop)
+        _, address_text = self._address_parts(start, stop)
+        record_fixed, _ = self._relationship_parts(start, stop)
+        return binary_copy.rows(
+            [*customer_fixed, *record_fixed[1:]], [*customer_text, *address_text]
         )

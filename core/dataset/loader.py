@@ -24,7 +24,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from psycopg import sql
 
 from core.customers.search import search_terms_rebuild
-from core.models import Address, AppUser, CustomerRelationship
+from core.models import Address, AppUser, CustomerRelationship, CustomerRow
 
 from . import binary_copy
 from .builds import BuildFailed, BuildPool, Builds, SerialBuilds, Step
@@ -83,8 +83,9 @@ class DatasetReport:
 
     @property
     def rows(self) -> int:
-        """Rows written: a customer, an address and a loyalty record each."""
-        return 3 * self.n
+        """Rows written: per customer, theirs, their address's and their loyalty
+        record's, and their row of the list's read table."""
+        return len(REPLACED_MODELS) * self.n
 
     @property
     def rows_per_second(self) -> float:
@@ -109,8 +110,9 @@ class LoadedTable:
 
 
 #: The tables generate_data replaces, in the order they are loaded: the one
-#: with the most index work first, so its builds overlap the other copies.
-REPLACED_MODELS = (AppUser, Address, CustomerRelationship)
+#: with the most index work (the list's read table) first, so its builds
+#: overlap the other copies.
+REPLACED_MODELS = (CustomerRow, AppUser, Address, CustomerRelationship)
 
 
 #: Build priorities. The short steps that others wait for (ANALYZE, foreign
@@ -301,6 +303,7 @@ class _Load:
         except UnsupportedTable as exc:
             raise DatasetLoadError(str(exc)) from exc
         sources = {
+            CustomerRow: (self.dataset.CUSTOMER_LIST_COLUMNS, self.dataset.customer_list_rows),
             AppUser: (self.dataset.APPUSER_COLUMNS, self.dataset.appuser_rows),
             Address: (self.dataset.ADDRESS_COLUMNS, self.dataset.address_rows),
             CustomerRelationship: (
@@ -399,7 +402,7 @@ class _Load:
         started = time.perf_counter()
         self.dataset.warm_up()
         generate = [time.perf_counter() - started]
-        self.progress.phase("copy", 3 * self.n)
+        self.progress.phase("copy", len(self.tables) * self.n)
         with _Producer(self.tables, self.n, self.chunk, generate) as chunks:
             for index, table in enumerate(self.tables):
                 with transaction.atomic(), _cursor(cursor) as copy_cursor:
