@@ -67,12 +67,10 @@ def fresh_rate_limit_counts(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def fresh_table_statistics():
-    """Each test plans against its own data: the table sizes and column
-    correlations a process keeps for a minute (core.customers.selectors) are
-    forgotten, since tests replace millions of rows' worth of sizes in
-    seconds, which production does not."""
-    from core.customers import selectors
+def fresh_planning_sample():
+    """Each test plans against its own data: the sample of the read table a
+    process keeps for minutes (core.customers.sample) is read afresh, since
+    tests replace their data in milliseconds, which production does not."""
+    from core.customers.sample import samples
 
-    selectors._table_sizes.clear()
-    selectors._correlations.clear()
+    samples.clear()

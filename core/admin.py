@@ -4,27 +4,33 @@ Django's defaults each cost a scan of the table at this size: the paginator's
 ``COUNT(*)``, the "N total" link's second ``COUNT(*)``, a list filter's
 ``SELECT DISTINCT``, the filters' "Show counts" (a count per option), and a
 select box of every address on the change form. Each is replaced below by
-something an index answers, or turned off. The customers' search is the
-API's (:func:`core.customers.search.customer_search`), ranked the same way.
+something an index answers, or turned off.
+
+The customers' changelist reads the list's read table (``core_customer_list``,
+one row per customer with their address and record: no join per row, and an
+index for every sortable column), and searches with the API's search, ranked
+the same way; its links, selections and actions act on the customers
+(:class:`CustomerChangeList`). Their change form edits the three tables of
+record, whose triggers keep the read table.
 """
 
 from __future__ import annotations
+
+import json
 
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ORDER_VAR, PAGE_VAR, SEARCH_VAR, ChangeList
 from django.core.paginator import Paginator
+from django.db import connections
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from .customers.distinct import distinct_values
 from .customers.ordering import SEARCH_RANK
-from .customers.pagination import customer_count
-from .customers.search import customer_search, search_words
-from .customers.selectors import customer_list
-from .models import Address, AppUser, CustomerRelationship
+from .customers.search import search_match, search_words
+from .models import Address, AppUser, CustomerRelationship, CustomerRow, SearchTerm
 from .security.admin_login import ThrottledAuthenticationForm
 
 #: The API's limit on ``search`` (core.api.params): longer text is cut.
@@ -32,18 +38,31 @@ SEARCH_MAX_LENGTH = 100
 
 
 class EstimatedCountPaginator(Paginator):
-    """A paginator whose count is the planner's estimate when it is large
-    (exact below ``CRM_EXACT_COUNT_THRESHOLD``), as in the API."""
+    """A paginator whose count is exact below ``CRM_EXACT_COUNT_THRESHOLD``
+    (counted, stopping just past it) and the planner's estimate above, as
+    the API says "about"."""
 
     count_is_estimate = False
 
     @cached_property
     def count(self) -> int:
-        result = customer_count(
-            self.object_list, "estimated", exact_threshold=settings.CRM_EXACT_COUNT_THRESHOLD
-        )
-        self.count_is_estimate = result.is_estimate
-        return result.value or 0
+        threshold = settings.CRM_EXACT_COUNT_THRESHOLD
+        counted = self.object_list.values("pk")[: threshold + 1].count()
+        if counted <= threshold:
+            return counted
+        self.count_is_estimate = True
+        return max(counted, planner_rows(self.object_list))
+
+
+def planner_rows(queryset: QuerySet) -> int:
+    """The planner's estimate of the rows ``queryset`` returns (EXPLAIN, no execution)."""
+    sql, params = queryset.values("pk").query.sql_with_params()
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 class LargeTableChangeList(ChangeList):
@@ -83,14 +102,15 @@ class LargeTableAdmin(admin.ModelAdmin):
 
 
 class CountryFilter(admin.SimpleListFilter):
-    """Countries from the (country, id) index instead of ``SELECT DISTINCT`` over 3M rows."""
+    """The known countries (SearchTerm) instead of ``SELECT DISTINCT`` over 3M rows."""
 
     title = "country"
     parameter_name = "country"
-    lookup = "address__country"
+    lookup = "country"
 
     def lookups(self, request, model_admin):
-        return [(value, value) for value in distinct_values("core_address", "country")]
+        countries = SearchTerm.objects.filter(field="country").order_by("value")
+        return [(value, value) for value in countries.values_list("value", flat=True)]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
         if self.value() is None:
@@ -100,8 +120,16 @@ class CountryFilter(admin.SimpleListFilter):
         return queryset.filter(**{self.lookup: self.value()})
 
 
-class AddressCountryFilter(CountryFilter):
-    lookup = "country"
+class CustomerChangeList(LargeTableChangeList):
+    """The customers' changelist, read from the read table: the rows are
+    :class:`core.models.CustomerRow` objects, whose primary key is the
+    customer's, so that links and selections name the customers."""
+
+    def get_queryset(self, request, exclude_parameters=None):
+        self.root_queryset = CustomerRow.objects.all()
+        # Nothing to join: the read table holds the address and the record.
+        self.list_select_related = False
+        return super().get_queryset(request, exclude_parameters)
 
 
 class RelationshipInline(admin.StackedInline):
@@ -126,8 +154,6 @@ class AppUserAdmin(LargeTableAdmin):
         "signed_up",
     ]
     list_display_links = ["id", "customer_id"]
-    # The address and the loyalty record come in the same query as the customer.
-    list_select_related = ["address", "relationship"]
     # Searched through the API's search (get_search_results below); Django
     # needs a search field to show the search box.
     search_fields = ["last_name"]
@@ -140,25 +166,37 @@ class AppUserAdmin(LargeTableAdmin):
     inlines = [RelationshipInline]
     readonly_fields = ["created", "last_updated"]
 
-    def get_queryset(self, request) -> QuerySet:
-        return customer_list().select_related("address", "relationship")
+    def get_changelist(self, request, **kwargs) -> type[ChangeList]:
+        return CustomerChangeList
+
+    def customers_of(self, objects) -> QuerySet:
+        """The customers behind the changelist's rows (or the customers given)."""
+        if isinstance(objects, QuerySet) and objects.model is CustomerRow:
+            return AppUser.objects.filter(pk__in=objects.values("pk"))
+        return objects
+
+    def get_deleted_objects(self, objs, request):
+        return super().get_deleted_objects(self.customers_of(objs), request)
+
+    def delete_queryset(self, request, queryset: QuerySet) -> None:
+        super().delete_queryset(request, self.customers_of(queryset))
 
     def get_search_results(self, request, queryset: QuerySet, search_term: str):
         """The API's search, closest first unless a column was clicked to sort."""
         text = search_term[:SEARCH_MAX_LENGTH]
         if not search_words(text):
             return queryset, False
-        queryset = customer_search(queryset, text)
+        queryset = search_match(text).apply(queryset)
         if ORDER_VAR not in request.GET:
             queryset = queryset.order_by(f"-{SEARCH_RANK}", "-pk")
         return queryset, False
 
-    @admin.display(ordering="address__city")
-    def city(self, customer: AppUser) -> str:
-        return customer.address.city
+    @admin.display(ordering="city")
+    def city(self, customer: CustomerRow) -> str:
+        return customer.city
 
     @admin.display(ordering="created", description="created")
-    def signed_up(self, customer: AppUser) -> str:
+    def signed_up(self, customer: CustomerRow) -> str:
         """The day (2025-01-07, UTC; the time in its tooltip), on one line,
         where Django's "Jan. 7, 2025, 3:04 p.m." was cut off at 1280 pixels."""
         return format_html(
@@ -168,17 +206,16 @@ class AppUserAdmin(LargeTableAdmin):
             customer.created.strftime("%Y-%m-%d"),
         )
 
-    @admin.display(ordering="relationship__points")
-    def points(self, customer: AppUser) -> int | None:
-        record = getattr(customer, "relationship", None)
-        return record.points if record else None
+    @admin.display(ordering="points")
+    def points(self, customer: CustomerRow) -> int | None:
+        return customer.points
 
 
 @admin.register(Address)
 class AddressAdmin(LargeTableAdmin):
     list_display = ["id", "street", "street_number", "city_code", "city", "country"]
     search_fields = ["city", "country", "=city_code"]
-    list_filter = [AddressCountryFilter]
+    list_filter = [CountryFilter]
 
 
 @admin.register(CustomerRelationship)

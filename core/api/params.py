@@ -24,6 +24,7 @@ from rest_framework.exceptions import ValidationError
 from core.customers.export import FORMATS
 from core.customers.filters import CustomerFilter, InstantField, range_errors
 from core.customers.ordering import SORT_FIELDS, InvalidOrdering, Ordering, customer_ordering
+from core.customers.search import UnsearchableWord, check_searchable
 
 #: The filters' form class and its fields, built once (django-filter builds
 #: them per FilterSet).
@@ -89,8 +90,8 @@ class CustomerQueryParams(serializers.Serializer):
         max_length=100,
         help_text=(
             "Typo-tolerant search over first name, last name, full name, customer_id, phone "
-            "number and city; every word must match; the closest names first unless an "
-            "ordering is given."
+            "number (words with a digit: at least three in a row) and city; every word must "
+            "match; the closest names first unless an ordering is given."
         ),
     )
 
@@ -216,6 +217,11 @@ class StrictParameters:
         if errors:
             raise ValidationError(errors)
         search = options.pop("search", None)
+        if search is not None:
+            try:
+                check_searchable(search)
+            except UnsearchableWord as exc:
+                raise ValidationError({"search": [str(exc)]}) from None
         name = "order_by" if "order_by" in options else "ordering"
         try:
             ordering = customer_ordering(options.get(name), searching=search is not None)

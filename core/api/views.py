@@ -177,9 +177,7 @@ class CustomerListApi(CustomerApiView):
     def get(self, request: Request) -> Response:
         query = LIST_PARAMETERS.validate(request.query_params)
         paginator = self.pagination_class()
-        rows = paginator.paginate_queryset(
-            customers(query), query.ordering, request, **query.options
-        )
+        rows = paginator.paginate_queryset(customers(query), request, **query.options)
         return paginator.get_paginated_response(customer_rows(rows))
 
     @extend_schema(
@@ -318,7 +316,6 @@ class CustomerExportApi(CustomerApiView):
         renderer = request.accepted_renderer
         export = CustomerExport(
             customers(query),
-            query.ordering,
             renderer.format,
             timeout_ms=settings.CRM_EXPORT_TIMEOUT_MS,
             guard=export_slot(request.user.pk, settings.CRM_EXPORT_CONCURRENCY),

@@ -1,13 +1,14 @@
 """The customer row, declared once.
 
 A row of the list is a customer with two nested objects, their ``address``
-and their loyalty record (``relationship``, null for a customer without one).
+and their loyalty record (``relationship``, null for a customer without one),
+read from one row of the read table (:class:`core.models.CustomerRow`).
 Everything that shows a customer derives from :data:`ROW`: the page query's
 columns (:func:`row_expressions`), the API's JSON objects
 (:func:`customer_rows`), the export's CSV columns and NDJSON objects
 (:mod:`core.customers.export`), the serializers that document them
 (:mod:`core.api.serializers`), and the benchmark's hand-written floor query.
-Add a field here and every one of them carries it.
+Add a field here (and to the read table) and every one of them carries it.
 """
 
 from __future__ import annotations
@@ -37,15 +38,13 @@ class Column:
     """One field of a customer row.
 
     ``name`` is its key in its JSON object; ``group`` the nested object it
-    belongs to (``None`` for the customer's own fields); ``path`` the ORM path
-    from a customer; ``sql`` the same column in hand-written SQL over
-    ``core_appuser u JOIN core_address a … LEFT JOIN core_customerrelationship r``.
+    belongs to (``None`` for the customer's own fields); ``column`` its
+    column in the read table ``core_customer_list``.
     """
 
     name: str
     group: str | None
-    path: str
-    sql: str
+    column: str
     timestamp: bool = False
 
     @property
@@ -54,7 +53,7 @@ class Column:
         return f"{self.group}_{self.name}" if self.group else self.name
 
     def expression(self) -> Expression:
-        return IsoTimestamp(self.path) if self.timestamp else F(self.path)
+        return IsoTimestamp(self.column) if self.timestamp else F(self.column)
 
 
 ADDRESS = "address"
@@ -62,29 +61,23 @@ RELATIONSHIP = "relationship"
 
 #: The row, in the order the page query selects it.
 ROW: tuple[Column, ...] = (
-    Column("id", None, "id", "u.id"),
-    Column("first_name", None, "first_name", "u.first_name"),
-    Column("last_name", None, "last_name", "u.last_name"),
-    Column("gender", None, "gender", "u.gender"),
-    Column("customer_id", None, "customer_id", "u.customer_id"),
-    Column("phone_number", None, "phone_number", "u.phone_number"),
-    Column("birthday", None, "birthday", "u.birthday"),
-    Column("created", None, "created", "u.created", timestamp=True),
-    Column("last_updated", None, "last_updated", "u.last_updated", timestamp=True),
-    Column("street", ADDRESS, "address__street", "a.street"),
-    Column("street_number", ADDRESS, "address__street_number", "a.street_number"),
-    Column("city_code", ADDRESS, "address__city_code", "a.city_code"),
-    Column("city", ADDRESS, "address__city", "a.city"),
-    Column("country", ADDRESS, "address__country", "a.country"),
-    Column("points", RELATIONSHIP, "relationship__points", "r.points"),
-    Column("created", RELATIONSHIP, "relationship__created", "r.created", timestamp=True),
-    Column(
-        "last_activity",
-        RELATIONSHIP,
-        "relationship__last_activity",
-        "r.last_activity",
-        timestamp=True,
-    ),
+    Column("id", None, "id"),
+    Column("first_name", None, "first_name"),
+    Column("last_name", None, "last_name"),
+    Column("gender", None, "gender"),
+    Column("customer_id", None, "customer_id"),
+    Column("phone_number", None, "phone_number"),
+    Column("birthday", None, "birthday"),
+    Column("created", None, "created", timestamp=True),
+    Column("last_updated", None, "last_updated", timestamp=True),
+    Column("street", ADDRESS, "street"),
+    Column("street_number", ADDRESS, "street_number"),
+    Column("city_code", ADDRESS, "city_code"),
+    Column("city", ADDRESS, "city"),
+    Column("country", ADDRESS, "country"),
+    Column("points", RELATIONSHIP, "points"),
+    Column("created", RELATIONSHIP, "relationship_created", timestamp=True),
+    Column("last_activity", RELATIONSHIP, "last_activity", timestamp=True),
 )
 
 #: The nested objects, in the order they follow the customer's own fields.
@@ -101,12 +94,12 @@ def field_names(group: str | None) -> list[str]:
 
 
 def row_expressions(prefix: str = "_") -> dict[str, Expression]:
-    """The row's columns as ORM annotations, named ``prefix`` + path.
+    """The row's columns as ORM annotations, named ``prefix`` + column.
 
     The prefix keeps the annotations from clashing with the model's own
     field names (Django refuses an annotation named like a field).
     """
-    return {prefix + column.path: column.expression() for column in ROW}
+    return {prefix + column.column: column.expression() for column in ROW}
 
 
 def _row_builder_source() -> str:

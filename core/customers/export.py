@@ -29,14 +29,13 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack
 
 from django.db import connections, models, transaction
-from django.db.models import QuerySet
 
-from core.models import AppUser
+from core.models import CustomerRow
 from crm.observability import metrics
 from crm.replicas import read_alias
 
 from .columns import GROUPS, OPTIONAL_GROUPS, ROW, Column
-from .ordering import Ordering
+from .selectors import CustomerList
 
 #: Download formats, the default first.
 FORMATS = ("csv", "ndjson", "json")
@@ -55,11 +54,7 @@ TRAILERS: dict[str, Callable[[int], bytes]] = {
 def _is_text(column: Column) -> bool:
     """Whether the column holds free text (a name, a street), as opposed to
     numbers, dates and timestamps, which cannot start a formula."""
-    model: type[models.Model] = AppUser
-    *relations, name = column.path.split("__")
-    for relation in relations:
-        model = model._meta.get_field(relation).related_model
-    return isinstance(model._meta.get_field(name), models.CharField)
+    return isinstance(CustomerRow._meta.get_field(column.column), models.CharField)
 
 
 def _csv_cell(alias: str, column: Column) -> str:
@@ -95,13 +90,14 @@ def _json_object(aliases: dict[Column, str]) -> str:
     return ", ".join(parts) + ")"
 
 
-def customer_export_sql(queryset: QuerySet, ordering: Ordering, fmt: str) -> tuple[str, list]:
-    """The ``COPY … TO STDOUT`` statement that streams every row of ``queryset`` as ``fmt``."""
+def customer_export_sql(customers: CustomerList, fmt: str) -> tuple[str, list]:
+    """The ``COPY … TO STDOUT`` statement that streams every matching row as ``fmt``."""
     aliases = {column: f"_x_{column.flat_name}" for column in ROW}
     query = (
-        queryset.annotate(**{alias: column.expression() for column, alias in aliases.items()})
+        customers.matches()
+        .annotate(**{alias: column.expression() for column, alias in aliases.items()})
         .values_list(*aliases.values())
-        .order_by(*ordering.order_by())
+        .order_by(*customers.ordering.order_by())
     )
     sql, params = query.query.sql_with_params()
     if fmt == "csv":
@@ -170,7 +166,7 @@ class ExportStream:
 
 
 class CustomerExport:
-    """One export of ``queryset``: its statement, where it reads, and its limits.
+    """One export of a list query: its statement, where it reads, and its limits.
 
     It reads where the list reads (a replica when one is healthy), in a
     transaction of its own whose statement timeout is ``timeout_ms``: the
@@ -182,15 +178,14 @@ class CustomerExport:
 
     def __init__(
         self,
-        queryset: QuerySet,
-        ordering: Ordering,
+        customers: CustomerList,
         fmt: str,
         *,
         timeout_ms: int,
         guard: AbstractContextManager | None = None,
     ) -> None:
         self.format = fmt
-        self.sql, self.params = customer_export_sql(queryset, ordering, fmt)
+        self.sql, self.params = customer_export_sql(customers, fmt)
         self.timeout_ms = timeout_ms
         self.guard = guard
         # Chosen before the guard opens anything on the primary: a transaction

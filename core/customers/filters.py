@@ -1,30 +1,32 @@
 """The customer list's filters, declared once with django-filter.
 
-The selector applies them (:func:`core.customers.selectors.customer_list`), the API
-validates query parameters with their form fields (a bad value is a 400 that
-names the parameter), and the OpenAPI schema documents them from here.
+The selector applies them to the read table (:func:`core.customers.selectors.customer_list`),
+the API validates query parameters with their form fields (a bad value is a
+400 that names the parameter), and the OpenAPI schema documents them from
+here. Each filter also says what it means on the planning sample
+(:meth:`sample_test`, see :mod:`core.customers.sample`), so that the list
+can estimate how many customers a combination matches without asking
+PostgreSQL first.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import django_filters
+import numpy as np
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import connections
-from django.db.models import Model, Q, QuerySet, Value
-from django.db.models.functions import Coalesce, StrIndex, Upper
+from django.db.models import Q, QuerySet, Value
+from django.db.models.functions import StrIndex, Upper
 from django.db.models.lookups import GreaterThan
 
-from core.models import NO_BIRTHDAY, Address, AppUser, CustomerRelationship
-from crm.replicas import read_alias
+from core.models import NO_BIRTHDAY, AppUser, CustomerRow
 
-from .distinct import distinct_values_sql
+from .sample import ListSample, instant_number
 
 #: Longest accepted substring filter: a longer one cannot match any column
 #: (the widest is 100 characters) and would only cost trigram extraction.
@@ -34,30 +36,49 @@ BIGINT_MAX = 2**63 - 1
 INTEGER_MIN, INTEGER_MAX = -(2**31), 2**31 - 1
 
 
-#: The relation from a customer to each of the other two tables.
-RELATIONS: dict[str, type[Model]] = {"address": Address, "relationship": CustomerRelationship}
+def upper(text: str) -> str:
+    """PostgreSQL's ``upper()``: one character for one (Python maps ß to SS)."""
+    return "".join(c.upper() if len(c.upper()) == 1 else c for c in text)
 
 
-def related_model(field_name: str) -> type[Model]:
-    """The model whose column ``field_name`` (a path from a customer) is."""
-    relation, _, rest = field_name.partition("__")
-    return RELATIONS[relation] if rest and relation in RELATIONS else AppUser
+class ListFilter:
+    """What a list filter adds to django-filter's: its condition as one ``Q``
+    (which the page statement composes, see :mod:`core.customers.pagination`),
+    its meaning on the sample, and whether an index finds its matches (a
+    sort reads them through it)."""
+
+    def condition(self, value: Any) -> Q:
+        return Q(**{f"{self.field_name}__{self.lookup_expr}": value})
+
+    def filter(self, qs: QuerySet, value: Any) -> QuerySet:
+        if value is None or value == "":
+            return qs
+        return qs.filter(self.condition(value))
+
+    def sample_test(self, sample: ListSample, value: Any) -> np.ndarray:
+        """Which of the sample's rows match: a boolean array."""
+        raise NotImplementedError
+
+    def indexed(self, value: Any) -> bool:
+        """Does an index of the read table find the matches of ``value``?"""
+        return True
 
 
-class Substring(django_filters.CharFilter):
-    """Case-insensitive substring. Django escapes ``%`` and ``_`` inside
-    ``icontains``, so they match literally; the resulting
-    ``UPPER(col::text) LIKE UPPER('%…%')`` is served by the column's trigram
-    index (see :mod:`core.models`) when the substring has a trigram to look
-    up (:func:`has_trigram`).
+class Substring(ListFilter, django_filters.CharFilter):
+    """Case-insensitive substring of a column whose values are nearly all
+    distinct (the phone number), looked up by its trigrams.
 
-    A substring without one ("sm", "a", "2 4") would make the trigram index
-    return every row for PostgreSQL to recheck (3M rows, 1 to 2 s at 3M
-    customers), and the planner cannot tell: it prices that scan like a
-    selective one. Such a substring is written as ``strpos(UPPER(col),
-    UPPER(…)) > 0``, the same rows, which no index matches: it is tested on
-    the rows a plan reads for other reasons (see
-    :mod:`core.customers.selectors`).
+    Django escapes ``%`` and ``_`` inside ``icontains``, so they match
+    literally; the resulting ``UPPER(col::text) LIKE UPPER('%…%')`` is
+    served by the column's trigram index (see :mod:`core.models`) when the
+    substring has a trigram to look up (:func:`has_trigram`).
+
+    A substring without one ("2 4", "+") would make the trigram index return
+    every row for PostgreSQL to recheck (3M rows, 1 to 2 s at 3M customers),
+    and the planner cannot tell: it prices that scan like a selective one.
+    Such a substring is written as ``strpos(UPPER(col), UPPER(…)) > 0``, the
+    same rows, which no index matches: it is tested on the rows a plan reads
+    for other reasons.
     """
 
     def __init__(self, field_name: str, help_text: str) -> None:
@@ -69,30 +90,25 @@ class Substring(django_filters.CharFilter):
             help_text=help_text,
         )
 
-    def filter(self, qs: QuerySet, value: str | None) -> QuerySet:
-        if value is None or value == "":
-            return super().filter(qs, value)
-        return qs.filter(self.condition(value))
-
     def condition(self, text: str) -> Q:
         """The substring as a condition, for this filter and wherever else the
         column is searched (``?search=``'s phone numbers): through the trigram
         index where that narrows it (see :func:`has_trigram`,
         :func:`indexed_piece`), else tested on each row."""
         if not has_trigram(text):
-            return self.each_row(text)
+            return Q(GreaterThan(StrIndex(Upper(self.field_name), Upper(Value(text))), 0))
         piece = indexed_piece(text)
         indexed = Q(**{f"{self.field_name}__icontains": piece})
+        if piece == text:
+            return indexed
         # The index finds the rows with the piece; each is checked for the text.
-        return indexed if piece == text else indexed & self.each_row(text)
+        return indexed & Q(GreaterThan(StrIndex(Upper(self.field_name), Upper(Value(text))), 0))
 
-    def each_row(self, text: str) -> Q:
-        """The substring as ``strpos(…) > 0``: tested on each row a plan reads."""
-        return Q(GreaterThan(StrIndex(Upper(self.field_name), Upper(Value(text))), 0))
+    def sample_test(self, sample: ListSample, value: str) -> np.ndarray:
+        return sample.contains(self.field_name, upper(value))
 
-    def filter_each_row(self, qs: QuerySet, text: str) -> QuerySet:
-        """The substring tested on each row a plan reads (see :meth:`each_row`)."""
-        return qs.filter(self.each_row(text))
+    def indexed(self, value: str) -> bool:
+        return has_trigram(value)
 
 
 #: The shortest word of a substring that the trigram index is asked for alone
@@ -135,104 +151,67 @@ def has_trigram(text: str) -> bool:
     return False
 
 
-class DistinctSubstring(Substring):
-    """A case-insensitive substring of a column with few distinct values (city,
-    country: a few thousand at most), looked up among those values first.
-
-    ``UPPER(city) LIKE '%VIENNA%'`` over 3M addresses is a trigram bitmap of
-    every address whose city shares a trigram with "vienna", rechecked row by
-    row, and the planner can only guess how many match. Asked of the 58
-    distinct cities (a loose index scan of the column's b-tree, see
-    :mod:`core.customers.distinct`), the same question returns ``['Vienna']``
-    in well under a millisecond; ``city IN ('Vienna')`` is then an index
-    range of ``address_city_id`` that the planner estimates from the column's
-    most-common-value statistics, which hold every city. The same rows match
-    either way.
-
-    Override :meth:`values_containing` to look the values up elsewhere.
-    """
-
-    #: More values than this containing the text: test the text on each row
-    #: instead (see :meth:`values_containing`). None: no limit.
-    max_values: int | None = None
-
-    def __init__(self, field_name: str, help_text: str) -> None:
-        super().__init__(field_name, help_text)
-        model, self.column = related_model(field_name), field_name.rsplit("__", 1)[-1]
-        self.table = model._meta.db_table
-
-    def filter(self, qs: QuerySet, value: str | list[str] | None) -> QuerySet:
-        """``value`` is the substring, or the values containing it (already looked up)."""
-        if value is None or value == "":
-            return qs
-        values = value if isinstance(value, list) else self.values_containing(value)
-        if values is None:
-            return self.filter_each_row(qs, value)
-        if not values:
-            # No value contains the text. ``IN ()`` is no SQL: Django raises
-            # EmptyResultSet when such a query is compiled, which the
-            # export's COPY, compiling the query itself, would answer with a
-            # 500. ``WHERE false`` compiles, and PostgreSQL reads no row for it.
-            return qs.filter(Value(False))
-        return qs.filter(**{f"{self.field_name}__in": values})
-
-    def values_containing(self, text: str, *, limited: bool = True) -> list[str] | None:
-        """The column's distinct values that contain ``text``, any case; None if
-        more than :attr:`max_values` do (unless not ``limited``)."""
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        most = self.max_values if limited else None
-        limit = "" if most is None else f" LIMIT {int(most) + 1}"
-        with connections[read_alias()].cursor() as cursor:
-            cursor.execute(
-                f"SELECT value FROM ({self.distinct_values_sql()}) v "
-                f"WHERE upper(value) LIKE upper(%s){limit}",
-                [pattern],
-            )
-            values = [row[0] for row in cursor.fetchall()]
-        if most is not None and len(values) > most:
-            return None
-        return values
-
-    def distinct_values_sql(self) -> str:
-        """A query of the column's distinct values, as ``value``."""
-        return distinct_values_sql(self.table, self.column)
-
-
-class KnownNameSubstring(DistinctSubstring):
-    """A case-insensitive substring of a first or last name, looked up among
-    the known names (:class:`core.models.SearchTerm`: every name a customer
-    has, kept so by the trigger ``appuser_names_known``) as a city among the
-    cities.
+class KnownValueSubstring(Substring):
+    """A case-insensitive substring of a column with few distinct values (a
+    first or last name, a city, a country), looked up among those values first.
 
     ``last_name=sm`` has no trigram for an index to look up: tested on each
-    row, it cost a walk of the ordering's index or a join per customer until
-    a page was full (half a second at 3M customers where the matches cluster,
-    as names do by country). Asked of the ~11,000 known names through their
-    trigram index, it is ``last_name IN ('Smith', 'Smithers', …)``: a range
-    of ``appuser_last_name_id`` per name, which the planner estimates from
-    the column's statistics and a count reads from the index alone.
+    row, it costs a walk of the ordering's index or a read of every row.
+    Asked of the ~11,000 known names (:class:`core.models.SearchTerm`, which
+    holds every value a customer has; :mod:`core.customers.known`), it is
+    ``last_name IN ('Smith', 'Smart', …)``: a range of the ``(last_name,
+    first_name, id)`` b-tree per name, which the planner estimates from the
+    column's statistics. Cities (58) and countries (10) the same way.
 
-    A text that too many names contain ("a", "e") matches most customers
-    anyway: it is tested on each row, which a walk of any ordering finds
-    soon.
+    The filter's value is what the look-up found (a list, see
+    :func:`core.customers.selectors.customer_list`), or the text itself where
+    too many values contain it (``first_name=a``): it matches most customers
+    then, and is tested on each row a plan reads.
     """
 
-    #: A longer list costs more to plan and to probe than testing the text
-    #: on the rows a walk reads: the names with an "a" match most customers.
-    max_values = 500
+    def condition(self, value: str | list[str]) -> Q:
+        if isinstance(value, str):
+            return Q(GreaterThan(StrIndex(Upper(self.field_name), Upper(Value(value))), 0))
+        if not value:
+            # No value contains the text. ``IN ()`` is no SQL (Django raises
+            # EmptyResultSet when compiling it); ``WHERE false`` reads nothing.
+            return Q(Value(False))
+        return Q(**{f"{self.field_name}__in": value})
 
-    def distinct_values_sql(self) -> str:
-        return (
-            "SELECT value FROM core_searchterm "
-            f"WHERE field = '{self.column}'"  # this project's own column name
-        )
+    def sample_test(self, sample: ListSample, value: str | list[str]) -> np.ndarray:
+        if isinstance(value, str):
+            return sample.contains(self.field_name, upper(value))
+        return sample.isin(self.field_name, value)
+
+    def indexed(self, value: str | list[str]) -> bool:
+        return not isinstance(value, str)
 
 
-class BoundedInteger(django_filters.NumberFilter):
+class Exact(ListFilter, django_filters.CharFilter):
+    """Equal to the value: ``customer_id``, ``city_code``."""
+
+    def sample_test(self, sample: ListSample, value: str) -> np.ndarray:
+        return sample.equals(self.field_name, value)
+
+
+class Choice(ListFilter, django_filters.ChoiceFilter):
+    """One of a few values (``gender``): no index, a third of the customers each."""
+
+    def sample_test(self, sample: ListSample, value: str) -> np.ndarray:
+        return sample.equals(self.field_name, value)
+
+    def indexed(self, value: str) -> bool:
+        return False
+
+
+class BoundedInteger(ListFilter, django_filters.NumberFilter):
     """An integer within the column's range: a value PostgreSQL would reject
     ("integer out of range") is a 400 naming the parameter, never a 500."""
 
     field_class = forms.IntegerField
+
+    def sample_test(self, sample: ListSample, value: int) -> np.ndarray:
+        return sample.compare(self.field_name, self.lookup_expr, value)
 
 
 class InstantField(forms.CharField):
@@ -269,7 +248,7 @@ class InstantField(forms.CharField):
         return instant, False
 
 
-class InstantBound(django_filters.Filter):
+class InstantBound(ListFilter, django_filters.Filter):
     """An inclusive bound on a timestamp column (``created_from``, ``created_to``)."""
 
     field_class = InstantField
@@ -278,19 +257,22 @@ class InstantBound(django_filters.Filter):
         super().__init__(field_name=field_name, upper=upper, help_text=help_text)
         self.upper = upper
 
-    def filter(self, qs: QuerySet, value) -> QuerySet:
-        if not value:
-            return qs
-        instant, exclusive = value
-        lookup = ("lt" if exclusive else "lte") if self.upper else "gte"
-        return qs.filter(**{f"{self.field_name}__{lookup}": instant})
+    def lookup(self, value) -> str:
+        _, exclusive = value
+        return ("lt" if exclusive else "lte") if self.upper else "gte"
+
+    def condition(self, value) -> Q:
+        return Q(**{f"{self.field_name}__{self.lookup(value)}": value[0]})
+
+    def sample_test(self, sample: ListSample, value) -> np.ndarray:
+        return sample.compare(self.field_name, self.lookup(value), instant_number(value[0]))
 
 
-class BirthdayBound(django_filters.DateFilter):
-    """A bound on the birthday, compared through the same
-    ``COALESCE(birthday, '9999-12-31')`` expression that the birthday index
-    holds, so that a range is an index scan. Bounds stop at 9999-12-30, so a
-    missing birthday never falls in a range."""
+class BirthdayBound(ListFilter, django_filters.DateFilter):
+    """A bound on the birthday, compared through the read table's
+    ``birthday_key`` (the birthday, or 9999-12-31 for none) that the birthday
+    index holds, so that a range is an index scan. Bounds stop at 9999-12-30,
+    so a missing birthday never falls in a range."""
 
     def __init__(self, lookup_expr: str, help_text: str) -> None:
         super().__init__(
@@ -303,16 +285,18 @@ class BirthdayBound(django_filters.DateFilter):
             ],
         )
 
-    def filter(self, qs: QuerySet, value: dt.date | None) -> QuerySet:
-        if value is None:
-            return qs
-        key = f"{self.field_name}_key"
-        qs = qs.alias(**{key: Coalesce(self.field_name, Value(NO_BIRTHDAY))})
+    def condition(self, value: dt.date) -> Q:
         if self.lookup_expr == "gte":
             # Born on or after a date: not the customers without a birthday,
             # whose key is NO_BIRTHDAY. Still one range of the index.
-            return qs.filter(**{f"{key}__gte": value, f"{key}__lt": NO_BIRTHDAY})
-        return qs.filter(**{f"{key}__{self.lookup_expr}": value})
+            return Q(birthday_key__gte=value, birthday_key__lt=NO_BIRTHDAY)
+        return Q(birthday_key__lte=value)
+
+    def sample_test(self, sample: ListSample, value: dt.date) -> np.ndarray:
+        test = sample.compare("birthday_key", self.lookup_expr, value.toordinal())
+        if self.lookup_expr == "gte":
+            test &= sample.compare("birthday_key", "lt", NO_BIRTHDAY.toordinal())
+        return test
 
 
 #: Parameters that bound one range: (start, end).
@@ -338,7 +322,7 @@ def range_errors(cleaned: Mapping[str, Any]) -> dict[str, str]:
     return errors
 
 
-class CustomerFilterForm(forms.Form):
+class RangeCheckForm(forms.Form):
     """Checks across parameters: a range whose start is after its end."""
 
     def clean(self) -> dict:
@@ -350,66 +334,43 @@ class CustomerFilterForm(forms.Form):
 
 class CustomerFilter(django_filters.FilterSet):
     # Case-insensitive substrings.
-    first_name = KnownNameSubstring("first_name", "Substring of the first name, any case.")
-    last_name = KnownNameSubstring("last_name", "Substring of the last name, any case.")
-    city = DistinctSubstring("address__city", "Substring of the city, any case.")
-    country = DistinctSubstring("address__country", "Substring of the country, any case.")
+    first_name = KnownValueSubstring("first_name", "Substring of the first name, any case.")
+    last_name = KnownValueSubstring("last_name", "Substring of the last name, any case.")
+    city = KnownValueSubstring("city", "Substring of the city, any case.")
+    country = KnownValueSubstring("country", "Substring of the country, any case.")
     phone_number = Substring("phone_number", "Substring of the phone number.")
     # Exact.
     id = BoundedInteger(min_value=1, max_value=BIGINT_MAX, help_text="The customer's id.")
-    gender = django_filters.ChoiceFilter(
-        choices=AppUser.Gender.choices, help_text="m (male), f (female) or o (other)."
-    )
-    customer_id = django_filters.CharFilter(max_length=64, help_text="Exact customer number.")
-    city_code = django_filters.CharFilter(
-        field_name="address__city_code", max_length=20, help_text="Exact postal code."
-    )
+    gender = Choice(choices=AppUser.Gender.choices, help_text="m (male), f (female) or o (other).")
+    customer_id = Exact(max_length=64, help_text="Exact customer number.")
+    city_code = Exact(field_name="city_code", max_length=20, help_text="Exact postal code.")
     # Inclusive ranges.
     created_from = InstantBound("created", upper=False, help_text="Created on or after.")
     created_to = InstantBound("created", upper=True, help_text="Created on or before.")
     birthday_from = BirthdayBound("gte", "Born on or after (YYYY-MM-DD).")
     birthday_to = BirthdayBound("lte", "Born on or before (YYYY-MM-DD).")
     points_min = BoundedInteger(
-        field_name="relationship__points",
+        field_name="points",
         lookup_expr="gte",
         min_value=INTEGER_MIN,
         max_value=INTEGER_MAX,
         help_text="At least this many loyalty points.",
     )
     points_max = BoundedInteger(
-        field_name="relationship__points",
+        field_name="points",
         lookup_expr="lte",
         min_value=INTEGER_MIN,
         max_value=INTEGER_MAX,
         help_text="At most this many loyalty points.",
     )
     last_activity_from = InstantBound(
-        "relationship__last_activity", upper=False, help_text="Last active on or after."
+        "last_activity", upper=False, help_text="Last active on or after."
     )
     last_activity_to = InstantBound(
-        "relationship__last_activity", upper=True, help_text="Last active on or before."
+        "last_activity", upper=True, help_text="Last active on or before."
     )
 
     class Meta:
-        model = AppUser
+        model = CustomerRow
         fields: list[str] = []
-        form = CustomerFilterForm
-
-
-# -- which table a filter reads ------------------------------------------------
-
-
-def filter_table(name: str) -> type[Model]:
-    """The model the filter ``name`` reads: AppUser, Address or CustomerRelationship."""
-    return related_model(CustomerFilter.base_filters[name].field_name)
-
-
-def apply_on_own_table(name: str, queryset: QuerySet, value) -> QuerySet:
-    """Apply the filter ``name`` to a queryset of the model it reads (see
-    :func:`filter_table`), e.g. ``points_min`` to CustomerRelationship rows as
-    ``points >= …`` rather than to customers through a join."""
-    spec = CustomerFilter.base_filters[name]
-    if filter_table(name) is not AppUser:
-        spec = copy.copy(spec)
-        spec.field_name = spec.field_name.partition("__")[2]
-    return spec.filter(queryset, value)
+        form = RangeCheckForm

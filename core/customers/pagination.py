@@ -1,26 +1,26 @@
-"""Pages of the customer list: keyset and offset pages, cursors, links and counts.
+"""Pages of the customer list: the page statement, cursors, links and counts.
 
 One module owns the paging protocol. :class:`CustomerPagination` is what a
 view uses, in the shape of DRF's own ``CursorPagination``: configuration as
 commented attributes, and one small hook per step (``decode_cursor``,
 ``encode_cursor``, ``get_next_link``, ``get_previous_link``,
 ``get_paginated_response``). Underneath, :func:`keyset_page` and
-:func:`offset_page` fetch a page and :func:`customer_count` counts.
+:func:`offset_page` fetch a page and its count with one statement
+(:func:`page_statement`).
 
 Why not DRF's ``CursorPagination``: its cursor is an offset from the nearest
 unique position of a *single* ordering field and it pages through
 ``queryset.filter(field__gt=…)``; ours seeks on the whole key (several
-fields plus a tie-breaker, mixed directions, a joined table's columns) with
-one row comparison that a ``(sort column, id)`` b-tree answers as an index
-condition (see :mod:`core.customers.ordering`), and it counts by the
-planner's estimate where DRF's ``PageNumberPagination`` runs ``COUNT(*)``.
+fields plus a tie-breaker, mixed directions) with one row comparison that a
+``(field, id)`` b-tree answers as an index condition (see
+:mod:`core.customers.ordering`), and it counts by an estimate where DRF's
+``PageNumberPagination`` runs ``COUNT(*)``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,10 +28,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core import signing
-from django.core.exceptions import EmptyResultSet
 from django.db import connections
+from django.db.models import BigIntegerField, Expression, IntegerField, Q, QuerySet, Value, Window
 from django.db.models import Count as RowCount
-from django.db.models import QuerySet, Subquery, Window
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Cast
+from django.db.models.sql.datastructures import BaseTable
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -41,170 +43,10 @@ from crm.replicas import read_alias
 
 from .columns import ROW, row_expressions
 from .ordering import Ordering, rows_after
+from .plans import BOUNDED, EXACT, NONE, count_plan, walk_budget
+from .selectors import CustomerList, tested
 
 # -- one page ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Page:
-    """A page's rows (the :data:`~core.customers.columns.ROW` columns, then
-    the ordering's key values) and whether pages follow and precede it."""
-
-    rows: list[tuple]
-    has_next: bool
-    has_previous: bool
-    #: Every matching customer, when fetching the page counted them anyway.
-    total: int | None = None
-
-    def key_values(self, row: tuple, ordering: Ordering) -> list[Any]:
-        """The sort key of ``row``: what a cursor pointing at it carries."""
-        return list(row[len(ROW) : len(ROW) + len(ordering.keys)])
-
-
-def page_query(queryset: QuerySet, ordering: Ordering) -> QuerySet:
-    """Select the row's columns plus each key value (a cursor is made of them)."""
-    columns = row_expressions()
-    keys = {f"_key{i}": key.expression for i, key in enumerate(ordering.keys)}
-    return queryset.annotate(**columns, **keys).values_list(*columns, *keys)
-
-
-def keyset_page(
-    queryset: QuerySet,
-    ordering: Ordering,
-    *,
-    size: int,
-    after: Sequence[Any] | None = None,
-    before: Sequence[Any] | None = None,
-) -> Page:
-    """The ``size`` rows after ``after`` (or before ``before``), in ``ordering``.
-
-    ``size + 1`` rows: the extra row says whether another page follows.
-    Going backwards reads the reversed order and flips the result.
-    """
-    reverse = before is not None
-    boundary = before if reverse else after
-    rows, total = page_rows(
-        queryset, ordering, reverse=reverse, offset=0, limit=size + 1, boundary=boundary
-    )
-    more = len(rows) > size
-    rows = rows[:size]
-    if reverse:
-        rows.reverse()
-        return Page(rows, has_next=True, has_previous=more, total=total)
-    return Page(rows, has_next=more, has_previous=after is not None, total=total)
-
-
-def offset_page(queryset: QuerySet, ordering: Ordering, *, page: int, size: int) -> Page:
-    """Page ``page`` (1-based) by OFFSET, for clients that number their pages.
-
-    The deeper the page, the more index entries PostgreSQL skips (see
-    :func:`page_rows`): cursors do not.
-    """
-    rows, total = page_rows(queryset, ordering, offset=(page - 1) * size, limit=size + 1)
-    more = len(rows) > size
-    return Page(rows[:size], has_next=more, has_previous=page > 1, total=total)
-
-
-#: Below this OFFSET a plain walk is as fast as a deferred join (see
-#: :func:`page_rows`) and one query cheaper to build.
-DEFERRED_JOIN_OFFSET = 1000
-
-
-def page_rows(
-    queryset: QuerySet,
-    ordering: Ordering,
-    *,
-    reverse: bool = False,
-    offset: int,
-    limit: int,
-    boundary: Sequence[Any] | None = None,
-) -> tuple[list[tuple], int | None]:
-    """The rows ``offset`` to ``offset + limit`` of ``queryset`` in ``ordering``
-    after ``boundary`` (a cursor's key values), and how many rows ``queryset``
-    has if that came for free.
-
-    Unfiltered and not deep, a walk of the ordering's index selects the rows
-    as it goes: one query. Otherwise a *deferred join*: the inner query finds
-    the page's ids with the narrowest scan that can (a walk of the ordering's
-    index alone, testing membership sets; a sort of the matches by their keys
-    alone; an index-only skip of OFFSET entries), without touching the rows
-    it does not filter or sort on; only the page's rows are then joined and
-    fetched (see :class:`core.customers.selectors.ListPlan`).
-
-    A sort reads every match anyway: where no cursor narrows ``queryset``,
-    the ids come with ``COUNT(*) OVER ()``, the exact count, in a query of
-    their own; the page's rows are a second query.
-    """
-    plan = getattr(queryset, "plan", None)
-    if plan is None and offset < DEFERRED_JOIN_OFFSET:
-        if boundary is not None:
-            queryset = queryset.filter(rows_after(ordering, boundary, reverse))
-        order = ordering.order_by(reverse)
-        return list(page_query(queryset, ordering).order_by(*order)[offset : offset + limit]), None
-    sort = plan is not None and plan.sort
-    order = ordering.order_by(reverse, unindexed=sort)
-    # The outer query reads only the page's ids (its filters, true for them
-    # anyway, cost nothing more; written as joins, not a walk's membership
-    # tests); it carries the queryset's annotations, such as a search's rank,
-    # that the ordering may use.
-    outer = queryset.with_joins() if hasattr(queryset, "with_joins") else queryset
-    # The inner query finds the ids, from the loyalty records alone where it can.
-    records = getattr(queryset, "records", None)
-    keyed = getattr(queryset, "keyed", None)
-    found, keys, pk = queryset, ordering, "pk"
-    if records is not None:
-        found, keys, pk = records, ordering.on_records(), "appuser_id"
-    elif sort and keyed is not None:
-        # The matches first, from indexes and sets alone; then the sort keys
-        # of those only (see ListPlan.filter_first).
-        found = keyed.filter(pk__in=Fenced(queryset.values("pk")))
-    if boundary is not None:
-        # A sort's cursor is a filter, not a range of the ordering's index.
-        found = found.filter(rows_after(keys, boundary, reverse, unindexed=sort))
-    found = found.order_by(*keys.order_by(reverse, unindexed=sort))
-    if sort and boundary is None:
-        counted = list(
-            found.annotate(_total=Window(RowCount("*"))).values_list(pk, "_total")[
-                offset : offset + limit
-            ]
-        )
-        if not counted:
-            return [], None
-        ids = [key for key, _ in counted]
-        rows = page_query(outer.filter(pk__in=ids), ordering).order_by(*order)
-        return list(rows), counted[0][1]
-    ids = found.values(pk)[offset : offset + limit]
-    return list(page_query(outer.filter(pk__in=ids), ordering).order_by(*order)), None
-
-
-class Fenced(Subquery):
-    """``(SELECT … OFFSET 0)``: a subquery PostgreSQL must run as written.
-
-    Without the fence, ``id IN (SELECT id FROM core_appuser WHERE …)`` is
-    pulled up into its parent, and PostgreSQL 18 then removes the self-join
-    on the primary key: the filters, meant to be answered from indexes and
-    sets before any row is read, are tested on every row the parent reads.
-    """
-
-    template = "(%(subquery)s OFFSET 0)"
-
-
-# -- counts ------------------------------------------------------------------
-
-
-#: Estimates up to this many times the exact-count threshold are checked by a
-#: bounded count: an estimate is a guess, and a count under the threshold must
-#: be exact (the planner's estimates are within 2x for 95% of the matrix's
-#: combinations; see bench_matrix).
-COUNT_MARGIN = 2
-#: Above the threshold (but within the margin), a count is made only if the
-#: plan expects it to cost less than this (µs; see ListPlan.count_us).
-COUNT_BUDGET_US = 20_000
-#: Under the threshold too, a count expected to cost more than this settles
-#: for the estimate: an exact count of 3,000 customers that takes half a
-#: second (every customer's phone number read to find "2 4" among the
-#: Austrians) is a cliff the page itself does not have.
-EXACT_COUNT_BUDGET_US = 200_000
 
 
 @dataclass(frozen=True)
@@ -213,84 +55,291 @@ class Count:
     is_estimate: bool
 
 
-def estimate_count(queryset: QuerySet) -> int:
-    """The planner's estimate of how many rows ``queryset`` returns.
+@dataclass(frozen=True)
+class Page:
+    """A page's rows (the :data:`~core.customers.columns.ROW` columns, then
+    the ordering's key values), whether pages follow and precede it, and
+    the count of every match."""
 
-    ``EXPLAIN`` costs a planning pass (well under a millisecond) where an exact
-    ``COUNT(*)`` over millions of rows costs hundreds of milliseconds. The
-    estimate comes from the statistics ``ANALYZE`` gathers; for a combination
-    of filters it assumes they are independent. A queryset planned by
-    :func:`core.customers.selectors.customer_list` carries a better one,
-    made per table.
+    rows: list[tuple]
+    has_next: bool
+    has_previous: bool
+    count: Count
+
+    def key_values(self, row: tuple, ordering: Ordering) -> list[Any]:
+        """The sort key of ``row``: what a cursor pointing at it carries."""
+        return list(row[len(ROW) : len(ROW) + len(ordering.keys)])
+
+
+def keyset_page(
+    customers: CustomerList,
+    *,
+    size: int,
+    after: Sequence[Any] | None = None,
+    before: Sequence[Any] | None = None,
+    count: str = "estimated",
+) -> Page:
+    """The ``size`` rows after ``after`` (or before ``before``), in the list's ordering.
+
+    ``size + 1`` rows: the extra row says whether another page follows.
+    Going backwards reads the reversed order and flips the result.
     """
-    plan = getattr(queryset, "plan", None)
-    if plan is not None:
-        return plan.estimate
-    if not queryset.query.where:
-        # Unfiltered: the planner's estimate would be the table's own, which
-        # ANALYZE keeps in pg_class; reading it skips planning a query.
-        with connections[read_alias()].cursor() as cursor:
-            cursor.execute(
-                "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-                [queryset.model._meta.db_table],
-            )
-            estimate = cursor.fetchone()[0]
-        if estimate >= 0:  # -1: never analyzed
-            return estimate
-    return planner_rows(queryset)
+    reverse = before is not None
+    boundary = before if reverse else after
+    rows, total = page_rows(
+        customers, reverse=reverse, offset=0, limit=size + 1, boundary=boundary, count=count
+    )
+    more = len(rows) > size
+    rows = rows[:size]
+    if reverse:
+        rows.reverse()
+        return Page(rows, has_next=True, has_previous=more, count=total)
+    if boundary is None and not more:
+        total = Count(len(rows), False) if count != NONE else total  # every match is here
+    return Page(rows, has_next=more, has_previous=after is not None, count=total)
 
 
-def planner_rows(queryset: QuerySet) -> int:
-    """The planner's estimate of the rows ``queryset`` returns (EXPLAIN, no execution)."""
-    try:
-        sql, params = queryset.values("pk").query.sql_with_params()
-    except EmptyResultSet:
-        return 0
+def offset_page(customers: CustomerList, *, page: int, size: int, count: str = "estimated") -> Page:
+    """Page ``page`` (1-based) by OFFSET, for clients that number their pages.
+
+    The deeper the page, the more index entries PostgreSQL skips (see
+    :func:`page_rows`): cursors do not.
+    """
+    offset = (page - 1) * size
+    rows, total = page_rows(customers, offset=offset, limit=size + 1, count=count)
+    more = len(rows) > size
+    if not more and rows and count != NONE:
+        total = Count(offset + len(rows), False)  # the last page: every match seen
+    return Page(rows[:size], has_next=more, has_previous=page > 1, count=total)
+
+
+#: The page statement: the plan finds the page's ids (and the count, where
+#: a sort counts its matches as it reads them); only those rows are then read
+#: in full and formatted (to_json of every timestamp: done below a sort of
+#: 581,276 matches, it took 500 ms of an 800 ms scan).
+PAGE = """
+WITH page AS MATERIALIZED ({plan})
+{rows}
+"""
+
+#: The plan when a walk may come up short: the walk reads at most its budget
+#: of index entries (see walk_statement); if it found too few matches
+#: although the index went on, the matches are sorted instead.
+WALK_OR_SORT = """
+WITH walk AS MATERIALIZED ({walk}),
+fallback AS MATERIALIZED (
+    SELECT (SELECT count(*) FROM walk) < %s AND EXISTS ({beyond}) AS needed
+)
+SELECT id, NULL::bigint AS _total FROM walk WHERE NOT (SELECT needed FROM fallback)
+UNION ALL
+SELECT * FROM ({sort}) sorted WHERE (SELECT needed FROM fallback)
+"""
+
+
+#: The ``_total`` of a plan that does not count.
+NO_TOTAL = Cast(Value(None), BigIntegerField())
+
+
+def page_rows(
+    customers: CustomerList,
+    *,
+    reverse: bool = False,
+    offset: int,
+    limit: int,
+    boundary: Sequence[Any] | None = None,
+    count: str = "estimated",
+) -> tuple[list[tuple], Count]:
+    """The rows ``offset`` to ``offset + limit`` of the list after ``boundary``
+    (a cursor's key values), and the count: one statement (see
+    :func:`page_statement`)."""
+    threshold = settings.CRM_EXACT_COUNT_THRESHOLD
+    counting = count_plan(customers.estimate, count, threshold)
+    sql, params = page_statement(
+        customers, reverse=reverse, offset=offset, limit=limit, boundary=boundary, count=counting
+    )
     with connections[read_alias()].cursor() as cursor:
-        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
-        plan = cursor.fetchone()[0]
-    if isinstance(plan, str):
-        plan = json.loads(plan)
-    return int(plan[0]["Plan"]["Plan Rows"])
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+    rows = [row[:-1] for row in found]
+    total = found[0][-1] if found else None
+    if counting == NONE:
+        return rows, Count(None, False)
+    if total is None and not found and boundary is None and offset == 0:
+        return rows, Count(0, False)  # nothing matches
+    if total is None:
+        return rows, Count(customers.estimate.matches, True)
+    if counting == BOUNDED and total > threshold:
+        return rows, Count(max(threshold + 1, customers.estimate.matches), True)
+    return rows, Count(total, False)
 
 
-def customer_count(
-    queryset: QuerySet, mode: str, *, exact_threshold: int, known_total: int | None = None
-) -> Count:
-    """``exact``, ``none``, or ``estimated``: exact when the planner expects at
-    most ``exact_threshold`` rows (counting them is then cheap), else its estimate.
+def page_statement(
+    customers: CustomerList,
+    *,
+    reverse: bool,
+    offset: int,
+    limit: int,
+    boundary: Sequence[Any] | None,
+    count: str,
+) -> tuple[str, list]:
+    """The one statement that reads a page and its count (:data:`PAGE`): the
+    plan's ids, then their rows, each with the count where ``count`` asks for
+    one (``COUNT(*) OVER ()`` where a sort reads every match anyway; else a
+    count of its own, stopped just past the threshold where ``bounded``)."""
+    plan_sql, plan_params = plan_statement(
+        customers, reverse=reverse, offset=offset, limit=limit, boundary=boundary, count=count
+    )
+    counted_sql, counted_params = count_sql(customers, count)
+    total = RawSQL(
+        f"coalesce((SELECT _total FROM page LIMIT 1), {counted_sql})",
+        counted_params,
+        output_field=IntegerField(),
+    )
+    ids = customers.rows().filter(id__in=RawSQL("SELECT id FROM page", []))
+    rows = selected(ids, customers.ordering, total).order_by(
+        *customers.ordering.order_by(reverse)
+    )
+    rows_sql, rows_params = rows.query.sql_with_params()
+    return PAGE.format(plan=plan_sql, rows=rows_sql), [*plan_params, *rows_params]
 
-    ``known_total`` is the count when the caller has already seen every
-    matching row (a last page reached without a cursor): no query needed.
+
+def plan_statement(
+    customers: CustomerList,
+    *,
+    reverse: bool,
+    offset: int,
+    limit: int,
+    boundary: Sequence[Any] | None,
+    count: str,
+) -> tuple[str, list]:
+    """The page's ids (and ``_total``), by the plan
+    :func:`core.customers.plans.walk_budget` chooses:
+
+    * a *walk* of the ordering's index where nothing is filtered (its ids
+      come from the index alone, however deep the OFFSET);
+    * a *sort* of the matches, read through the narrowest filter's index,
+      where the walk would cost more than the sort (its ``ORDER BY`` no
+      index matches, see :class:`core.customers.ordering.Unindexed`);
+    * else both: the walk, bounded to its budget of index entries, and the
+      sort if the walk came up short (:data:`WALK_OR_SORT`).
     """
-    if mode == "none":
-        return Count(None, False)
-    if known_total is not None:
-        return Count(known_total, False)
-    # A walk's membership tests need a driving scan that a count lacks: count
-    # the same customers with every filter as a join (see CustomerList).
-    counting = queryset.with_joins() if hasattr(queryset, "with_joins") else queryset
-    plan = getattr(queryset, "plan", None)
-    if plan is not None and plan.exact:
-        return Count(plan.estimate, False)
-    if mode == "estimated":
-        estimate = estimate_count(queryset)
-        if estimate > exact_threshold * COUNT_MARGIN:
-            return Count(estimate, True)
-        count_us = plan.count_us if plan is not None else 0.0
-        if estimate > exact_threshold and count_us > COUNT_BUDGET_US:
-            # Likely over the threshold, and a count would read far more
-            # rows than it counts: the estimate will do.
-            return Count(estimate, True)
-        if count_us > EXACT_COUNT_BUDGET_US:
-            return Count(estimate, True)
-        # Near or under the threshold: count, but no further than just past
-        # it, so that an estimate that was too low costs a bounded count.
-        counted = counting.values("pk")[: exact_threshold + 1].count()
-        if counted > exact_threshold:
-            return Count(max(estimate, counted), True)
-        return Count(counted, False)
-    return Count(counting.count(), False)
+    ordering = customers.ordering
+    seek = rows_after(ordering, boundary, reverse) if boundary is not None else Q()
+    if not customers.condition:
+        ids = walk_start(customers, seek, reverse).annotate(_total=NO_TOTAL)
+        ids = ids.values_list("id", "_total")
+        return ids[offset : offset + limit].query.sql_with_params()
+    budget = 0
+    if ordering.indexed:
+        expected = customers.walk_entries(offset + limit, boundary, reverse)
+        budget = walk_budget(customers.estimate, expected, offset + limit)
+    sort_sql, sort_params = sort_statement(customers, reverse, offset, limit, boundary, count)
+    if not budget:
+        return sort_sql, sort_params
+    walk_sql, walk_params = walk_statement(customers, seek, reverse, offset, limit, budget)
+    beyond = walk_start(customers, seek, reverse).values("id")[budget - 1 : budget]
+    beyond_sql, beyond_params = beyond.query.sql_with_params()
+    sql = WALK_OR_SORT.format(walk=walk_sql, beyond=beyond_sql, sort=sort_sql)
+    return sql, [*walk_params, limit, *beyond_params, *sort_params]
+
+
+def walk_start(customers: CustomerList, seek: Q, reverse: bool) -> QuerySet:
+    """The ordering's index from the cursor (and within the bounds the filters
+    put on its own field, see :attr:`CustomerList.start`) on, in order."""
+    start = customers.start & seek
+    if customers.ordering.by_record:
+        start &= Q(relationship_created__isnull=False)
+    return customers.rows().filter(start).order_by(*customers.ordering.order_by(reverse))
+
+
+def walk_statement(
+    customers: CustomerList, seek: Q, reverse: bool, offset: int, limit: int, budget: int
+) -> tuple[str, list]:
+    """The ids of the page's matches among the first ``budget`` entries of the
+    ordering's index.
+
+    ``SELECT id FROM (SELECT * … ORDER BY … LIMIT budget) core_customer_list
+    WHERE (condition) IS TRUE ORDER BY … LIMIT …``: the inner query reads the
+    index in order, the outer stops as soon as the page is full. The
+    condition is wrapped (``IS TRUE``) so that PostgreSQL tests it on each
+    row read, hashing a subquery's values once, instead of turning it into
+    a join that would lose the index's order; the walk's bounds are
+    repeated plainly, so that PostgreSQL sees the outer order is the inner's
+    (``last_name = 'Smith'`` makes ``ORDER BY last_name`` a no-op inside).
+    """
+    window = walk_start(customers, seek, reverse)[:budget]
+    rows = customers.rows().filter(customers.start, tested(customers.condition))
+    ids = rows.order_by(*customers.ordering.order_by(reverse)).values("id")
+    query = ids[offset : offset + limit].query
+    alias = query.get_initial_alias()
+    query.alias_map[alias] = WindowTable(window, alias)
+    sql, params = query.sql_with_params()
+    return sql, list(params)
+
+
+def sort_statement(
+    customers: CustomerList,
+    reverse: bool,
+    offset: int,
+    limit: int,
+    boundary: Sequence[Any] | None,
+    count: str,
+) -> tuple[str, list]:
+    """The ids of the page's matches, read through their filters' indexes and
+    sorted: an ``ORDER BY`` that no index matches, and the cursor as a
+    filter of the matches (as an index condition, PostgreSQL would read the
+    cursor's range of the ordering's index instead). Where no cursor
+    narrows them, the ids come with ``COUNT(*) OVER ()``: every match."""
+    ordering = customers.ordering
+    rows = customers.matches()
+    if boundary is not None:
+        rows = rows.filter(rows_after(ordering, boundary, reverse, unindexed=True))
+    counting = count in (BOUNDED, EXACT) and boundary is None
+    total = Window(RowCount("*")) if counting else NO_TOTAL
+    ids = rows.annotate(_total=total).values_list("id", "_total")
+    ids = ids.order_by(*ordering.order_by(reverse, unindexed=True))
+    return ids[offset : offset + limit].query.sql_with_params()
+
+
+def count_sql(customers: CustomerList, count: str) -> tuple[str, list]:
+    """The count every row of a page carries, as ``count`` plans it: of every
+    match (``exact``), of every match up to just past the threshold
+    (``bounded``), or none (NULL: the estimate stands)."""
+    if count not in (BOUNDED, EXACT):
+        return "NULL::integer", []
+    matches = customers.matches(ranked=False).values("id")
+    if count == BOUNDED:
+        matches = matches[: settings.CRM_EXACT_COUNT_THRESHOLD + 1]
+    sql, params = matches.query.sql_with_params()
+    return f"(SELECT count(*) FROM ({sql}) counted)", list(params)
+
+
+def selected(rows: QuerySet, ordering: Ordering, total: Expression) -> QuerySet:
+    """The row's columns, each key value (a cursor is made of them), and the count."""
+    columns = row_expressions()
+    keys = {f"_key{i}": key.expression for i, key in enumerate(ordering.keys)}
+    return rows.annotate(**columns, **keys, _total=total).values_list(*columns, *keys, "_total")
+
+
+class WindowTable(BaseTable):
+    """The first rows of a queryset as the FROM of another query, under the
+    table's own name, so that the outer query's columns still name it:
+    ``FROM (SELECT … LIMIT 5000) "core_customer_list"``."""
+
+    def __init__(self, queryset: QuerySet, alias: str) -> None:
+        super().__init__(queryset.model._meta.db_table, alias)
+        self.queryset = queryset
+
+    def as_sql(self, compiler, connection) -> tuple[str, list]:
+        sql, params = self.queryset.query.get_compiler(connection=connection).as_sql()
+        return f"({sql}) {compiler.quote_name_unless_alias(self.table_alias)}", list(params)
+
+    def relabeled_clone(self, change_map):
+        return self.__class__(self.queryset, change_map.get(self.table_alias, self.table_alias))
+
+    @property
+    def identity(self):
+        return self.__class__, self.table_name, self.table_alias, id(self.queryset)
 
 
 # -- cursors -----------------------------------------------------------------
@@ -355,8 +404,7 @@ class CustomerPagination:
 
     def paginate_queryset(
         self,
-        queryset: QuerySet,
-        ordering: Ordering,
+        customers: CustomerList,
         request: Request,
         *,
         page_size: int | None = None,
@@ -364,29 +412,22 @@ class CustomerPagination:
         cursor: str | None = None,
         count: str = "estimated",
     ) -> list[tuple]:
-        """Fetch the page the request asks for, count, and remember what the links need."""
-        self.request, self.ordering = request, ordering
+        """Fetch the page the request asks for and its count, and remember what
+        the links need."""
+        self.request, self.ordering = request, customers.ordering
         self.url = request.build_absolute_uri()
         self.size = page_size or self.page_size
         self.number = page
         if page is not None:
-            self.page = offset_page(queryset, ordering, page=page, size=self.size)
+            self.page = offset_page(customers, page=page, size=self.size, count=count)
             if not self.page.rows and page > 1:
                 raise NotFound(f"Page {page} is past the end of the results.")
-            # On the last page the count is known without a query.
-            seen_all = (page - 1) * self.size + len(self.page.rows)
-            known = seen_all if not self.page.has_next else self.page.total
         else:
             after, before = self.decode_cursor(cursor)
-            self.page = keyset_page(queryset, ordering, size=self.size, after=after, before=before)
-            alone = not self.page.has_next and not self.page.has_previous
-            known = len(self.page.rows) if alone else self.page.total
-        self.count = customer_count(
-            queryset,
-            count,
-            exact_threshold=settings.CRM_EXACT_COUNT_THRESHOLD,
-            known_total=known,
-        )
+            self.page = keyset_page(
+                customers, size=self.size, after=after, before=before, count=count
+            )
+        self.count = self.page.count
         return self.page.rows
 
     def decode_cursor(self, token: str | None) -> tuple[list | None, list | None]:

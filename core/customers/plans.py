@@ -31,9 +31,11 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Estimate:
     """What the planning sample expects of a list query (see
-    :mod:`core.customers.sample`): customers in the table, customers that
-    match, and how many a sort reads to find them: those of the narrowest
-    indexed filter, or every customer (``scan``) when no filter has an index."""
+    :mod:`core.customers.sample`): customers in the table; customers that
+    match; and how many a sort reads to find them (those of the narrowest
+    indexed filter, or every customer, ``scan``, where no filter has an
+    index or reading through it would cost more than a scan).
+    """
 
     rows: int
     matches: int
@@ -59,24 +61,27 @@ SCAN_ROW_US = 0.15
 SORT_ROW_US = 0.1
 
 
+def index_reads_pay(reads: int, rows: int) -> bool:
+    """Is reading ``reads`` customers through an index cheaper than reading
+    all ``rows`` in a sequential scan?"""
+    return reads * READ_ROW_US < rows * SCAN_ROW_US
+
+
 def sort_us(estimate: Estimate) -> float:
     """What reading and sorting the matches costs."""
     read = estimate.rows * SCAN_ROW_US if estimate.scan else estimate.reads * READ_ROW_US
     return read + estimate.matches * SORT_ROW_US
 
 
-def walk_budget(estimate: Estimate, needed: int) -> int:
+def walk_budget(estimate: Estimate, expected: float, needed: int) -> int:
     """Index entries a walk may read to find ``needed`` matches (the page, its
     offset and the row that says another page follows) before sorting the
-    matches would have been cheaper; 0: sort them at once.
-
-    The walk is expected to need ``needed`` times ``rows / matches`` entries
-    (matches spread evenly along the ordering); where that exceeds the
-    budget, it is not tried.
+    matches would have been cheaper; 0: sort them at once, where the walk is
+    ``expected`` (by the sample walked the same way, see
+    :meth:`core.customers.sample.ListSample.walk`) to need more than that.
     """
     budget = math.floor(sort_us(estimate) / WALK_ENTRY_US)
-    expected = needed * estimate.rows / max(estimate.matches, 1)
-    return budget if needed <= expected <= budget else 0
+    return budget if needed <= budget and expected <= budget else 0
 
 
 # -- counts --------------------------------------------------------------------

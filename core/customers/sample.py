@@ -24,9 +24,11 @@ for it after the first.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from django.db import DatabaseError, connections
@@ -36,23 +38,23 @@ SAMPLE_SIZE = 20_000
 #: How old a sample may get before it is read again, in the background.
 SAMPLE_SECONDS = 300
 
-#: The sampled columns, and how each is read: text upper-cased (what the
-#: substring filters compare), times as microseconds since 1970 and the
-#: birthday as its ordinal, both as float (NaN: none), so that a range is
-#: one NumPy comparison.
+#: The sampled columns, and how each is read: text as it is (a substring
+#: test upper-cases it, see ListSample.upper), times as microseconds since
+#: 1970 and the birthday key as its ordinal, as floats (NaN: none), so that a
+#: range is one NumPy comparison and a walk's order one ``argsort``.
 SAMPLED: dict[str, tuple[str, type]] = {
     "id": ("id::float8", float),
-    "first_name": ("upper(first_name)", str),
-    "last_name": ("upper(last_name)", str),
+    "first_name": ("first_name", str),
+    "last_name": ("last_name", str),
     "gender": ("gender", str),
     "customer_id": ("customer_id", str),
-    "phone_number": ("upper(phone_number)", str),
-    "birthday": ("(coalesce(birthday, '9999-12-31') - date '0001-01-01' + 1)::float8", float),
+    "phone_number": ("phone_number", str),
+    "birthday_key": ("(birthday_key - date '0001-01-01' + 1)::float8", float),
     "created": ("extract(epoch FROM created)::float8 * 1e6", float),
     "last_updated": ("extract(epoch FROM last_updated)::float8 * 1e6", float),
     "city_code": ("city_code", str),
-    "city": ("upper(city)", str),
-    "country": ("upper(country)", str),
+    "city": ("city", str),
+    "country": ("country", str),
     "points": ("points::float8", float),
     "last_activity": ("extract(epoch FROM last_activity)::float8 * 1e6", float),
 }
@@ -65,6 +67,17 @@ def instant_number(instant: dt.datetime) -> float:
     return instant.timestamp() * 1e6
 
 
+def sampled_value(value: Any) -> Any:
+    """A key value (a cursor's) as the sample holds its column."""
+    if isinstance(value, dt.datetime):
+        return instant_number(value)
+    if isinstance(value, dt.date):
+        return float(value.toordinal())
+    if isinstance(value, int):
+        return float(value)
+    return value
+
+
 @dataclass(frozen=True)
 class ListSample:
     """Sampled rows of the read table, column by column, and how many rows
@@ -72,29 +85,44 @@ class ListSample:
 
     rows: int
     columns: dict[str, np.ndarray]
+    #: Upper-cased text columns and sort orders, computed on first use.
+    _derived: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def size(self) -> int:
         return len(self.columns["id"])
 
+    @property
+    def scale(self) -> float:
+        """Customers each sampled row stands for."""
+        return self.rows / self.size if self.size else 0.0
+
     def scaled(self, mask: np.ndarray) -> int:
         """Customers of the table that the sampled rows of ``mask`` stand for."""
-        if not self.size:
-            return 0
-        return round(int(np.count_nonzero(mask)) * self.rows / self.size)
+        return round(int(np.count_nonzero(mask)) * self.scale)
 
     def everyone(self) -> np.ndarray:
         return np.ones(self.size, dtype=bool)
 
+    def upper(self, column: str) -> np.ndarray:
+        key = f"upper:{column}"
+        if key not in self._derived:
+            self._derived[key] = np.strings.upper(self.columns[column])
+        return self._derived[key]
+
+    def present(self, column: str) -> np.ndarray:
+        """Rows with a value in the numeric ``column`` (NaN: none)."""
+        return ~np.isnan(self.columns[column])
+
     def contains(self, column: str, text: str) -> np.ndarray:
-        """Rows whose (upper-cased) ``column`` contains ``text`` (upper-cased)."""
-        return np.strings.find(self.columns[column], text) >= 0
+        """Rows whose ``column`` contains ``text`` (upper-cased), any case."""
+        return np.strings.find(self.upper(column), text) >= 0
 
     def equals(self, column: str, value: object) -> np.ndarray:
         return self.columns[column] == value
 
     def isin(self, column: str, values: list[str]) -> np.ndarray:
-        """Rows whose (upper-cased) ``column`` is one of ``values`` (upper-cased)."""
+        """Rows whose ``column`` is one of ``values``."""
         return np.isin(self.columns[column], np.array(values, dtype=str))
 
     def compare(self, column: str, lookup: str, value: float) -> np.ndarray:
@@ -107,6 +135,53 @@ class ListSample:
                 "lte": values <= value,
                 "lt": values < value,
             }[lookup]
+
+    def order(self, column: str) -> np.ndarray:
+        """The sampled rows in ``column``'s order (a b-tree's, missing values last)."""
+        key = f"order:{column}"
+        if key not in self._derived:
+            self._derived[key] = np.argsort(self.columns[column], kind="stable")
+        return self._derived[key]
+
+    def walk(
+        self,
+        column: str,
+        descending: bool,
+        matches: np.ndarray,
+        within: np.ndarray,
+        after: Any,
+        needed: int,
+    ) -> float:
+        """How many entries of ``column``'s index a walk reads to find ``needed``
+        matches, found by walking the sample the same way: in the column's
+        order (``descending`` or not), from the first value past ``after``
+        (a cursor's, or None), over the rows ``within`` the walk's bounds.
+
+        It sees what evenly spread matches would hide: the customers who
+        signed up after 2024 come last in a walk by id (a walk by id passes
+        the 60% who signed up before them first), and a filter on the
+        walked field itself puts every match at one end.
+        """
+        order = self.order(column)
+        if descending:
+            order = order[::-1]
+        values = self.columns[column][order]
+        keep = within[order]
+        if after is not None:
+            with np.errstate(invalid="ignore"):
+                keep &= (values < after) if descending else (values > after)
+        found = np.flatnonzero(matches[order][keep])
+        domain = int(np.count_nonzero(keep))
+        wanted = needed / self.scale if self.scale else 0.0
+        if not len(found) or wanted > len(found):
+            return domain * self.scale  # the walk reads all it may, and comes up short
+        if wanted <= 1:
+            # Before the first sampled match: the stretch without matches
+            # first, then the matches' own spacing.
+            spacing = domain / len(found)
+            skipped = max(0.0, found[0] - spacing)
+            return (skipped + wanted * spacing) * self.scale
+        return (found[math.ceil(wanted) - 1] + 1) * self.scale
 
 
 def read_sample(alias: str, size: int = SAMPLE_SIZE, seed: int = 0) -> ListSample:
@@ -126,7 +201,9 @@ def read_sample(alias: str, size: int = SAMPLE_SIZE, seed: int = 0) -> ListSampl
         )
         estimated, low, high = cursor.fetchone()
         if low is None:
-            return ListSample(0, {name: np.array([], dtype=kind) for name, (_, kind) in SAMPLED.items()})
+            return ListSample(
+                0, {name: np.array([], dtype=kind) for name, (_, kind) in SAMPLED.items()}
+            )
         span = high - low + 1
         if estimated < 2 * size or span < 2 * size:
             cursor.execute(f"SELECT {select} FROM {TABLE}")

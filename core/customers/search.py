@@ -1,28 +1,29 @@
-"""Typo-tolerant search over customers (``?search=``), and the names it looks up.
+"""Typo-tolerant search over customers (``?search=``), and the values it looks up.
 
-See :func:`customer_search` for the query, and :class:`core.models.SearchTerm`
-for why similar names are looked up among the distinct names rather than over
-millions of customers. The trigger ``appuser_names_known`` adds each name a
-customer write brings (migration 0008); generate_data refills the table with
-:func:`search_terms_rebuild`, beside the query that reads it.
+See :func:`search_match` for the meaning, and :class:`core.models.SearchTerm`
+for why similar names and cities are looked up among the distinct values
+rather than over millions of customers. The read table's trigger function
+adds every value a write brings (migration 0011); generate_data refills the
+table with :func:`search_terms_rebuild`, beside the query that reads it.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-from django.db import connections
+import numpy as np
 from django.db.models import Case, FloatField, Q, QuerySet, Value, When
 from django.db.models.functions import Cast, Greatest
 
-from core.models import AppUser
-from crm.replicas import read_alias
-
 from .distinct import distinct_values_sql
-from .filters import CustomerFilter
+from .filters import CustomerFilter, has_trigram
+from .known import Similar, look_up
 from .ordering import SEARCH_RANK
+from .sample import ListSample
 
 #: Words of a search beyond this many are ignored.
 MAX_SEARCH_WORDS = 4
@@ -32,48 +33,125 @@ def search_words(text: str) -> list[str]:
     return [word.upper() for word in text.split()][:MAX_SEARCH_WORDS]
 
 
+class UnsearchableWord(ValueError):
+    """A search word that could only be found by reading every customer."""
+
+
+def check_searchable(text: str) -> None:
+    """Refuse a word with a digit but no trigram ("24"): it could only be looked
+    up in every customer's phone number, and matches most of them anyway."""
+    for word in search_words(text):
+        if re.search(r"\d", word) and not has_trigram(word):
+            raise UnsearchableWord(
+                f"{word!r} is too short to look up in phone numbers: give at least "
+                "three letters or digits in a row."
+            )
+
+
+@dataclass(frozen=True)
+class SearchWord:
+    """One word of a search and the known values it stands for: the cities
+    clearly similar to it (then it means those cities), else the similar
+    first and last names."""
+
+    word: str
+    cities: list[str] = field(default_factory=list)
+    first_names: list[str] = field(default_factory=list)
+    last_names: list[str] = field(default_factory=list)
+
+    @property
+    def phone(self) -> bool:
+        """Is it looked up in phone numbers? Only a word with a digit can be in one."""
+        return bool(re.search(r"\d", self.word))
+
+    def condition(self) -> Q:
+        if self.cities:
+            return Q(city__in=self.cities)
+        ways = (
+            Q(first_name__in=self.first_names)
+            | Q(last_name__in=self.last_names)
+            | Q(customer_id=self.word)
+        )
+        if self.phone:
+            # As ?phone_number= looks it up: through the trigram index.
+            ways |= CustomerFilter.base_filters["phone_number"].condition(self.word)
+        return ways
+
+    def rank(self) -> Any:
+        if self.cities:
+            return closeness_case("city", self.word, self.cities)
+        return Greatest(
+            closeness_case("first_name", self.word, self.first_names),
+            closeness_case("last_name", self.word, self.last_names),
+        )
+
+    def sample_test(self, sample: ListSample) -> np.ndarray:
+        if self.cities:
+            return sample.isin("city", self.cities)
+        matches = (
+            sample.isin("first_name", self.first_names)
+            | sample.isin("last_name", self.last_names)
+            | sample.equals("customer_id", self.word)
+        )
+        if self.phone:
+            matches |= sample.contains("phone_number", self.word)
+        return matches
+
+
 @dataclass(frozen=True)
 class SearchMatch:
-    """What ``?search=`` means in SQL: the condition every word must meet, and
-    the rank that orders the matches (see :func:`customer_search`)."""
+    """What ``?search=`` means in SQL: every word's condition, and the rank
+    that orders the matches (see :func:`search_match`)."""
 
-    condition: Q
-    rank: Any
-    #: A search of one word that is no city: the ways a customer can match it
-    #: (a first name, a last name, ...), each an index of its own.
-    branches: tuple[Q, ...] | None = None
+    words: tuple[SearchWord, ...]
 
-    def members(self, customers: QuerySet, column: str) -> QuerySet:
-        """``column`` of the matching ``customers``, for a membership set.
+    @classmethod
+    def of(cls, words: list[str], found: list[dict[str, list[str]]]) -> SearchMatch:
+        """The match of ``words``, given what :class:`core.customers.known.Similar`
+        found for each."""
+        return cls(
+            tuple(
+                SearchWord(
+                    word,
+                    cities=values.get("city", []),
+                    first_names=values.get("first_name", []),
+                    last_names=values.get("last_name", []),
+                )
+                for word, values in zip(words, found, strict=True)
+            )
+        )
 
-        One word: the union of its branches, each read from its own index.
-        PostgreSQL answers the condition as one bitmap of those indexes,
-        which it must check against the table's rows (47,002 customers named
-        like "alexandre" in 52 ms at 3M); the names' b-trees hold both names,
-        the id and the address_id, so the union reads no row at all (5 ms).
-        """
-        if self.branches is None:
-            return customers.filter(self.condition).values(column)
-        first, *others = [customers.filter(branch).values(column) for branch in self.branches]
-        return first.union(*others, all=True)
+    @property
+    def condition(self) -> Q:
+        condition = Q()
+        for word in self.words:
+            condition &= word.condition()
+        return condition
 
-    def apply(self, queryset: QuerySet) -> QuerySet:
-        """Customers of ``queryset`` that match, ranked."""
-        return self.ranked(queryset).filter(self.condition)
-
-    def ranked(self, queryset: QuerySet) -> QuerySet:
-        """``queryset`` with the rank to order by, and no condition: where the
-        matches are tested elsewhere (a membership set, see
-        :func:`core.customers.selectors.customer_list`)."""
+    @cached_property
+    def rank(self) -> Any:
+        """How close a customer is to the words (see :func:`search_match`)."""
+        rank: Any = Value(0.0)
+        for word in self.words:
+            rank = rank + word.rank()
         # A double, so that a cursor carries the rank exactly: a float4 compared
         # with the cursor's double goes through numeric at six digits, and the
         # boundary row would come back on the next page.
-        return queryset.alias(**{SEARCH_RANK: Cast(self.rank, FloatField())})
+        return Cast(rank, FloatField())
 
+    def ranked(self, queryset: QuerySet) -> QuerySet:
+        """``queryset`` with the rank to order by (``search_rank``)."""
+        return queryset.alias(**{SEARCH_RANK: self.rank})
 
-def customer_search(queryset: QuerySet, text: str) -> QuerySet:
-    """Customers of ``queryset`` matching ``text`` (see :func:`search_match`), ranked."""
-    return search_match(text).apply(queryset)
+    def apply(self, queryset: QuerySet) -> QuerySet:
+        """Customers of ``queryset`` that match, ranked (the admin's search)."""
+        return self.ranked(queryset).filter(self.condition)
+
+    def sample_test(self, sample: ListSample) -> np.ndarray:
+        matches = sample.everyone()
+        for word in self.words:
+            matches &= word.sample_test(sample)
+        return matches
 
 
 def search_match(text: str) -> SearchMatch:
@@ -81,17 +159,11 @@ def search_match(text: str) -> SearchMatch:
 
     A word that is clearly similar to a city's name (see CITY_SIMILARITY)
     keeps that city's customers; any other word must be trigram-similar to
-    the first or last name (pg_trgm's ``%``, with
-    ``pg_trgm.similarity_threshold`` at 0.25 on this project's sessions), be
-    the customer number, or be part of the phone number. Similar names are
-    looked up among the distinct names (SearchTerm, a millisecond), and the
-    customers who bear them through the names' b-trees.
-
-    Why cities are told apart first: a condition "name matches OR city
-    matches" spans two tables, and PostgreSQL can then only test it row by
-    row after joining 3M customers to 3M addresses (measured: 6.8 s). Split
-    this way, every word is a bitmap OR of trigram and b-tree index scans on
-    one table. The few city names come from the ``(city, id)`` index.
+    the first or last name, be the customer number, or (a word with a
+    digit) be part of the phone number. Similar names are looked up among
+    the distinct names (SearchTerm; every word's in one statement, see
+    :mod:`core.customers.known`), and the customers who bear them come from
+    the read table's name b-trees.
 
     The rank adds up, for each word, how close the nearer of the first and
     last name (or the city) is to it (:func:`closeness`: 1 for the same word,
@@ -101,34 +173,8 @@ def search_match(text: str) -> SearchMatch:
     neither. The closeness of each candidate name is computed here, once per
     distinct name, and reaches SQL as a ``CASE`` over those names.
     """
-    rank: Any = Value(0.0)
-    condition = Q()
     words = search_words(text)
-    branches = None
-    for word in words:
-        cities = similar_cities(word)
-        if cities:
-            condition &= Q(address__city__in=cities)
-            rank = rank + closeness_case("address__city", word, cities)
-            continue
-        names = similar_names(word)
-        ways = (
-            Q(first_name__in=names["first_name"]),
-            Q(last_name__in=names["last_name"]),
-            Q(customer_id=word),
-            # As ?phone_number= looks it up (a word without a trigram would
-            # make the trigram index return every customer to recheck:
-            # search=a+e+i+o took 1.4 s at 3M, tested on each row 0.5 s).
-            CustomerFilter.base_filters["phone_number"].condition(word),
-        )
-        condition &= ways[0] | ways[1] | ways[2] | ways[3]
-        if len(words) == 1:
-            branches = ways
-        rank = rank + Greatest(
-            closeness_case("first_name", word, names["first_name"]),
-            closeness_case("last_name", word, names["last_name"]),
-        )
-    return SearchMatch(condition, rank, branches)
+    return SearchMatch.of(words, look_up([Similar(word) for word in words]))
 
 
 def closeness(word: str, name: str) -> float:
@@ -163,8 +209,8 @@ def edit_distance(a: str, b: str) -> int:
     return previous[len(b)]
 
 
-def closeness_case(field: str, word: str, values: list[str]) -> Any:
-    """``CASE WHEN field IN (…) THEN closeness …`` for the candidate ``values``
+def closeness_case(column: str, word: str, values: list[str]) -> Any:
+    """``CASE WHEN column IN (…) THEN closeness …`` for the candidate ``values``
     (one branch per distinct closeness, closest first; 0 for any other value)."""
     by_closeness: dict[float, list[str]] = defaultdict(list)
     for value in values:
@@ -173,7 +219,7 @@ def closeness_case(field: str, word: str, values: list[str]) -> Any:
         return Value(0.0)
     return Case(
         *[
-            When(**{f"{field}__in": names}, then=Value(score))
+            When(**{f"{column}__in": names}, then=Value(score))
             for score, names in sorted(by_closeness.items(), reverse=True)
         ],
         default=Value(0.0),
@@ -181,46 +227,25 @@ def closeness_case(field: str, word: str, values: list[str]) -> Any:
     )
 
 
-#: How similar a word must be to a city's name to be read as that city: well
-#: above the names' 0.25, so that "mary" (0.25 to "Marseille") stays a name
-#: while "viena" (0.63 to "Vienna") is the city.
-CITY_SIMILARITY = 0.5
-
-
-def similar_names(word: str) -> dict[str, list[str]]:
-    """First and last names trigram-similar to ``word`` (see SearchTerm)."""
-    names: dict[str, list[str]] = {"first_name": [], "last_name": []}
-    with connections[read_alias()].cursor() as cursor:
-        cursor.execute("SELECT field, value FROM core_searchterm WHERE upper(value) %% %s", [word])
-        for field, value in cursor.fetchall():
-            names[field].append(value)
-    return names
-
-
-def similar_cities(word: str) -> list[str]:
-    """Names of cities trigram-similar to ``word`` (a loose scan of the city index)."""
-    with connections[read_alias()].cursor() as cursor:
-        cursor.execute(
-            f"SELECT value FROM ({distinct_values_sql('core_address', 'city')}) "
-            "cities WHERE similarity(upper(value), %s) >= %s",
-            [word, CITY_SIMILARITY],
-        )
-        return [row[0] for row in cursor.fetchall()]
+#: The read table's columns whose distinct values SearchTerm keeps, each the
+#: first column of one of its b-trees (a loose index scan reads them).
+KNOWN_FIELDS = ("first_name", "last_name", "city", "country")
 
 
 def search_terms_rebuild(cursor) -> None:
-    """Refill SearchTerm from the customers' names (generate_data, after its swap).
+    """Refill SearchTerm from the read table (generate_data, in its swap).
 
-    Loose index scans of the name b-trees: one index descent per distinct
-    name (about 15,000), not a read of millions of rows.
+    Loose index scans of the read table's b-trees: one index descent per
+    distinct value (about 11,000 names, 58 cities, 10 countries), not a
+    read of millions of rows.
     """
     cursor.execute("DELETE FROM core_searchterm")
     cursor.execute(
         "INSERT INTO core_searchterm (field, value) "
         + " UNION ALL ".join(
-            f"SELECT '{field}', value FROM ("
-            + distinct_values_sql(AppUser._meta.db_table, field)
-            + ") names"
-            for field in ("first_name", "last_name")
+            f"SELECT '{column}', value FROM ("
+            + distinct_values_sql("core_customer_list", column)
+            + ") known"
+            for column in KNOWN_FIELDS
         )
     )
