@@ -15,7 +15,7 @@ from django.test import Client
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from core.customers.ordering import SORT_FIELDS
+from core.customers.ordering import FEW_TIES_PAIRS, INDEXED_ORDERS, SORT_FIELDS
 from core.models import NO_BIRTHDAY
 
 URL = "/api/users/"
@@ -81,21 +81,27 @@ def sort_value(row: dict, field: str):
     }.get(field, row.get(field))
 
 
+#: The field each field's index sorts next (README, "Ordering").
+THEN = {"first_name": "last_name", "last_name": "first_name", "address__country": "address__city"}
+
+
 def model_list(rows: list[dict], filters: dict[str, str], ordering: list[str]) -> list[int]:
     fields = [f.removeprefix("-") for f in ordering]
     selected = [r for r in rows if all(matches(r, k, v) for k, v in filters.items())]
     if any(f.startswith("relationship__") for f in fields):
         selected = [r for r in selected if r["points"] is not None]
     keys = [(f.removeprefix("-"), f.startswith("-")) for f in ordering]
-    then = SORT_FIELDS[fields[-1]].then
-    if then and then not in fields:
-        # The field the last one's index sorts next orders its ties.
-        keys.append((then, keys[-1][1]))
-    if fields[-1] not in ("id", "customer_id"):
-        descending = keys[-1][1]
-        if all(f.startswith("address__") for f, _ in keys):
-            keys.append(("address_id", descending))
-        keys.append(("id", descending))
+    unique = next((i for i, (f, _) in enumerate(keys) if f in ("id", "customer_id")), None)
+    if unique is not None:
+        keys = keys[: unique + 1]  # a unique field leaves no ties
+    else:
+        # The README: the last field's ties are ordered by the field its index
+        # sorts next (a last name's by the first name, a country's by the
+        # city), then by the customer's id.
+        then = THEN.get(keys[-1][0])
+        if then and then not in fields:
+            keys.append((then, keys[-1][1]))
+        keys.append(("id", keys[-1][1]))
 
     def compare(a, b):
         for field, descending in keys:
@@ -169,17 +175,18 @@ def filter_values(draw, rows: list[dict]) -> dict[str, str]:
 
 @st.composite
 def orderings(draw) -> list[str]:
-    """Orderings the list serves (see core.customers.ordering.check_servable):
-    one field; a field with few ties, then any; a name pair, then any; the
-    country and city."""
-    first, descending = draw(st.sampled_from(SORTABLE)), draw(st.booleans())
-    fields = [(first, descending)]
-    spec = SORT_FIELDS[first]
-    followers_allowed = spec.few_ties
-    if spec.then and draw(st.booleans()):
-        fields.append((spec.then, descending))
-        followers_allowed = spec.then_few_ties
-    if followers_allowed:
+    """Orderings the list serves (README, "Ordering"): the start of an index's
+    order in one direction (``last_name,first_name``); or a field with few
+    ties (or a name pair), then any fields in any direction."""
+    descending = draw(st.booleans())
+    if draw(st.booleans()):
+        order = draw(st.sampled_from(INDEXED_ORDERS))
+        fields = [(name, descending) for name in order[: draw(st.integers(1, len(order)))]]
+    else:
+        first = draw(st.sampled_from([n for n in SORTABLE if SORT_FIELDS[n].few_ties]))
+        fields = [(first, descending)]
+        if draw(st.booleans()):
+            fields = [(name, descending) for name in draw(st.sampled_from(sorted(FEW_TIES_PAIRS)))]
         for name, desc in draw(
             st.lists(st.tuples(st.sampled_from(SORTABLE), st.booleans()), max_size=2)
         ):

@@ -24,7 +24,7 @@ def served_by(client, url: str, **kwargs):
     with CaptureQueriesContext(connections["replica_1"]) as on_replica:
         response = client.get(url, **kwargs)
     # The page's own query, not the router's health check.
-    return response, any("core_appuser" in q["sql"] for q in on_replica.captured_queries)
+    return response, any("core_customer_list" in q["sql"] for q in on_replica.captured_queries)
 
 
 def standby_metrics() -> dict:

@@ -110,7 +110,7 @@ def test_the_roles_statement_timeout_cancels_a_slow_request(pooled):
     ) as blocker:
         # Another session holds the table: the list's query waits until the
         # role's statement timeout (0.7 s here) cancels it.
-        blocker.execute("LOCK TABLE core_appuser IN ACCESS EXCLUSIVE MODE")
+        blocker.execute("LOCK TABLE core_customer_list IN ACCESS EXCLUSIVE MODE")
         started = time.monotonic()
         status, body = call(stack, token, "/api/users/?count=none")
         waited = time.monotonic() - started

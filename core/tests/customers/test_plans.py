@@ -1,18 +1,21 @@
-"""The list's plans: walk or sort, joins or membership sets; every plan returns the same pages."""
+"""The list's plans: walk, sort, or a bounded walk that falls back to a sort;
+every plan returns the same pages, and each is chosen where it is cheaper."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.customers import pagination, selectors
-from core.customers.ordering import ADDRESS, CUSTOMER, RELATIONSHIP, customer_ordering
-from core.customers.selectors import TESTABLE, Group, list_plan, sort_cost, walk_cost
+from core.customers import pagination, plans, selectors
+from core.customers.ordering import customer_ordering
+from core.customers.pagination import page_statement
+from core.customers.plans import Estimate, walk_budget
+from core.models import AppUser, CustomerRelationship
 from core.tests.clients import api_client
 from core.tests.list_model import (
     HYPOTHESIS,
@@ -26,43 +29,23 @@ from core.tests.list_model import (
 
 pytestmark = pytest.mark.django_db
 
-CHOSEN = selectors.list_plan
-
 
 def forced(kind: str):
-    """``list_plan`` made to sort (read through the first table's filters) or to
-    walk, testing every table it can by membership: the shapes the cost model
-    picks at millions of rows, forced on a small table. ``sort-first`` finds
-    the matches before it reads their sort keys."""
+    """``walk_budget`` made to sort at once, to walk as far as it likes, or to
+    walk no further than the rows it needs, so that the walk comes up short
+    and falls back to the sort unless each entry matches: each plan forced
+    on a small table."""
 
-    def plan(filters, ordering, searched=None):
-        base = CHOSEN(filters, ordering, searched)
-        groups, _ = selectors.table_estimates(filters, searched)
-        if kind.startswith("sort"):
-            driver = next((g for g in groups if g.buildable), None)
-            scanned = driver.table if driver else CUSTOMER
-            testable = TESTABLE[scanned]
-            probes = {
-                g.table for g in groups if g is not driver and g.buildable and g.table in testable
-            }
-            return dataclasses.replace(
-                base,
-                sort=True,
-                probes=frozenset(probes),
-                scanned=scanned,
-                filter_first=kind == "sort-first",
-            )
-        scanned = ordering.keys[0].table
-        probes = {g.table for g in groups if g.buildable and g.table in TESTABLE[scanned]}
-        return dataclasses.replace(base, sort=False, probes=frozenset(probes), scanned=scanned)
+    def budget(estimate: Estimate, expected: float, needed: int) -> int:
+        return {"sort": 0, "walk": 10**9, "fallback": needed}[kind]
 
-    return plan
+    return budget
 
 
-@pytest.fixture(params=["chosen", "sort", "sort-first", "walk"])
+@pytest.fixture(params=["chosen", "sort", "walk", "fallback"])
 def plan_kind(request, monkeypatch):
     if request.param != "chosen":
-        monkeypatch.setattr(selectors, "list_plan", forced(request.param))
+        monkeypatch.setattr(pagination, "walk_budget", forced(request.param))
     return request.param
 
 
@@ -90,146 +73,142 @@ def test_every_plan_numbers_pages_and_counts_like_the_model(
     assert (body["count"], body["count_is_estimate"]) == (len(expected), False)
 
 
-def explain(queryset, ordering) -> str:
-    page = pagination.page_query(queryset, ordering).order_by(*ordering.order_by())[:51]
-    ids = queryset.order_by(*ordering.order_by()).values("pk")[:51]
-    sql, params = (ids if queryset.plan else page).query.sql_with_params()
+def explain(customers, *, limit: int = 51) -> str:
+    sql, params = page_statement(
+        customers, reverse=False, offset=0, limit=limit, boundary=None, count=plans.NONE
+    )
     with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute(f"EXPLAIN {sql}", params)
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
-def test_a_walk_tests_other_tables_by_a_hashed_membership_set(dataset, monkeypatch):
-    monkeypatch.setattr(selectors, "list_plan", forced("walk"))
-    ordering = customer_ordering("created")
-    queryset = selectors.customer_list(
-        filters={"points_min": 100, "city": "vienna"}, ordering=ordering
+def test_a_walk_reads_the_orderings_index_and_tests_each_row(dataset, monkeypatch):
+    monkeypatch.setattr(pagination, "walk_budget", forced("walk"))
+    customers = selectors.customer_list(
+        filters={"points_min": 100, "city": "vienna"}, ordering=customer_ordering("created")
     )
-    assert queryset.plan.probes == {RELATIONSHIP, ADDRESS}
-    plan = explain(queryset, ordering)
-    assert plan.count("hashed SubPlan") == 2, plan
-    assert "appuser_created_id" in plan, plan
+    plan = explain(customers)
+    assert "customer_list_created" in plan, plan
+    # The city's look-up was made first: its values are in the statement.
+    assert "'Vienna'" in plan, plan
+    assert "IS TRUE" in plan, plan
 
 
-def test_a_sort_reads_the_matches_through_the_filters_index(dataset, monkeypatch):
-    monkeypatch.setattr(selectors, "list_plan", forced("sort"))
-    ordering = customer_ordering("created")
-    queryset = selectors.customer_list(filters={"points_min": 100}, ordering=ordering)
-    assert queryset.plan.sort
-    sql = str(queryset.order_by(*ordering.order_by(unindexed=True)).query)
-    assert "+ interval '0 seconds'" in sql
-    plan = explain(queryset.order_by(), ordering)
-    assert "relationship_points_user" in plan, plan
+def test_a_sort_reads_the_matches_through_the_narrowest_filters_index(dataset, monkeypatch):
+    monkeypatch.setattr(pagination, "walk_budget", forced("sort"))
+    customers = selectors.customer_list(
+        filters={"customer_id": "EDGE-1", "gender": "o"}, ordering=customer_ordering("created")
+    )
+    plan = explain(customers)
+    assert "+ '00:00:00'::interval" in plan or "interval" in plan, plan
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        assert "customer_list_customer_id" in explain(customers)
 
 
-# -- the cost model, at the sizes it is made for ----------------------------------
+def test_a_walk_that_comes_up_short_falls_back_to_the_sort(dataset, monkeypatch):
+    """A walk bounded to a few entries finds too few matches: the statement
+    sorts the matches instead, and the page is the model's."""
+    monkeypatch.setattr(pagination, "walk_budget", forced("fallback"))
+    customers = selectors.customer_list(
+        filters={"gender": "o"}, ordering=customer_ordering("-created")
+    )
+    assert "fallback" in explain(customers)
+    expected = model_list(dataset, {"gender": "o"}, ["-created"])
+    assert walk(api_client(), query({"gender": "o", "ordering": "-created"})) == expected
+
+
+def test_a_list_request_is_one_statement_and_two_with_a_text_look_up(dataset):
+    client = api_client()
+    for url, statements in (
+        ("/api/users/?points_min=100&ordering=-relationship__points", 1),
+        ("/api/users/?created_from=2020-01-01&gender=f&count=exact", 1),
+        ("/api/users/?city=vienna&last_name=smi&ordering=last_name", 2),
+        ("/api/users/?search=smith&country=austria", 2),
+    ):
+        client.get(url)  # the sample, the token: read once
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(url).status_code == 200
+        listed = [
+            q
+            for q in captured.captured_queries
+            if "core_customer_list" in q["sql"] or "core_searchterm" in q["sql"]
+        ]
+        assert len(listed) == statements, [q["sql"][:120] for q in listed]
+
+
+# -- the rule, at the sizes it is made for ----------------------------------------
 
 MILLION = 3_000_000
 
 
-def group(table: str, share: float, index_only: bool = True) -> Group:
-    return Group(table, round(share * MILLION), MILLION, index_only, buildable=True)
-
-
-def choose(groups: list[Group], spec: str):
-    ordering = customer_ordering(spec)
-    estimate = MILLION
-    for g in groups:
-        estimate *= g.share
-    walk = walk_cost(groups, ordering, MILLION, round(estimate))
-    sorts = [sort_cost(groups, driver, round(estimate), ordering) for driver in groups]
-    return min([walk, *sorts], key=lambda candidate: candidate.cost)
-
-
 def test_few_matches_are_sorted_many_are_walked():
-    # 1,200 customers with 68,462 points or more, ordered by birthday: the
-    # LIMIT trap walks 148,558 birthdays for them; a sort reads 1,200.
-    chosen = choose([group(RELATIONSHIP, 0.0004)], "birthday")
-    assert (chosen.sort, chosen.scanned) == (True, RELATIONSHIP)
-    # 40% of customers: the first 51 birthdays hold the page.
-    assert choose([group(RELATIONSHIP, 0.4)], "birthday").sort is False
+    # 1,200 customers with 68,462 points or more, ordered by birthday: a walk
+    # expects 51 * 2,500 entries, a sort reads 1,200.
+    rare = Estimate(MILLION, 1_200, 1_200)
+    assert walk_budget(rare, expected=51 * MILLION / 1_200, needed=51) == 0
+    # 40% of customers: the first 130 birthdays hold the page.
+    common = Estimate(MILLION, 1_200_000, 1_200_000)
+    assert walk_budget(common, expected=130, needed=51) >= 130
 
 
-def test_a_selective_filter_of_another_table_becomes_a_membership_set():
-    # 0.2% of customers (6,000): a walk of 25,000 created dates, each tested
-    # against a set of 6,000 ids, beats 6,000 sorted rows and 25,000 joins.
-    chosen = choose([group(RELATIONSHIP, 0.002)], "created")
-    assert not chosen.sort
-    assert chosen.probes == {RELATIONSHIP}
-    # 40% of customers: a set of 1.2M ids is not worth building for a walk of 130.
-    assert choose([group(RELATIONSHIP, 0.4)], "created").probes == frozenset()
+def test_a_walk_is_given_what_the_sort_would_cost():
+    estimate = Estimate(MILLION, 30_000, 90_000)
+    budget = walk_budget(estimate, expected=1_000, needed=51)
+    assert budget * plans.WALK_ENTRY_US == pytest.approx(plans.sort_us(estimate), rel=0.01)
+    # Expected to need more than that, or needing more rows: not tried.
+    assert walk_budget(estimate, expected=budget + 1, needed=51) == 0
+    assert walk_budget(estimate, expected=1_000, needed=budget + 1) == 0
 
 
-def test_a_walk_tests_its_own_tables_filters_on_the_rows_it_reads():
-    # ?last_name=smith, 1% of customers, from the trigram index (not index
-    # only): walking the ids reads about 5,100 rows for a page; a set of
-    # every Smith would read 10,000 rows first.
-    chosen = choose([group(CUSTOMER, 0.01, index_only=False)], "id")
-    assert (chosen.sort, chosen.probes, chosen.scanned) == (False, frozenset(), CUSTOMER)
-    # Another table's filter, as selective, is still a set: a join per walked
-    # customer costs more, and a misjudged walk costs it many times over.
-    assert choose([group(RELATIONSHIP, 0.01)], "created").probes == {RELATIONSHIP}
+def test_a_scan_replaces_an_index_that_would_read_too_many_customers():
+    assert plans.index_reads_pay(MILLION // 100, MILLION)
+    assert not plans.index_reads_pay(MILLION // 2, MILLION)
 
 
-def test_a_set_too_large_for_work_mem_is_never_built(dataset, monkeypatch):
-    # PostgreSQL would run a subplan that does not fit in work_mem once per row.
-    monkeypatch.setattr(selectors, "MAX_MEMBERS", 10)
-    (everyone,), _ = selectors.table_estimates({"points_min": 0})
-    assert everyone.matches > 10
-    assert not everyone.buildable
-    walk = walk_cost([everyone], customer_ordering("created"), 150, everyone.matches)
-    assert walk.probes == frozenset()
+def test_counts_are_exact_where_cheap_and_estimated_where_many_match():
+    threshold = 10_000
+    assert plans.count_plan(Estimate(MILLION, 500, 500), "estimated", threshold) == plans.BOUNDED
+    many = Estimate(MILLION, 500_000, 500_000)
+    assert plans.count_plan(many, "estimated", threshold) == plans.ESTIMATE
+    assert plans.count_plan(many, "exact", threshold) == plans.EXACT
+    assert plans.count_plan(many, "none", threshold) == plans.NONE
+    # Few matches, but finding them reads every customer: the estimate stands.
+    costly = Estimate(MILLION, 3_000, MILLION, scan=True)
+    assert plans.count_plan(costly, "estimated", threshold) == plans.ESTIMATE
 
 
-def test_a_range_on_one_table_is_counted_not_guessed(dataset):
-    plan = list_plan({"points_min": 100}, customer_ordering("created"))
-    assert plan.exact
-    assert plan.estimate == sum(
-        1 for row in dataset if row["points"] is not None and row["points"] >= 100
+# -- the sample's walk ------------------------------------------------------------
+
+
+def test_the_sample_sees_matches_at_the_far_end_of_a_walk(dataset):
+    """Customers are written in id order, so their sign-up dates follow the
+    ids: the newest come last in a walk by id, first in a walk by -id."""
+    newest = sorted(row["created"] for row in dataset)[-len(dataset) // 4]
+    filters = {"created_from": (newest, False)}
+    by_id = selectors.customer_list(filters=filters, ordering=customer_ordering("id"))
+    by_newest = selectors.customer_list(filters=filters, ordering=customer_ordering("-id"))
+    assert by_id.walk_entries(5, None, False) > 0.6 * len(dataset)
+    assert by_newest.walk_entries(5, None, False) < 0.1 * len(dataset)
+
+
+def test_a_filter_on_the_walked_field_bounds_the_walk(dataset):
+    customers = selectors.customer_list(
+        filters={"points_min": 1000}, ordering=customer_ordering("-relationship__points")
     )
+    assert "customer_list_points" in explain(customers)
+    # Every match lies at the start of the walk: a walk, not a sort.
+    assert customers.walk_entries(5, None, False) <= 6
 
 
-def test_a_walk_that_passes_a_correlated_ranges_far_end_first_is_longer(dataset):
-    """Customers are written in id order, so their sign-up dates follow the ids:
-    the oldest customers come last in a walk by -id, first in a walk by id."""
-    assert selectors.column_correlation("created") > selectors.FOLLOWS_ROWS
-    oldest = sorted(row["created"] for row in dataset)[len(dataset) // 4]
-    bound = (oldest, False)
-    share = sum(1 for row in dataset if row["created"] <= oldest) / len(dataset)
-    skipped = selectors.walk_skip({"created_to": bound}, customer_ordering("-id"))
-    assert skipped == pytest.approx(1 - share, abs=0.35)
-    assert selectors.walk_skip({"created_to": bound}, customer_ordering("id")) == 0
-    assert selectors.walk_skip({"created_from": bound}, customer_ordering("-id")) == 0
-    # Uncorrelated: no stretch to pass.
-    assert selectors.walk_skip({"created_to": bound}, customer_ordering("last_name")) == 0
-    # Walking the range's own column starts within the range.
-    assert selectors.walk_skip({"created_to": bound}, customer_ordering("-created")) == 0
-
-
-def test_a_substring_the_statistics_cannot_see_is_not_taken_for_a_rare_one(dataset):
-    """A phone substring without a trigram that no histogram value holds is
-    estimated at UNSEEN_SHARE of the customers, not at a handful: taken for
-    rare, it made the list sort a million customers to find 17,019."""
-    (group,), customers = selectors.table_estimates({"phone_number": "9q"})
-    assert group.matches >= selectors.UNSEEN_SHARE * customers - 1
-    assert not group.exact
-
-
-def test_a_walk_by_last_update_starts_where_the_sign_ups_do(dataset, monkeypatch):
+def test_a_walk_by_last_update_starts_where_the_sign_ups_do(dataset):
     """Nobody is updated before being created (a constraint of the table), so
-    a walk by last update with a lower bound on sign-up starts at that bound:
-    the customers last updated before it cannot match."""
-    from django.db import IntegrityError, transaction
-
-    from core.models import AppUser
-
-    monkeypatch.setattr(selectors, "list_plan", forced("walk"))
+    a walk by last update with a lower bound on sign-up starts at that bound."""
     since = sorted(row["created"] for row in dataset)[len(dataset) // 2]
-    ordering = customer_ordering("last_updated")
-    queryset = selectors.customer_list(filters={"created_from": (since, False)}, ordering=ordering)
-    assert '"core_appuser"."last_updated" >=' in str(queryset.query)
-    assert selectors.walk_skip({"created_from": (since, False)}, ordering) == 0
+    customers = selectors.customer_list(
+        filters={"created_from": (since, False)}, ordering=customer_ordering("last_updated")
+    )
+    assert "last_updated" in str(customers.start)
     customer = AppUser.objects.first()
     with pytest.raises(IntegrityError), transaction.atomic():
         AppUser.objects.filter(pk=customer.pk).update(
@@ -238,11 +217,7 @@ def test_a_walk_by_last_update_starts_where_the_sign_ups_do(dataset, monkeypatch
 
 
 def test_a_record_is_created_after_its_customer_and_active_since(dataset):
-    """The constraints a walk by last activity starts from (IMPLIED_STARTS)."""
-    from django.db import IntegrityError, transaction
-
-    from core.models import AppUser, CustomerRelationship
-
+    """The constraints a walk by last activity starts from (IMPLIED_BOUNDS)."""
     record = CustomerRelationship.objects.select_related("appuser").first()
     before = record.appuser.created - dt.timedelta(seconds=1)
     with pytest.raises(IntegrityError), transaction.atomic():
@@ -251,9 +226,8 @@ def test_a_record_is_created_after_its_customer_and_active_since(dataset):
         AppUser.objects.filter(pk=record.pk).update(created=record.created + dt.timedelta(1))
     with pytest.raises(IntegrityError), transaction.atomic():
         CustomerRelationship.objects.filter(pk=record.pk).update(last_activity=before)
-    ordering = customer_ordering("relationship__last_activity")
-    since = (record.appuser.created, False)
-    assert selectors.implied_starts({"created_from": since}, ordering) == {
-        "relationship__last_activity__gte": record.appuser.created
-    }
-    assert selectors.walk_skip({"created_from": since}, ordering) == 0
+    customers = selectors.customer_list(
+        filters={"created_from": (record.appuser.created, False)},
+        ordering=customer_ordering("relationship__last_activity"),
+    )
+    assert "last_activity" in str(customers.start)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from django.db import connection
 
-from core.models import Address, AppUser, CustomerRelationship
+from core.models import Address, AppUser, CustomerRelationship, CustomerRow
 
-TABLES = [model._meta.db_table for model in (Address, AppUser, CustomerRelationship)]
+MODELS = (Address, AppUser, CustomerRelationship, CustomerRow)
+TABLES = [model._meta.db_table for model in MODELS]
 
 
 def table_digest() -> dict[str, str]:
     """An md5 over every row of every table, in id order."""
     digests = {}
     with connection.cursor() as cursor:
-        for model in (Address, AppUser, CustomerRelationship):
+        for model in MODELS:
             table = model._meta.db_table
             cursor.execute(
                 f"SELECT count(*), md5(string_agg(t::text, E'\\n' "
@@ -24,7 +25,7 @@ def table_digest() -> dict[str, str]:
 
 
 def schema_snapshot() -> list[tuple]:
-    """Everything a load must carry over, of the three tables, by name and definition:
+    """Everything a load must carry over, of the four tables, by name and definition:
     indexes, constraints, columns (defaults, identity), statistics, storage
     parameters, comments, grants, triggers."""
     queries = [

@@ -54,7 +54,7 @@ def test_appends_a_report_row_with_phase_timings(reports_dir):
 def test_progress_is_plain_lines_off_a_terminal_and_silent_when_quiet(reports_dir, capsys):
     call_command("generate_data", n=100, chunk=50, as_of=AS_OF)
     out = capsys.readouterr()
-    assert "copy: 300/300 rows" in out.err
+    assert "copy: 400/400 rows" in out.err
     assert re.search(r"^build: (\d+)/\1 steps", out.err, re.MULTILINE), out.err
     assert "swap: 1/1" in out.err
     assert "Loaded 100 customers" in out.out

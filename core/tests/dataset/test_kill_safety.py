@@ -2,7 +2,8 @@
 
 The child loads enough rows for each phase to last, and the test kills it
 the moment the server shows it there: its COPY into the first shadow (nothing
-committed yet), its COPY into a later one (a shadow committed), an index
+committed yet: the list's read table), its COPY into a later one (a shadow
+committed), an index
 build running, an ANALYZE or a foreign key waiting on a lock this test holds,
 and the swap waiting for a reader. Throughout, the test reads a live table in
 an open transaction, so the swap can never commit before the kill. Then the
@@ -28,6 +29,8 @@ from django.db import connection
 
 from core.dataset.loader import separate_connection
 from crm.tests.processes import REPO, manage
+
+from core.tests.read_table import drift
 
 from .snapshots import schema_snapshot, stray_tables, table_digest
 from .test_generation import AS_OF
@@ -105,7 +108,7 @@ class KillPoint:
 
 class FirstCopy(KillPoint):
     def reached(self) -> bool:
-        return self.server.copying("core_appuser__load")
+        return self.server.copying("core_customer_list__load")
 
 
 class LaterCopy(KillPoint):
@@ -235,5 +238,6 @@ def test_sigkill_in_any_phase_leaves_the_data_every_index_and_no_stray_table(
     assert done.returncode == 0, done.stdout + done.stderr
     assert schema_snapshot() == before_schema
     assert stray_tables() == []
+    assert drift() == [], "the read table is still the join of the three"
     # And loads work as before: nothing the killed one held is left behind.
     call_command("generate_data", n=100, chunk=100, quiet=True)

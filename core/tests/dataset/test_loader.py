@@ -19,7 +19,7 @@ from core.dataset.loader import (
     customer_dataset_replace,
     separate_connection,
 )
-from core.models import Address, AppUser, CustomerRelationship
+from core.models import Address, AppUser, CustomerRelationship, CustomerRow
 
 from .snapshots import schema_snapshot, stray_tables, table_digest
 from .test_generation import AS_OF, generate
@@ -349,12 +349,13 @@ def test_wal_compression_only_where_the_server_has_lz4_and_the_role_may_set_it()
     assert "wal_compression" not in loader.load_settings("1GB", 150000, lz4_wal=False)
 
 
-def test_only_the_three_customer_tables_are_replaced_and_no_other_model_points_at_them():
-    """The loader rebuilds the tables of REPLACED_MODELS and refuses to run
-    while another table references them (a rebuild would break that key):
-    a new model (API tokens, say) must keep its keys off the customers'."""
+def test_only_the_customer_tables_are_replaced_and_no_other_model_points_at_them():
+    """The loader rebuilds the tables of REPLACED_MODELS (the three of record
+    and the list's read table) and refuses to run while another table
+    references them (a rebuild would break that key): a new model (API
+    tokens, say) must keep its keys off the customers'."""
     replaced = set(loader.REPLACED_MODELS)
-    assert replaced == {AppUser, Address, CustomerRelationship}
+    assert replaced == {AppUser, Address, CustomerRelationship, CustomerRow}
     pointing = [
         f"{model._meta.label}.{field.name}"
         for model in apps.get_models()

@@ -26,7 +26,7 @@ def test_a_query_over_the_statement_timeout_is_a_json_503(settings):
     try:
         # Another session holds the table: the list's query waits, and the
         # timeout cancels it.
-        blocker.execute("LOCK TABLE core_appuser IN ACCESS EXCLUSIVE MODE")
+        blocker.execute("LOCK TABLE core_customer_list IN ACCESS EXCLUSIVE MODE")
         response = client.get(f"{URL}?count=none")
     finally:
         blocker.rollback()

@@ -91,7 +91,7 @@ def test_database_time_and_queries_per_request_are_recorded(customers):
         CaptureQueriesContext(connection) as captured,
     ):
         client.get("/api/users/?page_size=5")
-    assert queries.grown == len(captured) >= 2
+    assert queries.grown == len(captured) >= 1
     assert 0 < database.grown < duration.grown
 
 
@@ -125,7 +125,7 @@ def test_statement_timeouts_are_counted(settings):
         host=params["host"], port=params.get("port"), user=params["user"], dbname=params["dbname"]
     )
     try:
-        blocker.execute("LOCK TABLE core_appuser IN ACCESS EXCLUSIVE MODE")
+        blocker.execute("LOCK TABLE core_customer_list IN ACCESS EXCLUSIVE MODE")
         with Delta("crm_statement_timeouts_total") as timeouts:
             assert client.get("/api/users/?count=none").status_code == 503
     finally:
