@@ -18,14 +18,14 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 
-from core.customers.columns import ROW, customer_rows
+from core.customers.columns import customer_rows
 from core.security.api_users import api_user_create
 from crm.observability.middleware import INSTRUMENTATION
 
 from .scenarios import Rows, Scenario, scenario_url
 
-#: How the page query names its first column (see core.customers.pagination.page_query).
-PAGE_COLUMN = f'AS "_{ROW[0].path}"'
+#: How the page statement begins (see core.customers.pagination.PAGE).
+PAGE_STATEMENT = "WITH page AS MATERIALIZED"
 
 
 @dataclass
@@ -161,25 +161,13 @@ def plain_connection() -> psycopg.Connection:
     )
 
 
-#: How a sort's page query counts its matches as it finds them (see
-#: core.customers.pagination.page_rows).
-WINDOWED_COUNT = "COUNT(*) OVER ()"
-
-
 def finding_query(queries: Sequence[str]) -> str:
-    """The query that finds a page, among a request's queries.
-
-    Not the throttle's upsert, not the count or its estimate, which may come
-    after it: a sort's ids with their count (``COUNT(*) OVER ()``), which do
-    the work and are the only query when nothing matches; otherwise the query
-    selecting the list's row columns (core.customers.pagination.page_query),
-    which holds the walk's ids as a subquery.
-    """
-    for marker in (WINDOWED_COUNT, PAGE_COLUMN):
-        for query in queries:
-            if marker in query:
-                return query
-    raise LookupError(f"no page query among the request's {len(queries)} queries")
+    """The statement that finds a page and its count, among a request's
+    queries (not the throttle's upsert, nor a text filter's look-up)."""
+    for query in queries:
+        if PAGE_STATEMENT in query:
+            return query
+    raise LookupError(f"no page statement among the request's {len(queries)} queries")
 
 
 def explain(scenarios: Sequence[Scenario], output: Path) -> list[Path]:

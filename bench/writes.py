@@ -66,8 +66,7 @@ def bulk_update_seconds(records: int = BULK_RECORDS) -> float:
             cursor.execute("SET LOCAL statement_timeout = 0")
             started = time.perf_counter()
             cursor.execute(
-                "UPDATE core_customerrelationship SET points = points + 1 "
-                "WHERE appuser_id <= %s",
+                "UPDATE core_customerrelationship SET points = points + 1 WHERE appuser_id <= %s",
                 [records],
             )
             seconds = time.perf_counter() - started

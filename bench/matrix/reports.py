@@ -21,7 +21,8 @@ import numpy as np
 
 from core import run_records
 
-from .matrix import DataProfile, Result
+from .profiling import DataProfile
+from .running import Result
 
 CSV_COLUMNS = (
     "timestamp",

@@ -7,8 +7,9 @@ import random
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db.models import Q
 
-from bench import matrix, matrix_reports
+from bench.matrix import checks, combinations, oracle, profiling, reports
 from core.customers.filters import CustomerFilter
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,7 +36,7 @@ def test_writes_csv_markdown_chart_and_the_worst_plans(customers, reports_dir):
     run(reports_dir, seed=3)
     with (reports_dir / "matrix.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert tuple(rows[0]) == matrix_reports.CSV_COLUMNS
+    assert tuple(rows[0]) == reports.CSV_COLUMNS
     assert len(rows) == 40
     assert all(row["check"] == "ok" for row in rows), [r for r in rows if r["check"] != "ok"]
     assert all(row["db_customers"] == "3000" for row in rows)
@@ -58,15 +59,15 @@ def test_writes_csv_markdown_chart_and_the_worst_plans(customers, reports_dir):
 
 
 def test_the_same_seed_makes_the_same_combinations(customers):
-    ref = matrix.Reference()
+    ref = oracle.Reference()
     try:
-        profile = matrix.profile_data(ref, 5, lambda line: None)
-        again = matrix.profile_data(ref, 5, lambda line: None)
+        profile = profiling.profile_data(ref, 5, lambda line: None)
+        again = profiling.profile_data(ref, 5, lambda line: None)
     finally:
         ref.close()
     assert profile.values == again.values
-    first = matrix.sample_combinations(profile, 60, 5)
-    assert first == matrix.sample_combinations(profile, 60, 5)
+    first = combinations.sample_combinations(profile, 60, 5)
+    assert first == combinations.sample_combinations(profile, 60, 5)
     served, refused = first
     assert len(served) == 60
     # Refused orderings are kept apart: checked for their 400, not timed.
@@ -76,20 +77,20 @@ def test_the_same_seed_makes_the_same_combinations(customers):
     named = {v.name for v in profile.values} | {m.split(":")[0] for m in profile.missing}
     assert named == set(CustomerFilter.base_filters)
     positions = {c.position for c in served}
-    assert positions == set(matrix.POSITIONS)
+    assert positions == set(combinations.POSITIONS)
 
 
 def test_a_filter_that_is_ignored_fails_the_run(customers, reports_dir, monkeypatch):
     # The original's bug: a filter silently dropped. Which filter appears in
     # the sample is fixed by the seed; break one that does.
-    ref = matrix.Reference()
+    ref = oracle.Reference()
     try:
-        profile = matrix.profile_data(ref, 3, lambda line: None)
+        profile = profiling.profile_data(ref, 3, lambda line: None)
     finally:
         ref.close()
-    served, _ = matrix.sample_combinations(profile, 40, 3)
-    name = next(f.name for c in served for f in c.filters if f.band != matrix.COMMON)
-    monkeypatch.setattr(CustomerFilter.base_filters[name], "filter", lambda qs, value: qs)
+    served, _ = combinations.sample_combinations(profile, 40, 3)
+    name = next(f.name for c in served for f in c.filters if f.band != oracle.COMMON)
+    monkeypatch.setattr(CustomerFilter.base_filters[name], "condition", lambda value: Q())
     with pytest.raises(CommandError, match="wrong answers"):
         run(reports_dir, seed=3)
     with (reports_dir / "matrix.csv").open() as f:
@@ -133,43 +134,43 @@ def row(i, points, city="Vienna", created="2024-01-01T00:00:00+00:00"):
 
 
 def combination(ordering="", filters=()):
-    return matrix.Combination(tuple(filters), None, ordering, matrix.FIRST)
+    return combinations.Combination(tuple(filters), None, ordering, combinations.FIRST)
 
 
 def test_the_order_check_sees_a_row_out_of_order_and_ties_broken_by_id():
     by_points = combination("-relationship__points")
-    assert matrix.check_rows(by_points, [row(1, 9), row(2, 5)], 2, None) is None
-    assert "out of order" in matrix.check_rows(by_points, [row(1, 5), row(2, 9)], 2, None)
+    assert checks.check_rows(by_points, [row(1, 9), row(2, 5)], 2, None) is None
+    assert "out of order" in checks.check_rows(by_points, [row(1, 5), row(2, 9)], 2, None)
     # Equal points: the id breaks the tie, in the last field's direction.
-    assert matrix.check_rows(by_points, [row(2, 5), row(1, 5)], 2, None) is None
-    assert "out of order" in matrix.check_rows(by_points, [row(1, 5), row(2, 5)], 2, None)
+    assert checks.check_rows(by_points, [row(2, 5), row(1, 5)], 2, None) is None
+    assert "out of order" in checks.check_rows(by_points, [row(1, 5), row(2, 5)], 2, None)
 
 
 def test_the_filter_check_sees_a_row_that_does_not_match():
-    vienna = matrix.FilterValue("city", "vien", matrix.MEDIUM, 10)
-    minimum = matrix.FilterValue("points_min", "5", matrix.MEDIUM, 10)
+    vienna = profiling.FilterValue("city", "vien", oracle.MEDIUM, 10)
+    minimum = profiling.FilterValue("points_min", "5", oracle.MEDIUM, 10)
     c = combination(filters=[vienna, minimum])
-    assert matrix.check_rows(c, [row(1, 5), row(2, 7)], 2, None) is None
-    assert "do not meet city=vien" in matrix.check_rows(c, [row(1, 5, "Graz")], 1, None)
-    assert "do not meet points_min=5" in matrix.check_rows(c, [row(1, 4)], 1, None)
-    assert "expected 2 rows" in matrix.check_rows(c, [row(1, 5)], 2, None)
+    assert checks.check_rows(c, [row(1, 5), row(2, 7)], 2, None) is None
+    assert "do not meet city=vien" in checks.check_rows(c, [row(1, 5, "Graz")], 1, None)
+    assert "do not meet points_min=5" in checks.check_rows(c, [row(1, 4)], 1, None)
+    assert "expected 2 rows" in checks.check_rows(c, [row(1, 5)], 2, None)
 
 
 def test_the_next_page_check_sees_overlap_and_going_back():
     c = combination("relationship__points")
-    assert matrix.check_next(c, [row(1, 1), row(2, 2)], [row(3, 3)]) is None
-    assert "repeats" in matrix.check_next(c, [row(1, 1), row(2, 2)], [row(2, 2)])
-    assert "goes back" in matrix.check_next(c, [row(1, 1), row(2, 5)], [row(3, 3)])
+    assert checks.check_next(c, [row(1, 1), row(2, 2)], [row(3, 3)]) is None
+    assert "repeats" in checks.check_next(c, [row(1, 1), row(2, 2)], [row(2, 2)])
+    assert "goes back" in checks.check_next(c, [row(1, 1), row(2, 5)], [row(3, 3)])
 
 
 def test_bands_are_read_off_the_share_of_customers():
-    assert matrix.band_of(0, 1000) is None
-    assert matrix.band_of(1, 3000) == matrix.RARE
-    assert matrix.band_of(30, 1000) == matrix.MEDIUM
-    assert matrix.band_of(100, 1000) is None  # between medium and common
-    assert matrix.band_of(300, 1000) == matrix.COMMON
+    assert oracle.band_of(0, 1000) is None
+    assert oracle.band_of(1, 3000) == oracle.RARE
+    assert oracle.band_of(30, 1000) == oracle.MEDIUM
+    assert oracle.band_of(100, 1000) is None  # between medium and common
+    assert oracle.band_of(300, 1000) == oracle.COMMON
 
 
 def test_a_deck_deals_every_card_before_any_twice():
-    deck = matrix.Deck(range(5), random.Random(1))
+    deck = combinations.Deck(range(5), random.Random(1))
     assert sorted(deck.deal() for _ in range(5)) == list(range(5))

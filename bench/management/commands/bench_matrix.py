@@ -11,7 +11,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from bench import matrix, matrix_reports
+from bench.matrix import combinations, profiling, reports, running
+from bench.matrix.oracle import Reference
 from core import run_records
 
 #: Below this, bands and a page 100 deep mean little.
@@ -66,7 +67,7 @@ class Command(BaseCommand):
             raise CommandError(
                 "--sample and --repeat must be at least 1, --warmup and --worst at least 0"
             )
-        ref = matrix.Reference()
+        ref = Reference()
         try:
             customers = ref.value("SELECT count(*) FROM core_appuser")
             if customers < MINIMUM_CUSTOMERS:
@@ -76,27 +77,27 @@ class Command(BaseCommand):
                 )
             self.stdout.write(f"{customers:,} customers; reading values off the data (seed {seed})")
             started = time.perf_counter()
-            profile = matrix.profile_data(ref, seed, self.stdout.write)
+            profile = profiling.profile_data(ref, seed, self.stdout.write)
             self.stdout.write(f"  ({time.perf_counter() - started:.0f} s)")
-            served, refused = matrix.sample_combinations(profile, sample, seed)
+            served, refused = combinations.sample_combinations(profile, sample, seed)
             self.stdout.write(
                 f"{len(served)} combinations to time, {len(refused)} refused orderings to check; "
                 "true counts and page positions"
             )
-            results = [matrix.Result(c) for c in served]
+            results = [running.Result(c) for c in served]
             # A 503 is recorded as a wrong answer of its combination; Django's
             # log line for each would bury the progress.
             request_log = logging.getLogger("django.request")
-            with matrix.matrix_limits(), quiet(request_log):
-                requester = matrix.Requester()
-                matrix.prepare(results, ref, profile, requester, self.stdout.write)
+            with running.matrix_limits(), quiet(request_log):
+                requester = running.Requester()
+                running.prepare(results, ref, profile, requester, self.stdout.write)
                 self.stdout.write("checking every answer")
                 for result in results:
-                    matrix.check_answer(result, requester, ref, profile)
-                refusals = [(c.label, matrix.check_refusal(c, requester)) for c in refused]
+                    running.check_answer(result, requester, ref, profile)
+                refusals = [(c.label, running.check_refusal(c, requester)) for c in refused]
                 self.stdout.write(f"timing: {warmup} warm-up + {repeat} timed rounds")
                 with timing_lock(lock, self.stdout.write):
-                    matrix.run_matrix(
+                    running.run_matrix(
                         results,
                         requester,
                         repeat=repeat,
@@ -106,12 +107,12 @@ class Command(BaseCommand):
                     )
                     slowest = sorted(results, key=lambda r: -r.stat("p50"))[:worst]
                     for result in slowest:
-                        result.explain = matrix.explain(result, requester)
+                        result.explain = running.explain(result, requester)
                 for result in results:
-                    matrix.count_queries(result, requester)
+                    running.count_queries(result, requester)
         finally:
             ref.close()
-        info = matrix_reports.run_info(
+        info = reports.run_info(
             label=label,
             seed=seed,
             repeat=repeat,
@@ -119,7 +120,7 @@ class Command(BaseCommand):
             customers=customers,
             exact_threshold=settings.CRM_EXACT_COUNT_THRESHOLD,
         )
-        paths = matrix_reports.write_reports(
+        paths = reports.write_reports(
             results, refusals, profile, info, output=output, worst=slowest
         )
         report = paths["md"].read_text()
@@ -135,13 +136,13 @@ class Command(BaseCommand):
         if not csv_path.exists():
             raise CommandError(f"no {csv_path}: run bench_matrix first")
         try:
-            data = matrix_reports.read_runs(csv_path, runs)
+            data = reports.read_runs(csv_path, runs)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         png = output / "matrix-compare.png"
         md = output / "matrix-compare.md"
-        matrix_reports.compare_chart(data, png)
-        md.write_text("\n".join(matrix_reports.distribution_table(data)) + "\n")
+        reports.compare_chart(data, png)
+        md.write_text("\n".join(reports.distribution_table(data)) + "\n")
         self.stdout.write(md.read_text())
         self.stdout.write(f"Wrote {md}, {png}")
 

@@ -1,0 +1,63 @@
+"""``python manage.py bench_plans``: the per-row costs the list's plan choice weighs."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from bench.plan_costs import measure
+from core import run_records
+from core.customers import plans
+
+#: Below this, the cache holds everything and the costs mean little.
+MINIMUM_CUSTOMERS = 1000
+
+FILE = "plans.csv"
+
+
+class Command(BaseCommand):
+    help = (
+        "Measure what a walk of an index, a read through an index, a sequential scan and a "
+        "sort cost per row on the loaded data (core.customers.plans' constants), beside the "
+        "constants in use."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--repeat", type=int, default=7, help="timed runs of each step")
+        parser.add_argument(
+            "--output",
+            type=Path,
+            default=None,
+            help="report folder (default CRM_REPORTS_DIR, reports/; docs/benchmarks/plans "
+            "to publish)",
+        )
+
+    def handle(self, *args, repeat: int, output: Path | None, **options) -> None:
+        folder = run_records.reports_dir(output)
+        costs = measure(max(1, repeat))
+        if costs.customers < MINIMUM_CUSTOMERS:
+            raise CommandError(f"only {costs.customers} customers: load more with generate_data")
+        row = {
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "commit": run_records.git_commit(),
+            **costs.as_row(),
+        }
+        path = folder / FILE
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        self.stdout.write(
+            f"{costs.customers:,} customers ({costs.walked:,} walked, "
+            f"{costs.read:,} read); microseconds per row, measured / in use:"
+        )
+        for name in ("walk_entry_us", "read_row_us", "scan_row_us", "sort_row_us"):
+            self.stdout.write(
+                f"  {name:<14} {getattr(costs, name):7.3f}  {getattr(plans, name.upper()):7.3f}"
+            )
+        self.stdout.write(f"Wrote {path}")

@@ -1,0 +1,121 @@
+"""bench_plans: what each step of the list's two plans costs on the loaded data.
+
+:mod:`core.customers.plans` chooses between walking the ordering's index and
+sorting the matches by four costs per row. This measures each on the read
+table the way the page statement spends it, with a condition no row meets
+(``gender = '-'``: every row read is tested, none returned), so that only
+the step itself is timed:
+
+* ``walk_entry_us``: a walk of a sortable index (its rows read in the
+  index's order, tested), the median over several indexes;
+* ``read_row_us``: customers found through a filter's index (a range of the
+  points index), read and tested;
+* ``scan_row_us``: every customer read by a sequential scan, tested (no
+  parallel workers: a page gets one core);
+* ``sort_row_us``: a match sorted by a key no index holds, above reading it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+from django.db import connection
+
+#: Entries a walk reads, and rows a read finds, at most (fewer on small data).
+WALKED = 100_000
+READ = 50_000
+#: The sortable indexes walked: sequential and scattered heap orders.
+WALKED_ORDERS = ("id", "last_name, first_name, id", "points, id", "last_updated, id")
+NOBODY = "(gender = '-') IS TRUE"
+
+
+@dataclass(frozen=True)
+class PlanCosts:
+    """Microseconds per row of each step, and the rows each was measured over."""
+
+    walk_entry_us: float
+    read_row_us: float
+    scan_row_us: float
+    sort_row_us: float
+    customers: int
+    walked: int
+    read: int
+
+    def as_row(self) -> dict[str, object]:
+        return {
+            "walk_entry_us": f"{self.walk_entry_us:.3f}",
+            "read_row_us": f"{self.read_row_us:.3f}",
+            "scan_row_us": f"{self.scan_row_us:.3f}",
+            "sort_row_us": f"{self.sort_row_us:.3f}",
+            "customers": self.customers,
+            "walked": self.walked,
+            "read": self.read,
+        }
+
+
+def _timed(cursor, sql: str, params: list, repeat: int) -> float:
+    """Median seconds of ``sql`` over ``repeat`` runs, after one to warm the cache."""
+    cursor.execute(sql, params)
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        cursor.execute(sql, params)
+        cursor.fetchall()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def measure(repeat: int = 7) -> PlanCosts:
+    with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = 0")
+        cursor.execute("SET max_parallel_workers_per_gather = 0")
+        cursor.execute("SELECT count(*) FROM core_customer_list")
+        customers = cursor.fetchone()[0]
+        walked = min(WALKED, customers // 2)
+        read = min(READ, customers // 10)
+        walks = [
+            _timed(
+                cursor,
+                f"SELECT id FROM (SELECT * FROM core_customer_list ORDER BY {order} LIMIT %s) w "
+                f"WHERE {NOBODY}",
+                [walked],
+                repeat,
+            )
+            / walked
+            for order in WALKED_ORDERS
+        ]
+        # The points above which `read` customers lie: a range of the points index.
+        cursor.execute(
+            "SELECT points FROM core_customer_list WHERE points IS NOT NULL "
+            "ORDER BY points DESC OFFSET %s LIMIT 1",
+            [read - 1],
+        )
+        bound = cursor.fetchone()[0]
+        cursor.execute("SELECT count(*) FROM core_customer_list WHERE points >= %s", [bound])
+        found = cursor.fetchone()[0]
+        reading = _timed(
+            cursor,
+            f"SELECT count(*) FROM core_customer_list WHERE points >= %s AND {NOBODY}",
+            [bound],
+            repeat,
+        )
+        sorting = _timed(
+            cursor,
+            "SELECT id FROM core_customer_list WHERE points >= %s ORDER BY id + 0 LIMIT 51",
+            [bound],
+            repeat,
+        )
+        scanning = _timed(cursor, f"SELECT count(*) FROM core_customer_list WHERE {NOBODY}", [], 3)
+        cursor.execute("RESET max_parallel_workers_per_gather")
+    micro = 1e6
+    return PlanCosts(
+        walk_entry_us=statistics.median(walks) * micro,
+        read_row_us=reading / found * micro,
+        scan_row_us=scanning / customers * micro,
+        sort_row_us=max(0.0, sorting - reading) / found * micro,
+        customers=customers,
+        walked=walked,
+        read=found,
+    )
