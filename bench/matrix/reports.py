@@ -10,7 +10,6 @@ side by side (1M, 3M and 10M customers, or before and after a change).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import math
 from collections.abc import Sequence
@@ -23,6 +22,20 @@ from core import run_records
 
 from .profiling import DataProfile
 from .running import Result
+from .summaries import (
+    COUNT_FACTOR,
+    TARGET_EACH_MS,
+    TARGET_MOST_MS,
+    TARGET_MOST_SHARE,
+    count_summary,
+    count_text,
+    distribution_table,
+    ms_text,
+    p50s,
+    query_text,
+    regret_lines,
+    summary,
+)
 
 CSV_COLUMNS = (
     "timestamp",
@@ -48,18 +61,16 @@ CSV_COLUMNS = (
     "count_is_estimate",
     "count_ratio",
     "sql_queries",
+    "chosen_ms",
+    "walk_ms",
+    "sort_ms",
+    "regret",
+    "plan_regret",
     "check",
     "db_customers",
     "postgres_version",
     "git_commit",
 )
-
-#: Upper edges (ms) of the distribution's buckets.
-BUCKETS = (5, 10, 15, 25, 50, 100, 250, 500, 1000, 2000)
-#: The issue's targets at 3M customers.
-TARGET_EACH_MS, TARGET_MOST_MS, TARGET_MOST_SHARE = 50.0, 15.0, 0.95
-#: Counts within this factor of the truth count as trustworthy.
-COUNT_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -82,60 +93,6 @@ def run_info(**kwargs) -> RunInfo:
         commit=run_records.git_commit(),
         **kwargs,
     )
-
-
-def p50s(results: Sequence[Result]) -> np.ndarray:
-    return np.asarray([r.stat("p50") for r in results if r.times_ms])
-
-
-def summary(values: np.ndarray) -> dict[str, float]:
-    """Percentiles of the per-combination p50s, and the shares under the targets."""
-    if not len(values):
-        return {}
-    return {
-        "combinations": len(values),
-        "median": float(np.percentile(values, 50)),
-        "p90": float(np.percentile(values, 90)),
-        "p95": float(np.percentile(values, 95)),
-        "p99": float(np.percentile(values, 99)),
-        "max": float(values.max()),
-        "share_15": float((values <= TARGET_MOST_MS).mean()),
-        "share_50": float((values <= TARGET_EACH_MS).mean()),
-        "over_50": int((values > TARGET_EACH_MS).sum()),
-        "over_100": int((values > 100).sum()),
-    }
-
-
-def count_summary(results: Sequence[Result], threshold: int) -> dict[str, object]:
-    """How far the API's counts are from the truth."""
-    counted = [r for r in results if r.api_count is not None]
-    within = [
-        r
-        for r in counted
-        if r.count_ratio is not None and 1 / COUNT_FACTOR <= r.count_ratio <= COUNT_FACTOR
-    ]
-    not_exact = [
-        r
-        for r in counted
-        if r.true_count <= threshold and (r.count_is_estimate or r.api_count != r.true_count)
-    ]
-    estimated = [r for r in counted if r.count_is_estimate]
-    return {
-        "counted": len(counted),
-        "within": len(within),
-        "share_within": len(within) / len(counted) if counted else math.nan,
-        "estimated": len(estimated),
-        "not_exact_under_threshold": not_exact,
-        "worst": sorted(
-            counted,
-            key=lambda r: (
-                abs(math.log(r.count_ratio))
-                if r.count_ratio not in (None, 0, math.inf)
-                else math.inf
-            ),
-            reverse=True,
-        )[:10],
-    }
 
 
 def write_reports(
@@ -178,6 +135,11 @@ def write_reports(
                 "count_is_estimate": r.count_is_estimate,
                 "count_ratio": "" if r.count_ratio is None else round(r.count_ratio, 3),
                 "sql_queries": r.sql_queries,
+                "chosen_ms": round(r.chosen_ms, 3),
+                "walk_ms": round(r.walk_ms, 3),
+                "sort_ms": round(r.sort_ms, 3),
+                "regret": round(r.regret, 3),
+                "plan_regret": round(r.plan_regret, 3),
                 "check": r.failure or "ok",
                 "db_customers": info.customers,
                 "postgres_version": info.version,
@@ -195,59 +157,7 @@ def write_reports(
         )
     md_path = output / "matrix.md"
     md_path.write_text(markdown(results, refused, profile, info, worst))
-    png_path = output / "matrix.png"
-    chart(results, png_path, info)
-    return {"csv": csv_path, "md": md_path, "png": png_path, "explain": explain_dir}
-
-
-def _ms(value: float) -> str:
-    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
-
-
-def _count(r: Result) -> str:
-    if r.api_count is None:
-        return "none"
-    return f"{r.api_count:,}{' (est.)' if r.count_is_estimate else ''}"
-
-
-def distribution_table(runs: Sequence[tuple[str, np.ndarray]]) -> list[str]:
-    """Percentiles and buckets of per-combination p50s, one column per run."""
-    sums = [summary(values) for _, values in runs]
-    lines = [
-        "| per-combination p50 | " + " | ".join(name for name, _ in runs) + " |",
-        "|---|" + "---:|" * len(runs),
-        "| combinations | " + " | ".join(str(s.get("combinations", 0)) for s in sums) + " |",
-    ]
-    for key, title in (
-        ("median", "median"),
-        ("p90", "90th percentile"),
-        ("p95", "95th percentile"),
-        ("p99", "99th percentile"),
-        ("max", "worst"),
-    ):
-        lines.append(
-            f"| {title} (ms) | " + " | ".join(_ms(s[key]) if s else "" for s in sums) + " |"
-        )
-    lines.append(
-        f"| share <= {TARGET_MOST_MS:.0f} ms | "
-        + " | ".join(f"{100 * s['share_15']:.1f}%" if s else "" for s in sums)
-        + " |"
-    )
-    lines.append(
-        f"| over {TARGET_EACH_MS:.0f} ms | "
-        + " | ".join(str(s.get("over_50", "")) for s in sums)
-        + " |"
-    )
-    low = 0.0
-    for edge in (*BUCKETS, math.inf):
-        cells = []
-        for _, values in runs:
-            n = int(((values > low) & (values <= edge)).sum()) if len(values) else 0
-            cells.append(f"{n} ({100 * n / len(values):.0f}%)" if len(values) and n else "")
-        title = f"> {low:g} ms" if edge is math.inf else f"{low:g}-{edge:g} ms"
-        lines.append(f"| {title} | " + " | ".join(cells) + " |")
-        low = edge
-    return lines
+    return {"csv": csv_path, "md": md_path, "explain": explain_dir}
 
 
 def markdown(results, refused, profile: DataProfile, info: RunInfo, worst) -> str:
@@ -282,23 +192,25 @@ def markdown(results, refused, profile: DataProfile, info: RunInfo, worst) -> st
             + (
                 "met"
                 if s["over_50"] == 0
-                else f"**not met** ({s['over_50']} over, worst {_ms(s['max'])} ms)"
+                else f"**not met** ({s['over_50']} over, worst {ms_text(s['max'])} ms)"
             )
             + f"; {100 * TARGET_MOST_SHARE:.0f}% <= {TARGET_MOST_MS:.0f} ms: "
             + ("met" if s["share_15"] >= TARGET_MOST_SHARE else "**not met**")
             + f" ({100 * s['share_15']:.1f}%).",
             "",
         ]
+    lines += regret_lines(results)
     lines += [
         f"## The {len(worst)} worst combinations",
         "",
-        "| # | p50 | p95 | request | position | matches | API count | SQL |",
-        "|---:|---:|---:|---|---|---:|---:|---:|",
+        "| # | p50 | p95 | request | position | matches | API count | SQL | regret |",
+        "|---:|---:|---:|---|---|---:|---:|---:|---:|",
     ]
     for rank, r in enumerate(worst, 1):
         lines.append(
-            f"| {rank} | {_ms(r.stat('p50'))} | {_ms(r.stat('p95'))} | `{_query(r)}` | "
-            f"{r.page_position} | {r.true_count:,} | {_count(r)} | {r.sql_queries} |"
+            f"| {rank} | {ms_text(r.stat('p50'))} | {ms_text(r.stat('p95'))} | `{query_text(r)}` | "
+            f"{r.page_position} | {r.true_count:,} | {count_text(r)} | {r.sql_queries} | "
+            f"{r.regret:.2f} |"
         )
     lines += [
         "",
@@ -318,7 +230,7 @@ def markdown(results, refused, profile: DataProfile, info: RunInfo, worst) -> st
             else f"**no, {len(counts['not_exact_under_threshold'])} combinations** "
             + "("
             + "; ".join(
-                f"`{_query(r)}`: {_count(r)} for {r.true_count:,}"
+                f"`{query_text(r)}`: {count_text(r)} for {r.true_count:,}"
                 for r in counts["not_exact_under_threshold"][:5]
             )
             + ")."
@@ -332,7 +244,7 @@ def markdown(results, refused, profile: DataProfile, info: RunInfo, worst) -> st
     for r in counts["worst"]:
         ratio = r.count_ratio
         lines.append(
-            f"| `{_query(r)}` | {r.true_count:,} | {_count(r)} | "
+            f"| `{query_text(r)}` | {r.true_count:,} | {count_text(r)} | "
             f"{'inf' if ratio == math.inf else f'{ratio:.2f}'} |"
         )
     lines += ["", "## By dimension", ""]
@@ -365,8 +277,8 @@ def markdown(results, refused, profile: DataProfile, info: RunInfo, worst) -> st
     ]
     for r in sorted(results, key=lambda r: -r.stat("p50") if r.times_ms else 0):
         lines.append(
-            f"| {_ms(r.stat('p50'))} | {_ms(r.stat('p95'))} | `{_query(r)}` | {r.page_position} | "
-            f"{_count(r)} / {r.true_count:,} | {r.failure or 'ok'} |"
+            f"| {ms_text(r.stat('p50'))} | {ms_text(r.stat('p95'))} | `{query_text(r)}` | "
+            f"{r.page_position} | {count_text(r)} / {r.true_count:,} | {r.failure or 'ok'} |"
         )
     if refused:
         lines += ["", "## Refused orderings (checked: a 400 naming what is allowed)", ""]
@@ -375,11 +287,6 @@ def markdown(results, refused, profile: DataProfile, info: RunInfo, worst) -> st
         if len(refused) > 20:
             lines.append(f"* and {len(refused) - 20} more")
     return "\n".join(lines) + "\n"
-
-
-def _query(r: Result) -> str:
-    text = r.combination.label.rsplit(" @", 1)[0]
-    return text if len(text) <= 110 else text[:107] + "..."
 
 
 def _by_dimension(results: Sequence[Result]) -> list[str]:
@@ -410,65 +317,8 @@ def _by_dimension(results: Sequence[Result]) -> list[str]:
         for name in sorted(buckets, key=lambda n: -max(buckets[n])):
             values = buckets[name]
             lines.append(
-                f"| {name} | {len(values)} | {_ms(float(np.median(values)))} | {_ms(max(values))} |"
+                f"| {name} | {len(values)} | {ms_text(float(np.median(values)))} | "
+                f"{ms_text(max(values))} |"
             )
         lines.append("")
     return lines
-
-
-def chart(results: Sequence[Result], path: Path, info: RunInfo) -> None:
-    """The distribution of per-combination p50s on a log scale: histogram and cumulative share."""
-    compare_chart([(f"{info.label} ({info.customers:,} customers)", p50s(results))], path)
-
-
-def compare_chart(runs: Sequence[tuple[str, np.ndarray]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (hist, cumulative) = plt.subplots(1, 2, figsize=(13, 5))
-    everything = np.concatenate([v for _, v in runs if len(v)]) if runs else np.asarray([1.0])
-    low = max(0.1, float(everything.min()) * 0.8)
-    high = max(float(everything.max()) * 1.25, TARGET_EACH_MS * 1.5)
-    bins = np.logspace(math.log10(low), math.log10(high), 40)
-    for name, values in runs:
-        if not len(values):
-            continue
-        hist.hist(values, bins=bins, histtype="step", linewidth=1.8, label=name)
-        ordered = np.sort(values)
-        cumulative.step(
-            ordered, np.arange(1, len(ordered) + 1) / len(ordered), where="post", label=name
-        )
-    for axes in (hist, cumulative):
-        axes.set_xscale("log")
-        axes.axvline(TARGET_MOST_MS, color="#999", linestyle="--", linewidth=1)
-        axes.axvline(TARGET_EACH_MS, color="#c44e52", linestyle="--", linewidth=1)
-        axes.set_xlabel("p50 per combination (ms, log scale)")
-        axes.grid(which="both", alpha=0.3)
-        axes.legend(fontsize=8)
-    hist.set_ylabel("combinations")
-    hist.set_title("How many combinations take how long")
-    cumulative.set_ylabel("share of combinations at or under")
-    cumulative.axhline(TARGET_MOST_SHARE, color="#999", linestyle=":", linewidth=1)
-    cumulative.set_title(f"Cumulative (dashed: {TARGET_MOST_MS:.0f} and {TARGET_EACH_MS:.0f} ms)")
-    figure.suptitle("GET /api/users/: the matrix of filters x orderings x page positions")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def read_runs(csv_path: Path, runs: Sequence[str]) -> list[tuple[str, np.ndarray]]:
-    """Per-combination p50s of named runs from ``matrix.csv`` (the latest run of each name)."""
-    with csv_path.open() as f:
-        rows = list(csv.DictReader(f))
-    out = []
-    for name in runs:
-        mine = [row for row in rows if row["run"] == name]
-        if not mine:
-            raise ValueError(f"no run named {name!r} in {csv_path}")
-        latest = max(row["timestamp"] for row in mine)
-        customers = next(row["db_customers"] for row in mine if row["timestamp"] == latest)
-        values = np.asarray([float(row["p50_ms"]) for row in mine if row["timestamp"] == latest])
-        out.append((f"{name} ({int(customers):,} customers)", values))
-    return out

@@ -13,10 +13,16 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import numpy as np
+from django.conf import settings
 from django.db import OperationalError, connection, transaction
+from django.http import QueryDict
 from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 
+from core.api.params import LIST_PARAMETERS
+from core.customers.pagination import CustomerPagination, cursor_position, page_statement
+from core.customers.plans import count_plan
+from core.customers.selectors import customer_list
 from core.security.api_users import api_user_create
 
 from .checks import check_next, check_rows
@@ -51,6 +57,11 @@ class Result:
     sql_queries: int = 0
     failure: str | None = None
     explain: str = ""
+    #: p50 (ms) of the page statement as chosen, and with each plan forced,
+    #: run as raw SQL (see time_plans).
+    chosen_ms: float = math.nan
+    walk_ms: float = math.nan
+    sort_ms: float = math.nan
 
     def stat(self, name: str) -> float:
         values = np.asarray(self.times_ms or [math.nan])
@@ -60,6 +71,16 @@ class Result:
             "p95": float(np.percentile(values, 95)),
             "max": float(values.max()),
         }[name]
+
+    @property
+    def regret(self) -> float:
+        """The API's p50 over the faster of the two plans, forced, as raw SQL."""
+        return self.stat("p50") / min(self.walk_ms, self.sort_ms)
+
+    @property
+    def plan_regret(self) -> float:
+        """The chosen plan's SQL over the faster forced plan's: the choice alone."""
+        return self.chosen_ms / min(self.walk_ms, self.sort_ms)
 
     @property
     def count_ratio(self) -> float | None:
@@ -266,16 +287,72 @@ def run_matrix(
 
 
 def count_queries(result: Result, requester: Requester) -> list[str]:
+    """The list's statements one request of ``result`` runs (its look-up among
+    the known values, its page statement; not the rate limit's upsert)."""
     with CaptureQueriesContext(connection) as captured:
         requester.get(result.url)
-    result.sql_queries = len(captured)
-    return [q["sql"] for q in captured.captured_queries]
+    listed = [q["sql"] for q in captured.captured_queries if _list_query(q["sql"])]
+    result.sql_queries = len(listed)
+    return listed
 
 
 def _list_query(sql: str) -> bool:
-    """A query of the list (a page, a count), not the throttle's or the token's."""
+    """A statement of the list (a page, a look-up), not the throttle's or the token's."""
     text = sql.lstrip().upper()
-    return text.startswith(("SELECT", "WITH")) and "CORE_CUSTOMER_LIST" in text
+    return text.startswith(("SELECT", "WITH", "(SELECT")) and (
+        "CORE_CUSTOMER_LIST" in text or "CORE_SEARCHTERM" in text
+    )
+
+
+#: How long one forced plan may run (a walk of every entry of an index for
+#: matches it never finds takes seconds at 10M customers).
+FORCED_TIMEOUT_MS = 60_000
+
+
+def time_plans(result: Result, repeat: int) -> None:
+    """The combination's page statement as the list chooses it, and with each
+    plan forced (a walk of the ordering's index as far as it takes; the
+    matches read through the narrowest filter's index and sorted), each run
+    as raw SQL on the read table: p50 of ``repeat`` runs after one more."""
+    params = QueryDict(urlsplit(result.url).query)
+    query = LIST_PARAMETERS.validate(params)
+    customers = customer_list(filters=query.filters, ordering=query.ordering, search=query.search)
+    size = query.options.get("page_size", CustomerPagination.page_size)
+    offset, boundary, reverse = 0, None, False
+    if "page" in query.options:
+        offset = (query.options["page"] - 1) * size
+    if "cursor" in query.options:
+        boundary, reverse = cursor_position(
+            query.options["cursor"], query.ordering, salt=CustomerPagination.cursor_salt
+        )
+    counting = count_plan(customers.estimate, "estimated", settings.CRM_EXACT_COUNT_THRESHOLD)
+    for plan in ("chosen", "walk", "sort"):
+        sql, sql_params = page_statement(
+            customers,
+            reverse=reverse,
+            offset=offset,
+            limit=size + 1,
+            boundary=boundary,
+            count=counting,
+            forced=None if plan == "chosen" else plan,
+        )
+        setattr(result, f"{plan}_ms", _timed_sql(sql, sql_params, repeat))
+
+
+def _timed_sql(sql: str, params: list, repeat: int) -> float:
+    times = []
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL statement_timeout = {FORCED_TIMEOUT_MS}")
+        for round_number in range(repeat + 1):
+            started = time.perf_counter()
+            try:
+                cursor.execute(sql, params)
+                cursor.fetchall()
+            except OperationalError:  # QueryCanceled: record the timeout itself
+                return float(FORCED_TIMEOUT_MS)
+            if round_number:
+                times.append((time.perf_counter() - started) * 1000)
+    return float(np.percentile(times, 50))
 
 
 #: How long one EXPLAIN ANALYZE of a worst combination may run: a query the

@@ -43,8 +43,17 @@ def test_writes_csv_markdown_chart_and_the_worst_plans(customers, reports_dir):
     assert {row["position"].split(",")[0].split(" ")[0] for row in rows} == {"page", "cursor"}
     # Every combination's true count is reported beside the API's.
     assert all(row["true_count"].isdigit() for row in rows)
+    # Its statements (a look-up and the page statement at most), and each plan
+    # forced as raw SQL beside the chosen one.
+    assert all(1 <= int(row["sql_queries"]) <= 2 for row in rows)
+    for row in rows:
+        fastest = min(float(row["walk_ms"]), float(row["sort_ms"]))
+        assert float(row["plan_regret"]) == pytest.approx(
+            float(row["chosen_ms"]) / fastest, rel=0.01
+        )
     report = (reports_dir / "matrix.md").read_text()
     for section in (
+        "## Regret and statements",
         "## Distribution of the per-combination p50",
         "## The 3 worst combinations",
         "## Counts against the truth",

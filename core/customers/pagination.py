@@ -136,6 +136,9 @@ SELECT * FROM ({sort}) sorted WHERE (SELECT needed FROM fallback)
 """
 
 
+#: A forced walk's budget: every entry of the index if need be.
+WALK_AS_FAR_AS_IT_TAKES = 2**62
+
 #: The ``_total`` of a plan that does not count.
 NO_TOTAL = Cast(Value(None), BigIntegerField())
 
@@ -181,13 +184,23 @@ def page_statement(
     limit: int,
     boundary: Sequence[Any] | None,
     count: str,
+    forced: str | None = None,
 ) -> tuple[str, list]:
     """The one statement that reads a page and its count (:data:`PAGE`): the
     plan's ids, then their rows, each with the count where ``count`` asks for
     one (``COUNT(*) OVER ()`` where a sort reads every match anyway; else a
-    count of its own, stopped just past the threshold where ``bounded``)."""
+    count of its own, stopped just past the threshold where ``bounded``).
+
+    ``forced`` ("walk" or "sort") overrides the choice: what bench_matrix
+    times the choice against."""
     plan_sql, plan_params = plan_statement(
-        customers, reverse=reverse, offset=offset, limit=limit, boundary=boundary, count=count
+        customers,
+        reverse=reverse,
+        offset=offset,
+        limit=limit,
+        boundary=boundary,
+        count=count,
+        forced=forced,
     )
     counted_sql, counted_params = count_sql(customers, count)
     total = RawSQL(
@@ -211,6 +224,7 @@ def plan_statement(
     limit: int,
     boundary: Sequence[Any] | None,
     count: str,
+    forced: str | None = None,
 ) -> tuple[str, list]:
     """The page's ids (and ``_total``), by the plan
     :func:`core.customers.plans.walk_budget` chooses:
@@ -230,7 +244,9 @@ def plan_statement(
         ids = ids.values_list("id", "_total")
         return ids[offset : offset + limit].query.sql_with_params()
     budget = 0
-    if ordering.indexed:
+    if forced == "walk":
+        budget = WALK_AS_FAR_AS_IT_TAKES
+    elif ordering.indexed and forced is None:
         expected = customers.walk_entries(offset + limit, boundary, reverse)
         budget = walk_budget(customers.estimate, expected, offset + limit)
     sort_sql, sort_params = sort_statement(customers, reverse, offset, limit, boundary, count)

@@ -11,7 +11,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from bench.matrix import combinations, profiling, reports, running
+from bench.matrix import charts, combinations, profiling, reports, running, summaries
 from bench.matrix.oracle import Reference
 from core import run_records
 
@@ -110,6 +110,13 @@ class Command(BaseCommand):
                         result.explain = running.explain(result, requester)
                 for result in results:
                     running.count_queries(result, requester)
+                self.stdout.write("each plan forced, as raw SQL (regret)")
+                with timing_lock(lock, self.stdout.write):
+                    for number, result in enumerate(results, 1):
+                        if result.failure is None:
+                            running.time_plans(result, repeat=3)
+                        if number % 50 == 0:
+                            self.stdout.write(f"  {number}/{len(results)}")
         finally:
             ref.close()
         info = reports.run_info(
@@ -123,6 +130,8 @@ class Command(BaseCommand):
         paths = reports.write_reports(
             results, refusals, profile, info, output=output, worst=slowest
         )
+        paths["png"] = output / "matrix.png"
+        charts.chart(results, paths["png"], info)
         report = paths["md"].read_text()
         self.stdout.write(report.split("\n## By dimension")[0])
         self.stdout.write("Wrote " + ", ".join(str(p) for p in paths.values()))
@@ -136,13 +145,13 @@ class Command(BaseCommand):
         if not csv_path.exists():
             raise CommandError(f"no {csv_path}: run bench_matrix first")
         try:
-            data = reports.read_runs(csv_path, runs)
+            data = charts.read_runs(csv_path, runs)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         png = output / "matrix-compare.png"
         md = output / "matrix-compare.md"
-        reports.compare_chart(data, png)
-        md.write_text("\n".join(reports.distribution_table(data)) + "\n")
+        charts.compare_chart(data, png)
+        md.write_text("\n".join(summaries.distribution_table(data)) + "\n")
         self.stdout.write(md.read_text())
         self.stdout.write(f"Wrote {md}, {png}")
 
