@@ -6,14 +6,19 @@ table the way the page statement spends it, with a condition no row meets
 (``gender = '-'``: every row read is tested, none returned), so that only
 the step itself is timed:
 
-* ``walk_entry_us``: a walk of a sortable index (its rows read in the
-  index's order, tested), the median over several indexes;
-* ``read_row_us``: customers found through a filter's index (a range of the
-  points index), read and tested;
-* ``scan_row_us``: every customer read by a sequential scan, tested (no
-  parallel workers: a page gets one core);
+* ``scattered_row_us``: a row read out of the table's order and tested: the
+  median of walks of indexes whose field is scattered over the table (the
+  names, the points, the birthday) and of customers found through a filter's
+  index (a range of the points);
+* ``sequential_row_us``: a row read in the table's order and tested: the
+  median of walks of the indexes that follow it (the id, the sign-up time)
+  and of a sequential scan (no parallel workers: a page gets one core);
 * ``sort_row_us``: a match sorted by a key no index holds (a top-N sort of
   its page), above reading and counting it.
+
+Each walk's cost is printed beside how closely its field follows the rows
+(PostgreSQL's own ``pg_stats.correlation``), which is what
+:func:`core.customers.plans.row_us` interpolates by.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from django.db import connection
 #: Entries a walk reads, and rows a read finds, at most (fewer on small data).
 WALKED = 100_000
 READ = 50_000
-#: The sortable indexes walked: sequential and scattered heap orders.
-WALKED_ORDERS = ("id", "last_name, first_name, id", "points, id", "last_updated, id")
+#: The sortable indexes walked, by whether their field follows the rows.
+SEQUENTIAL_ORDERS = ("id", "created, id")
+SCATTERED_ORDERS = ("last_name, first_name, id", "points, id", "birthday_key, id")
 NOBODY = "(gender = '-') IS TRUE"
 
 
@@ -36,19 +42,19 @@ NOBODY = "(gender = '-') IS TRUE"
 class PlanCosts:
     """Microseconds per row of each step, and the rows each was measured over."""
 
-    walk_entry_us: float
-    read_row_us: float
-    scan_row_us: float
+    scattered_row_us: float
+    sequential_row_us: float
     sort_row_us: float
     customers: int
     walked: int
     read: int
+    #: Each walk's µs per entry, by index order.
+    walks: dict[str, float]
 
     def as_row(self) -> dict[str, object]:
         return {
-            "walk_entry_us": f"{self.walk_entry_us:.3f}",
-            "read_row_us": f"{self.read_row_us:.3f}",
-            "scan_row_us": f"{self.scan_row_us:.3f}",
+            "scattered_row_us": f"{self.scattered_row_us:.3f}",
+            "sequential_row_us": f"{self.sequential_row_us:.3f}",
             "sort_row_us": f"{self.sort_row_us:.3f}",
             "customers": self.customers,
             "walked": self.walked,
@@ -76,8 +82,8 @@ def measure(repeat: int = 7) -> PlanCosts:
         customers = cursor.fetchone()[0]
         walked = min(WALKED, customers // 2)
         read = min(READ, customers // 10)
-        walks = [
-            _timed(
+        walks = {
+            order: _timed(
                 cursor,
                 f"SELECT id FROM (SELECT * FROM core_customer_list ORDER BY {order} LIMIT %s) w "
                 f"WHERE {NOBODY}",
@@ -85,8 +91,8 @@ def measure(repeat: int = 7) -> PlanCosts:
                 repeat,
             )
             / walked
-            for order in WALKED_ORDERS
-        ]
+            for order in (*SEQUENTIAL_ORDERS, *SCATTERED_ORDERS)
+        }
         # The points above which `read` customers lie: a range of the points index.
         cursor.execute(
             "SELECT points FROM core_customer_list WHERE points IS NOT NULL "
@@ -115,12 +121,14 @@ def measure(repeat: int = 7) -> PlanCosts:
         scanning = _timed(cursor, f"SELECT count(*) FROM core_customer_list WHERE {NOBODY}", [], 3)
         cursor.execute("RESET max_parallel_workers_per_gather")
     micro = 1e6
+    scattered = [walks[order] for order in SCATTERED_ORDERS] + [reading / found]
+    sequential = [walks[order] for order in SEQUENTIAL_ORDERS] + [scanning / customers]
     return PlanCosts(
-        walk_entry_us=statistics.median(walks) * micro,
-        read_row_us=reading / found * micro,
-        scan_row_us=scanning / customers * micro,
+        scattered_row_us=statistics.median(scattered) * micro,
+        sequential_row_us=statistics.median(sequential) * micro,
         sort_row_us=max(0.0, sorting - counting) / found * micro,
         customers=customers,
         walked=walked,
         read=found,
+        walks={order: seconds * micro for order, seconds in walks.items()},
     )

@@ -26,6 +26,7 @@ from django.db.models.lookups import GreaterThan
 
 from core.models import NO_BIRTHDAY, AppUser, CustomerRow
 
+from . import plans
 from .sample import ListSample, instant_number
 
 #: Longest accepted substring filter: a longer one cannot match any column
@@ -111,10 +112,6 @@ class Substring(ListFilter, django_filters.CharFilter):
         return has_trigram(value)
 
 
-#: The shortest word of a substring that the trigram index is asked for alone
-#: (see :func:`indexed_piece`): three trigrams of its own.
-INDEXED_PIECE_LENGTH = 5
-
 
 def indexed_piece(text: str) -> str:
     """What of ``text`` to look up in the trigram index: its longest word of
@@ -129,7 +126,7 @@ def indexed_piece(text: str) -> str:
     """
     words = re.findall(r"[^\W_]+", text)
     longest = max(words, key=len, default="")
-    return longest if len(longest) >= INDEXED_PIECE_LENGTH else text
+    return longest if len(longest) >= plans.INDEXED_PIECE_LENGTH else text
 
 
 def has_trigram(text: str) -> bool:

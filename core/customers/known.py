@@ -21,11 +21,7 @@ from django.db import connections
 
 from crm.replicas import read_alias
 
-#: A text filter's look-up stops past this many values: more than that many
-#: names contain the text ("a", "e"), which then matches most customers and
-#: is tested on each row a plan reads instead (an ``IN`` list of thousands
-#: costs more to plan and to probe than it saves).
-MAX_VALUES = 500
+from . import plans
 
 #: How similar a word must be to a city's name to be read as that city: well
 #: above the names' 0.25 (``pg_trgm.similarity_threshold`` on this project's
@@ -46,7 +42,7 @@ class Containing:
         return (
             "(SELECT %s, field, value FROM core_searchterm "
             "WHERE field = %s AND upper(value) LIKE upper(%s) LIMIT %s)",
-            [slot, self.field, pattern + "%", MAX_VALUES + 1],
+            [slot, self.field, pattern + "%", plans.MAX_VALUES + 1],
         )
 
 

@@ -248,7 +248,9 @@ def plan_statement(
         budget = WALK_AS_FAR_AS_IT_TAKES
     elif ordering.indexed and forced is None:
         expected = customers.walk_entries(offset + limit, boundary, reverse)
-        budget = walk_budget(customers.estimate, expected, offset + limit)
+        budget = walk_budget(
+            customers.estimate, expected, offset + limit, customers.walk_follows()
+        )
     sort_sql, sort_params = sort_statement(customers, reverse, offset, limit, boundary, count)
     if not budget:
         return sort_sql, sort_params

@@ -32,56 +32,90 @@ from dataclasses import dataclass
 class Estimate:
     """What the planning sample expects of a list query (see
     :mod:`core.customers.sample`): customers in the table; customers that
-    match; and how many a sort reads to find them (those of the narrowest
-    indexed filter, or every customer, ``scan``, where no filter has an
-    index or reading through it would cost more than a scan).
+    match; how many a sort reads to find them (those of the narrowest
+    indexed filter, or every customer where no filter has an index or a
+    scan costs less), and how closely those rows follow the table's own
+    order (1: a scan, or a range of the sign-up time; 0: scattered).
     """
 
     rows: int
     matches: int
     reads: int
-    scan: bool = False
+    follows: float = 0.0
 
     @property
     def filtered(self) -> bool:
         return self.matches < self.rows or self.reads < self.rows
 
 
-# Costs in microseconds per row, measured at 3,000,000 customers on the
-# embedded PostgreSQL 18 by `manage.py bench_plans` (which times each step
-# over the loaded read table; the published run is docs/benchmarks/plans/,
-# and a test holds these to it). Only their ratios matter.
+# The tunable numbers of the list's choices, each beside what set it. The
+# costs are microseconds per row, measured at 3,000,000 customers on the
+# embedded PostgreSQL 18 by `manage.py bench_plans` (the published run is
+# docs/benchmarks/plans/, and a test holds these to it); only their ratios
+# matter.
 
-#: A walk: one entry of the ordering's index, its row read and tested.
-WALK_ENTRY_US = 0.47
-#: A sort: one customer found through a filter's index (a bitmap heap scan), tested.
-READ_ROW_US = 0.73
-#: A sort with no indexed filter: one customer of a sequential scan, tested.
-SCAN_ROW_US = 0.056
-#: A sort: one match sorted (a top-N heap sort of its key).
+#: Reading one row out of the table's order, and testing it: a walk of an
+#: index whose field is scattered over the table (a name, the points), or a
+#: customer found through such a filter's index.
+SCATTERED_ROW_US = 0.65
+#: Reading one row in the table's order: a sequential scan, or a walk of an
+#: index whose field follows the rows (the id, the sign-up time).
+SEQUENTIAL_ROW_US = 0.10
+#: Sorting one match by a key no index holds (a top-N heap sort), above reading it.
 SORT_ROW_US = 0.044
 
+#: Rows of the planning sample each process holds (core.customers.sample):
+#: about 3 MB of arrays. One sampled row stands for 150 customers at 3M and
+#: 500 at 10M, so a count of 10,000 matches is read off about 70 (or 20)
+#: sampled rows: within 25% (or 45%) nine times in ten, which is what a
+#: choice between two plans and a count that says "about" need (a test
+#: checks it).
+SAMPLE_SIZE = 20_000
+#: How old a sample may get before it is read again, in the background: a
+#: few minutes, so that a load or a day's writes show soon, while reading it
+#: (20,000 look-ups by primary key, about 0.1 s) stays a negligible share of
+#: a worker's time.
+SAMPLE_SECONDS = 300
 
-def index_reads_pay(reads: int, rows: int) -> bool:
+#: A text filter's look-up among the known values stops past this many (see
+#: core.customers.known): more than that many names contain the text ("a",
+#: "e"), which then matches most customers and is tested on each row a plan
+#: reads instead; an IN list of thousands costs more to plan and to probe
+#: than it saves.
+MAX_VALUES = 500
+#: The shortest word of a phone substring that its trigram index is asked
+#: for alone (core.customers.filters.indexed_piece): three trigrams of its
+#: own; the short words of "+49 30 …" yield trigrams most numbers share.
+INDEXED_PIECE_LENGTH = 5
+
+
+def row_us(follows: float) -> float:
+    """What reading a row costs where the rows read follow the table's own
+    order this closely (0 to 1, the rank correlation; between the two costs
+    by its square, as walks of bench_plans' indexes measured)."""
+    return SEQUENTIAL_ROW_US + (SCATTERED_ROW_US - SEQUENTIAL_ROW_US) * (1 - follows**2)
+
+
+def index_reads_pay(reads: int, rows: int, follows: float) -> bool:
     """Is reading ``reads`` customers through an index cheaper than reading
     all ``rows`` in a sequential scan?"""
-    return reads * READ_ROW_US < rows * SCAN_ROW_US
+    return reads * row_us(follows) < rows * SEQUENTIAL_ROW_US
 
 
 def sort_us(estimate: Estimate) -> float:
     """What reading and sorting the matches costs."""
-    read = estimate.rows * SCAN_ROW_US if estimate.scan else estimate.reads * READ_ROW_US
-    return read + estimate.matches * SORT_ROW_US
+    return estimate.reads * row_us(estimate.follows) + estimate.matches * SORT_ROW_US
 
 
-def walk_budget(estimate: Estimate, expected: float, needed: int) -> int:
+def walk_budget(estimate: Estimate, expected: float, needed: int, follows: float) -> int:
     """Index entries a walk may read to find ``needed`` matches (the page, its
     offset and the row that says another page follows) before sorting the
     matches would have been cheaper; 0: sort them at once, where the walk is
     ``expected`` (by the sample walked the same way, see
     :meth:`core.customers.sample.ListSample.walk`) to need more than that.
+    ``follows``: how closely the walked index's field follows the rows.
     """
-    budget = math.floor(sort_us(estimate) / WALK_ENTRY_US)
+    budget = math.floor(sort_us(estimate) / row_us(follows))
     return budget if needed <= budget and expected <= budget else 0
 
 
@@ -94,10 +128,12 @@ def walk_budget(estimate: Estimate, expected: float, needed: int) -> int:
 COUNT_MARGIN = 2
 #: A count under the threshold is skipped (the estimate stands, and says so)
 #: where reading the matches would cost more than this (µs, as priced by
-#: :func:`sort_us`): an exact count of 3,000 customers that reads every
-#: customer's phone number to find "2 4" among the Austrians takes half a
-#: second, a cliff the page itself does not have.
-EXACT_COUNT_BUDGET_US = 200_000
+#: :func:`sort_us`): about what a page costs at worst. It admits a count of
+#: any rare filter's matches through its index (3,000 customers: 2 ms); an
+#: exact count of 17,019 customers born since 1980 with "2 4" in their phone
+#: number reads every customer (190 ms at 3M), a cliff the page (a walk of
+#: 32 ms) does not have.
+EXACT_COUNT_BUDGET_US = 20_000
 
 NONE, BOUNDED, EXACT, ESTIMATE = "none", "bounded", "exact", "estimate"
 

@@ -11,14 +11,9 @@ columns the filters test, as NumPy arrays), and a filter says what it means
 on those rows (:meth:`core.customers.filters.ListFilter.sample_test`): a
 combination of filters is estimated by counting the sampled rows that meet
 all of them, correlations included, in well under a millisecond and with no
-SQL. At :data:`SAMPLE_SIZE` rows, one sampled row stands for 150 customers
-at 3M and 500 at 10M: a count of 10,000 matches is read off about 70 (or
-20) sampled rows, within 25% (or 45%) nine times in ten, which is what a
-choice between two plans and a count that says "about" need.
-
-The sample is read once per process and database alias, and again in the
-background when it is :data:`SAMPLE_SECONDS` old, so that no request waits
-for it after the first.
+SQL. How many rows, and how often they are read again in the background (no
+request waits for it but a process's first), are
+:data:`core.customers.plans.SAMPLE_SIZE` and ``SAMPLE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -33,10 +28,7 @@ from typing import Any
 import numpy as np
 from django.db import DatabaseError, connections
 
-#: Rows in a process's sample (see the module docstring): about 3 MB of arrays.
-SAMPLE_SIZE = 20_000
-#: How old a sample may get before it is read again, in the background.
-SAMPLE_SECONDS = 300
+from .plans import SAMPLE_SECONDS, SAMPLE_SIZE
 
 #: The sampled columns, and how each is read: text as it is (a substring
 #: test upper-cases it, see ListSample.upper), times as microseconds since
@@ -86,7 +78,7 @@ class ListSample:
     rows: int
     columns: dict[str, np.ndarray]
     #: Upper-cased text columns and sort orders, computed on first use.
-    _derived: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    _derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -136,6 +128,21 @@ class ListSample:
                 "lt": values < value,
             }[lookup]
 
+    def follows(self, column: str) -> float:
+        """How closely ``column``'s order follows the table's own (0 to 1): the
+        rank correlation with the id, in whose order rows are written."""
+        key = f"follows:{column}"
+        if key not in self._derived:
+            value = 0.0
+            if self.size > 1:
+                ranks = np.empty(self.size)
+                ranks[self.order(column)] = np.arange(self.size)
+                by_id = np.empty(self.size)
+                by_id[self.order("id")] = np.arange(self.size)
+                value = abs(float(np.corrcoef(ranks, by_id)[0, 1]))
+            self._derived[key] = np.float64(0.0 if math.isnan(value) else value)
+        return float(self._derived[key])
+
     def order(self, column: str) -> np.ndarray:
         """The sampled rows in ``column``'s order (a b-tree's, missing values last)."""
         key = f"order:{column}"
@@ -168,8 +175,10 @@ class ListSample:
         values = self.columns[column][order]
         keep = within[order]
         if after is not None:
+            # From the cursor's own value on: the ties of its first key may
+            # still follow it.
             with np.errstate(invalid="ignore"):
-                keep &= (values < after) if descending else (values > after)
+                keep &= (values <= after) if descending else (values >= after)
         found = np.flatnonzero(matches[order][keep])
         domain = int(np.count_nonzero(keep))
         wanted = needed / self.scale if self.scale else 0.0

@@ -26,12 +26,12 @@ from django.db.models.lookups import GreaterThanOrEqual
 from core.models import AppUser, CustomerRow
 from crm.replicas import read_alias
 
+from . import plans
 from .columns import customer_rows, row_expressions
 from .filters import CustomerFilter, KnownValueSubstring
-from . import known
 from .known import Containing, Similar, look_up
 from .ordering import Ordering, customer_ordering
-from .plans import Estimate, index_reads_pay
+from .plans import Estimate
 from .sample import ListSample, instant_number, sampled_value, samples
 from .search import SearchMatch, search_words
 
@@ -85,6 +85,10 @@ class CustomerList:
     sample: ListSample | None = None
     sampled: np.ndarray | None = None
     within: np.ndarray | None = None
+
+    def walk_follows(self) -> float:
+        """How closely the ordering's first field follows the table's own order."""
+        return self.sample.follows(self.ordering.keys[0].column)
 
     def walk_entries(self, needed: int, after: Any, reverse: bool) -> float:
         """How many entries of the ordering's index a walk reads to find
@@ -159,7 +163,7 @@ def customer_list(
     filters = dict(filters or {})
     for (name, text), values in zip(texts, found, strict=False):
         values_found = values.get(CustomerFilter.base_filters[name].field_name, [])
-        filters[name] = values_found if len(values_found) <= known.MAX_VALUES else text
+        filters[name] = values_found if len(values_found) <= plans.MAX_VALUES else text
     match = SearchMatch.of(words, found[len(texts) :]) if search else None
     sample = samples.get(read_alias())
     conditions = [filter_condition(sample, name, value) for name, value in filters.items()]
@@ -224,9 +228,9 @@ def filter_condition(sample: ListSample, name: str, value: Any) -> Condition:
 
 def estimate(sample: ListSample, conditions: list[Condition]) -> tuple[Estimate, Condition | None]:
     """What the sample expects of ``conditions``: the customers that meet them
-    all, and the cheapest way for a sort to read them (see
-    :func:`core.customers.plans.reads`): through the narrowest indexed
-    condition's index (returned), or a scan of every customer (None)."""
+    all, and the cheapest way for a sort to read them: through the narrowest
+    indexed condition's index (returned), or a scan of every customer (None,
+    where no condition has an index or the scan costs less)."""
     matches = sample.everyone()
     access, reads = None, sample.rows
     for condition in conditions:
@@ -239,10 +243,12 @@ def estimate(sample: ListSample, conditions: list[Condition]) -> tuple[Estimate,
     expected = sample.scaled(matches)
     if access is not None and access.at_most is not None:
         expected = min(expected, access.at_most)
-    if access is not None and not index_reads_pay(reads, sample.rows):
+    follows = sample.follows(access.column) if access and access.column else 0.0
+    if access is not None and not plans.index_reads_pay(reads, sample.rows, follows):
         access = None
-    scan = access is None and bool(conditions)
-    return Estimate(sample.rows, expected, reads if access else sample.rows, scan), access
+    if access is None:
+        return Estimate(sample.rows, expected, sample.rows, follows=1.0), None
+    return Estimate(sample.rows, expected, reads, follows), access
 
 
 def customer_detail(pk: int) -> dict[str, Any] | None:

@@ -56,8 +56,11 @@ class Command(BaseCommand):
             f"{costs.customers:,} customers ({costs.walked:,} walked, "
             f"{costs.read:,} read); microseconds per row, measured / in use:"
         )
-        for name in ("walk_entry_us", "read_row_us", "scan_row_us", "sort_row_us"):
+        for name in ("scattered_row_us", "sequential_row_us", "sort_row_us"):
             self.stdout.write(
-                f"  {name:<14} {getattr(costs, name):7.3f}  {getattr(plans, name.upper()):7.3f}"
+                f"  {name:<18} {getattr(costs, name):7.3f}  {getattr(plans, name.upper()):7.3f}"
             )
+        self.stdout.write("walks, microseconds per entry:")
+        for order, cost in costs.walks.items():
+            self.stdout.write(f"  ORDER BY {order:<28} {cost:7.3f}")
         self.stdout.write(f"Wrote {path}")

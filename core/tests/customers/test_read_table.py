@@ -233,7 +233,9 @@ class Writes(RuleBasedStateMachine):
     def bulk(self, points: int) -> None:
         with connection.cursor() as cursor:
             cursor.execute("UPDATE core_customerrelationship SET points = points + %s", [points])
-            cursor.execute("UPDATE core_appuser SET last_name = upper(last_name) WHERE mod(id, 2) = 0")
+            cursor.execute(
+                "UPDATE core_appuser SET last_name = upper(last_name) WHERE mod(id, 2) = 0"
+            )
 
     @rule(customer=consumes(customers), way=st.sampled_from(WAYS))
     def delete(self, customer: int, way: str) -> None:

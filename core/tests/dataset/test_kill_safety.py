@@ -28,9 +28,8 @@ from django.core.management import call_command
 from django.db import connection
 
 from core.dataset.loader import separate_connection
-from crm.tests.processes import REPO, manage
-
 from core.tests.read_table import drift
+from crm.tests.processes import REPO, manage
 
 from .snapshots import schema_snapshot, stray_tables, table_digest
 from .test_generation import AS_OF
