@@ -184,13 +184,20 @@ class ListSample:
         wanted = needed / self.scale if self.scale else 0.0
         if not len(found) or wanted > len(found):
             return domain * self.scale  # the walk reads all it may, and comes up short
-        if wanted <= 1:
-            # Before the first sampled match: the stretch without matches
-            # first, then the matches' own spacing.
-            spacing = domain / len(found)
-            skipped = max(0.0, found[0] - spacing)
-            return (skipped + wanted * spacing) * self.scale
-        return (found[math.ceil(wanted) - 1] + 1) * self.scale
+        if wanted >= 1:
+            return (found[math.ceil(wanted) - 1] + 1) * self.scale
+        # Fewer matches wanted than one sampled row stands for: the walk ends
+        # about where the first sampled match lies, at the matches' spacing
+        # from there on, after a stretch without matches if the first lies
+        # clearly late (more than SKIPPED spacings in; evenly spread matches
+        # leave such a gap first about once in 150).
+        spacing = (domain - found[0]) / len(found)
+        skipped = found[0] - spacing if found[0] > SKIPPED * spacing else 0.0
+        return (skipped + wanted * spacing) * self.scale
+
+
+#: See :meth:`ListSample.walk`.
+SKIPPED = 5
 
 
 def read_sample(alias: str, size: int = SAMPLE_SIZE, seed: int = 0) -> ListSample:

@@ -188,17 +188,19 @@ def customer_list(
                 )
             )
     expected, access = estimate(sample, conditions)
-    tests, start = Q(), Q()
+    read, tests, start = Q(), Q(), Q()
     matched, within = sample.everyone(), sample.everyone()
     for condition in conditions:
         matched &= condition.sampled
-        if condition is not access:
+        if any(condition is way for way in access):
+            read &= condition.q
+        else:
             tests &= condition.q
     for bound in bounds:
         start &= bound.q
         within &= bound.sampled
     return CustomerList(
-        access.q if access else Q(),
+        read,
         tests,
         ordering,
         expected,
@@ -226,28 +228,38 @@ def filter_condition(sample: ListSample, name: str, value: Any) -> Condition:
     )
 
 
-def estimate(sample: ListSample, conditions: list[Condition]) -> tuple[Estimate, Condition | None]:
+#: Filter columns one b-tree of the read table holds together, first and
+#: second (core.models.CustomerRow): both conditions are read through it at
+#: once (``country = 'United States' AND city IN (…)`` finds the 0 customers
+#: of both in the (country, city, id) index, where either alone reads
+#: tens of thousands).
+READ_TOGETHER = (("country", "city"), ("last_name", "first_name"), ("first_name", "last_name"))
+
+
+def estimate(
+    sample: ListSample, conditions: list[Condition]
+) -> tuple[Estimate, list[Condition]]:
     """What the sample expects of ``conditions``: the customers that meet them
-    all, and the cheapest way for a sort to read them: through the narrowest
-    indexed condition's index (returned), or a scan of every customer (None,
-    where no condition has an index or the scan costs less)."""
+    all, and the cheapest way for a sort to read them: through the index of
+    the narrowest indexed condition, or of a pair one index holds together
+    (returned), or a scan of every customer (none returned, where no
+    condition has an index or the scan costs less)."""
     matches = sample.everyone()
-    access, reads = None, sample.rows
     for condition in conditions:
         matches &= condition.sampled
-        found = sample.scaled(condition.sampled)
-        if condition.at_most is not None:
-            found = min(found, condition.at_most)
-        if condition.indexed and found < reads:
-            access, reads = condition, found
-    expected = sample.scaled(matches)
-    if access is not None and access.at_most is not None:
-        expected = min(expected, access.at_most)
-    follows = sample.follows(access.column) if access and access.column else 0.0
-    if access is not None and not plans.index_reads_pay(reads, sample.rows, follows):
-        access = None
-    if access is None:
-        return Estimate(sample.rows, expected, sample.rows, follows=1.0), None
+    by_column = {c.column: c for c in conditions if c.indexed and c.column}
+    ways = [[c] for c in conditions if c.indexed]
+    ways += [[by_column[a], by_column[b]] for a, b in READ_TOGETHER if {a, b} <= set(by_column)]
+    access, reads = [], sample.rows
+    for way in ways:
+        found = sample.scaled(np.logical_and.reduce([c.sampled for c in way]))
+        found = min([found, *(c.at_most for c in way if c.at_most is not None)])
+        if found < reads:
+            access, reads = way, found
+    expected = min([sample.scaled(matches), *(c.at_most for c in access if c.at_most)])
+    follows = sample.follows(access[0].column) if access and access[0].column else 0.0
+    if not access or not plans.index_reads_pay(reads, sample.rows, follows):
+        return Estimate(sample.rows, expected, sample.rows, follows=1.0), []
     return Estimate(sample.rows, expected, reads, follows), access
 
 

@@ -3,9 +3,13 @@ every plan returns the same pages, and each is chosen where it is cheaper."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+from pathlib import Path
 
+import numpy as np
 import pytest
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from hypothesis import given
@@ -15,6 +19,7 @@ from core.customers import pagination, plans, selectors
 from core.customers.ordering import customer_ordering
 from core.customers.pagination import page_statement
 from core.customers.plans import Estimate, walk_budget
+from core.dataset.generation import CustomerDataset
 from core.models import AppUser, CustomerRelationship
 from core.tests.clients import api_client
 from core.tests.list_model import (
@@ -235,3 +240,84 @@ def test_a_record_is_created_after_its_customer_and_active_since(dataset):
         ordering=customer_ordering("relationship__last_activity"),
     )
     assert "last_activity" in str(customers.start)
+
+
+# -- each tunable number, against what set it ------------------------------------
+
+
+def published_costs() -> dict[str, float]:
+    """The latest published bench_plans run (docs/benchmarks/plans/plans.csv)."""
+    path = Path(settings.BASE_DIR) / "docs" / "benchmarks" / "plans" / "plans.csv"
+    with path.open() as f:
+        *_, latest = csv.DictReader(f)
+    return {name: float(value) for name, value in latest.items() if name.endswith("_us")}
+
+
+@pytest.mark.parametrize("name", ["scattered_row_us", "sequential_row_us", "sort_row_us"])
+def test_each_cost_is_the_published_measurement(name):
+    """A cost set by hand, or left behind by a new measurement, fails here."""
+    assert getattr(plans, name.upper()) == pytest.approx(published_costs()[name], rel=0.15)
+
+
+def sampled_shares(matches: int, rows: int, draws: int = 2000) -> np.ndarray:
+    """What the planning sample estimates for ``matches`` of ``rows``, ``draws`` times."""
+    sampled = np.random.default_rng(7).binomial(plans.SAMPLE_SIZE, matches / rows, draws)
+    return sampled * rows / plans.SAMPLE_SIZE
+
+
+@pytest.mark.parametrize(("rows", "within"), [(3_000_000, 0.25), (10_000_000, 0.45)])
+def test_the_sample_estimates_the_count_threshold_within_its_stated_error(rows, within):
+    """SAMPLE_SIZE's docstring: 10,000 matches within 25% (3M) or 45% (10M),
+    nine times in ten."""
+    estimates = sampled_shares(10_000, rows)
+    assert np.mean(np.abs(estimates / 10_000 - 1) <= within) >= 0.9
+
+
+def test_a_true_count_under_the_threshold_is_almost_never_estimated_past_the_margin():
+    """COUNT_MARGIN: a count that must be exact is counted unless the sample
+    puts it past the margin, which it does (at 10M, the sparsest sample
+    measured) less than once in a hundred."""
+    estimates = sampled_shares(10_000, 10_000_000)
+    assert np.mean(estimates > 10_000 * plans.COUNT_MARGIN) < 0.01
+
+
+def test_the_exact_count_budget_admits_rare_filters_and_refuses_a_scan():
+    # A rare filter (the matrix's band: under 0.1% of 3M) counted through its index...
+    assert 3_000 * plans.row_us(0) <= plans.EXACT_COUNT_BUDGET_US
+    # ...but not every customer read to find a few.
+    assert 3_000_000 * plans.row_us(1) > plans.EXACT_COUNT_BUDGET_US
+
+
+def test_reading_the_sample_again_is_a_negligible_share_of_a_worker():
+    reading_us = plans.SAMPLE_SIZE * plans.row_us(0)
+    assert reading_us / (plans.SAMPLE_SECONDS * 1e6) < 0.001
+    # Yet a load, or a day's writes, show within minutes.
+    assert plans.SAMPLE_SECONDS <= 600
+
+
+def test_a_text_in_more_names_than_the_look_up_keeps_matches_many_customers():
+    """MAX_VALUES: any one- or two-letter text that more known names contain
+    matches at least 5% of customers (in the generator's name pools, drawn as
+    generate_data draws them), so a walk of any ordering finds its page
+    within a few thousand entries and the look-up is not missed."""
+    dataset = CustomerDataset(seed=42, as_of=dt.date(2026, 1, 1), n=1)
+    rng = np.random.default_rng(0)
+    for pool in (dataset.first_names, dataset.last_names):
+        names = {str(value).upper() for value in pool.values}
+        groups = rng.integers(0, pool.group.max() + 1, 50_000)
+        drawn = [str(pool.values[i]).upper() for i in pool.sample(groups, rng.random(50_000))]
+        texts = {name[i : i + n] for name in names for n in (1, 2) for i in range(len(name))}
+        for text in texts:
+            if sum(text in name for name in names) > plans.MAX_VALUES:
+                assert sum(text in name for name in drawn) / len(drawn) >= 0.05, text
+
+
+def test_a_phone_substring_is_looked_up_by_a_word_with_three_trigrams_of_its_own():
+    """INDEXED_PIECE_LENGTH: pg_trgm takes len - 2 trigrams from a word inside
+    a LIKE pattern; three of them narrow a phone number's lookup to a few rows."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM unnest(show_trgm(%s)) t WHERE t !~ ' '",
+            ["7896512"[: plans.INDEXED_PIECE_LENGTH]],
+        )
+        assert cursor.fetchone()[0] == 3
