@@ -57,12 +57,12 @@ class Estimate:
 #: Reading one row out of the table's order, and testing it: a walk of an
 #: index whose field is scattered over the table (a name, the points), or a
 #: customer found through such a filter's index.
-SCATTERED_ROW_US = 0.65
+SCATTERED_ROW_US = 0.90
 #: Reading one row in the table's order: a sequential scan, or a walk of an
 #: index whose field follows the rows (the id, the sign-up time).
 SEQUENTIAL_ROW_US = 0.10
 #: Sorting one match by a key no index holds (a top-N heap sort), above reading it.
-SORT_ROW_US = 0.044
+SORT_ROW_US = 0.045
 
 #: Rows of the planning sample each process holds (core.customers.sample):
 #: about 3 MB of arrays. One sampled row stands for 150 customers at 3M and
