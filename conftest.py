@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,3 +75,30 @@ def fresh_planning_sample():
     from core.customers.sample import samples
 
     samples.clear()
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "programs(*names): needs these system programs; skipped without them, "
+        "failed without them in CI (crm.tests.processes.needs_programs)",
+    )
+
+
+def pytest_runtest_setup(item) -> None:
+    """A test marked with ``programs`` (``needs_programs``) whose programs are
+    missing: skipped on a laptop, a failure in CI (``CI=true``)."""
+    from crm.tests.processes import missing_programs
+
+    for marker in item.iter_markers("programs"):
+        missing = missing_programs(*marker.args)
+        if not missing:
+            continue
+        names = ", ".join(missing)
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(
+                f"{names} not installed, and CI=true: CI must install them (.ci/run), "
+                "not skip the tests that need them",
+                pytrace=False,
+            )
+        pytest.skip(f"{names} not installed (apt-get install them; CI fails without them)")

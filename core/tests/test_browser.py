@@ -1,7 +1,8 @@
 """A real browser (Debian's Chromium, driven by Playwright) on Swagger UI and the admin.
 
 These machines cannot download Playwright's own browser build, so the tests
-launch the system Chromium; without it they are skipped, saying so.
+launch the system Chromium; without it they are skipped, saying so (and fail
+in CI: see crm.tests.processes.needs_programs).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -20,15 +20,13 @@ from core.dataset.loader import customer_dataset_replace
 from core.models import AppUser
 from core.security.api_users import api_user_create
 from core.tests.dev_server import other_sessions
+from crm.tests.processes import needs_programs
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(),
-        reason="Chromium is not installed (apt-get install chromium): browser tests skipped",
-    ),
+    needs_programs("chromium"),
 ]
 
 PASSWORD = "browser-Test-pass-1"

@@ -35,14 +35,23 @@ def manage(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
     )
 
 
-def needs_programs(*names: str) -> pytest.MarkDecorator:
-    """Skip, saying which are missing, unless the programs are installed (CI installs
-    them: ``.ci/run``; on a laptop, ``apt-get install`` them)."""
-    missing = [
+def missing_programs(*names: str) -> list[str]:
+    """The programs of ``names`` found neither on the PATH nor in /usr/sbin (where
+    Debian puts nginx and pgbouncer, off an ordinary user's PATH)."""
+    return [
         name
         for name in names
         if shutil.which(name) is None and not Path(f"/usr/sbin/{name}").exists()
     ]
-    return pytest.mark.skipif(
-        bool(missing), reason=f"{', '.join(missing)} not installed (apt-get install them)"
-    )
+
+
+def needs_programs(*names: str) -> pytest.MarkDecorator:
+    """Mark a test that drives these system programs (nginx, pgbouncer, chromium, ...).
+
+    Without them it is skipped on a laptop, saying which to ``apt-get
+    install``, and FAILS in CI (``CI=true``): CI installs them (``.ci/run``),
+    and a test that vanished from a green run would hide exactly what it
+    tests. The check runs when the test starts (the root conftest's
+    ``pytest_runtest_setup``), so every such test goes through this one rule.
+    """
+    return pytest.mark.programs(*names)
