@@ -27,7 +27,9 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-NGINX_PROXY_CONF = Path(settings.BASE_DIR) / "deploy" / "nginx" / "crm-proxy.conf"
+NGINX_DIR = Path(settings.BASE_DIR) / "deploy" / "nginx"
+NGINX_HTTP_CONF = NGINX_DIR / "crm-http.conf"
+NGINX_PROXY_CONF = NGINX_DIR / "crm-proxy.conf"
 
 #: The test server stands in for the TLS-terminating server of crm-site.conf:
 #: it speaks plain HTTP on loopback but tells the application what the real
@@ -40,7 +42,8 @@ pid {workdir}/nginx.pid;
 error_log {workdir}/nginx-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
+    include {http_conf};
+    access_log {workdir}/access.log crm_access;
     client_body_temp_path {workdir}/nginx-body;
     proxy_temp_path {workdir}/nginx-proxy;
     fastcgi_temp_path {workdir}/nginx-fastcgi;
@@ -143,6 +146,7 @@ def start_nginx(
             floor_location=floor_location,
             port=port,
             proxy_conf=NGINX_PROXY_CONF,
+            http_conf=NGINX_HTTP_CONF,
         )
     )
     return subprocess.Popen(

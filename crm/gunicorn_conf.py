@@ -69,6 +69,16 @@ except ConfigurationError as error:
 #: project is managed by signals (HUP, TERM) and its supervisor; no socket.
 control_socket_disable = True
 
+#: gunicorn's limits on a request's head, above nginx's (4 kB a line, 16 kB
+#: in all: deploy/nginx/crm-proxy.conf), so that whatever is too long is
+#: refused by nginx with a JSON error rather than by gunicorn's HTML page
+#: (its defaults, a 4,094-byte request line and 100 headers, are below
+#: what nginx lets through). 8,190 is gunicorn's largest line, 32,768 its
+#: most headers.
+limit_request_line = 8190
+limit_request_fields = 32768
+limit_request_field_size = 8190
+
 
 #: An access log (``--access-logfile``) names the path without its query,
 #: whose values may be personal data, and the request's id. The application's
