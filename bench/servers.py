@@ -257,6 +257,7 @@ def pooled_role(name: str = POOLED_ROLE) -> str:
             name,
             connection.settings_dict["NAME"],
             statement_timeout_ms=settings.CRM_STATEMENT_TIMEOUT_MS,
+            lock_timeout_ms=settings.CRM_LOCK_TIMEOUT_MS,
         ),
     ]
     with connection.cursor() as cursor:

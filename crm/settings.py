@@ -100,6 +100,8 @@ ASGI_APPLICATION = "crm.asgi.application"
 
 # Every SQL statement of a request is cancelled after this (the API answers 503).
 CRM_STATEMENT_TIMEOUT_MS = env.integer("CRM_STATEMENT_TIMEOUT_MS", 2000, minimum=0)
+# ...and after waiting this long for a lock (a migration's, say), exports included.
+CRM_LOCK_TIMEOUT_MS = env.integer("CRM_LOCK_TIMEOUT_MS", 1000, minimum=0)
 # The export streams every matching row: its own, longer limit.
 CRM_EXPORT_TIMEOUT_MS = env.integer("CRM_EXPORT_TIMEOUT_MS", 600_000, minimum=0)
 # Exports one user may stream at once, across all workers (a 429 beyond).
@@ -107,7 +109,9 @@ CRM_EXPORT_CONCURRENCY = env.integer("CRM_EXPORT_CONCURRENCY", 2, minimum=1)
 
 # DATABASE_URL when set, otherwise the embedded PostgreSQL 18; hot standbys
 # for reads from DATABASE_REPLICA_URLS (see crm.postgres.config).
-DATABASES = database_config.databases(statement_timeout_ms=CRM_STATEMENT_TIMEOUT_MS)
+DATABASES = database_config.databases(
+    statement_timeout_ms=CRM_STATEMENT_TIMEOUT_MS, lock_timeout_ms=CRM_LOCK_TIMEOUT_MS
+)
 # Behind a transaction-mode pooler (PgBouncer): the session settings and the
 # statement timeout come from the database role (manage.py database_role_settings).
 CRM_DATABASE_POOLER = env.boolean("DATABASE_PGBOUNCER", False)

@@ -16,13 +16,16 @@ logger = logging.getLogger(__name__)
 
 
 def api_exception_handler(exc, context) -> Response | None:
-    """DRF's handler, plus: a query cancelled by ``statement_timeout`` and a
-    database that cannot be reached are 503s with a message and
-    ``Retry-After``, so that clients and load balancers back off instead of
-    seeing a crash."""
+    """DRF's handler, plus: a query cancelled by ``statement_timeout``, a lock
+    not granted within ``lock_timeout`` and a database that cannot be reached
+    are 503s with a message and ``Retry-After``, so that clients and load
+    balancers back off instead of seeing a crash."""
     response = exception_handler(exc, context)
-    if response is not None or not isinstance(exc, OperationalError):
+    if response is not None or not isinstance(exc, OperationalError | psycopg.OperationalError):
         return response
+    # Django wraps psycopg's errors (the cause); the export's COPY runs on
+    # psycopg's own cursor, whose errors arrive unwrapped.
+    cause = exc.__cause__ if isinstance(exc, OperationalError) else exc
     if is_collision(exc):
         # A deadlock or serialization failure the view did not retry: the
         # database is fine, the request collided with another one.
@@ -33,11 +36,14 @@ def api_exception_handler(exc, context) -> Response | None:
             },
             status=status.HTTP_409_CONFLICT,
         )
-    if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
+    if isinstance(cause, psycopg.errors.QueryCanceled):
         detail = (
             "The query took longer than this server allows; narrow the filters, "
             "or page with the cursor instead of deep page numbers."
         )
+    elif isinstance(cause, psycopg.errors.LockNotAvailable):
+        # lock_timeout: the data is locked (a migration, a maintenance task).
+        detail = "The data is locked by maintenance; try again shortly."
     else:
         logger.warning("database unavailable: %s", exc)
         detail = "The database is unavailable; try again shortly."

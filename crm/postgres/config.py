@@ -104,14 +104,21 @@ def libpq_options(parameters: Mapping[str, str]) -> str:
     return " ".join(f"-c {name}={value}" for name, value in parameters.items())
 
 
+def request_limits(*, statement_timeout_ms: int, lock_timeout_ms: int = 0) -> dict[str, str]:
+    """The session settings that bound a request's statements: how long one may
+    run, and how long it may wait for a lock (0: no limit)."""
+    return {"statement_timeout": str(statement_timeout_ms), "lock_timeout": str(lock_timeout_ms)}
+
+
 def databases(
-    environ: Mapping[str, str] = os.environ, *, statement_timeout_ms: int
+    environ: Mapping[str, str] = os.environ, *, statement_timeout_ms: int, lock_timeout_ms: int = 0
 ) -> dict[str, dict[str, Any]]:
     """``default`` (the primary) and ``replica_1``, ``replica_2``, … from the environment.
 
-    ``statement_timeout_ms`` is the limit on every statement a request runs;
-    replicas serve nothing but requests, so theirs is set when they connect
-    (the primary's is set per request connection, see
+    ``statement_timeout_ms`` and ``lock_timeout_ms`` bound every statement a
+    request runs (:func:`request_limits`); replicas serve nothing but
+    requests, so theirs are set when they connect (the primary's on every
+    connection a request opens, see
     :class:`core.security.middleware.StatementTimeoutMiddleware`).
     """
     url = environ.get("DATABASE_URL", "")
@@ -167,7 +174,14 @@ def databases(
         replica["OPTIONS"] = {
             # The replica URL's own parameters (?host=/socket/dir&port=…, sslmode).
             **replica.get("OPTIONS", {}),
-            "options": libpq_options({**session, "statement_timeout": str(statement_timeout_ms)}),
+            "options": libpq_options(
+                {
+                    **session,
+                    **request_limits(
+                        statement_timeout_ms=statement_timeout_ms, lock_timeout_ms=lock_timeout_ms
+                    ),
+                }
+            ),
             "connect_timeout": REPLICA_CONNECT_TIMEOUT,
         }
         if pool is not None:
@@ -178,7 +192,7 @@ def databases(
 
 
 def role_settings(
-    environ: Mapping[str, str] = os.environ, *, statement_timeout_ms: int
+    environ: Mapping[str, str] = os.environ, *, statement_timeout_ms: int, lock_timeout_ms: int = 0
 ) -> dict[str, str]:
     """What the API's database role must carry behind a transaction-mode pooler.
 
@@ -187,19 +201,29 @@ def role_settings(
     refuses the ``options`` of a connection's start-up packet. Set on the
     role (``ALTER ROLE … IN DATABASE … SET``), they apply to every session it
     opens: the settings of :func:`session_settings`, and the request's
-    statement timeout (which the middleware sets per session otherwise). Give
-    the API a role of its own: migrations and ``generate_data`` run as the
-    owner, without the API's timeout.
+    statement and lock timeouts (which the middleware sets per session
+    otherwise). Give the API a role of its own: migrations and
+    ``generate_data`` run as the owner, without the API's timeouts.
     """
-    return {**session_settings(environ), "statement_timeout": str(statement_timeout_ms)}
+    return {
+        **session_settings(environ),
+        **request_limits(statement_timeout_ms=statement_timeout_ms, lock_timeout_ms=lock_timeout_ms),
+    }
 
 
 def role_settings_sql(
-    role: str, database: str, *, statement_timeout_ms: int, environ: Mapping[str, str] = os.environ
+    role: str,
+    database: str,
+    *,
+    statement_timeout_ms: int,
+    lock_timeout_ms: int = 0,
+    environ: Mapping[str, str] = os.environ,
 ) -> list[sql.Composed]:
     """``ALTER ROLE role IN DATABASE database SET name = value`` for each of
     :func:`role_settings`."""
-    values = role_settings(environ, statement_timeout_ms=statement_timeout_ms)
+    values = role_settings(
+        environ, statement_timeout_ms=statement_timeout_ms, lock_timeout_ms=lock_timeout_ms
+    )
     return [
         sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} = {}").format(
             sql.Identifier(role),

@@ -73,17 +73,19 @@ def test_pool_and_pgbouncer_settings_are_read_from_the_environment():
     assert (plain["CONN_MAX_AGE"], plain["DISABLE_SERVER_SIDE_CURSORS"]) == (60, False)
 
 
-def test_replicas_keep_their_own_connection_parameters_and_the_request_limit():
+def test_replicas_keep_their_own_connection_parameters_and_the_request_limits():
     config = databases(
         {
             "DATABASE_URL": "postgresql://crm@primary:5432/crm",
             "DATABASE_REPLICA_URLS": "postgresql://crm@/crm?host=/run/standby&port=5433",
         },
         statement_timeout_ms=1500,
+        lock_timeout_ms=700,
     )
     replica = config["replica_1"]
     assert replica["OPTIONS"]["host"] == "/run/standby"
     assert "-c statement_timeout=1500" in replica["OPTIONS"]["options"]
+    assert "-c lock_timeout=700" in replica["OPTIONS"]["options"]
     assert "statement_timeout" not in config["default"]["OPTIONS"]["options"]
     assert replica["TEST"] == {"MIRROR": "default"}
 

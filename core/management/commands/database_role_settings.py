@@ -31,6 +31,7 @@ class Command(BaseCommand):
             role,
             connection.settings_dict["NAME"],
             statement_timeout_ms=settings.CRM_STATEMENT_TIMEOUT_MS,
+            lock_timeout_ms=settings.CRM_LOCK_TIMEOUT_MS,
         )
         with connection.cursor() as cursor:
             for statement in statements:
