@@ -207,7 +207,9 @@ def role_settings(
     """
     return {
         **session_settings(environ),
-        **request_limits(statement_timeout_ms=statement_timeout_ms, lock_timeout_ms=lock_timeout_ms),
+        **request_limits(
+            statement_timeout_ms=statement_timeout_ms, lock_timeout_ms=lock_timeout_ms
+        ),
     }
 
 
