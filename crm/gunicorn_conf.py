@@ -95,6 +95,16 @@ def on_starting(server) -> None:
     worker's traceback."""
     check_settings(server)
     multiprocess.prepare_directory()
+    if any(address.startswith("unix:") for address in server.cfg.bind) and not env.integer(
+        "CRM_NUM_PROXIES", 0, minimum=0
+    ):
+        # A Unix socket has a proxy in front; the application must be told,
+        # or it cannot tell its clients apart (the workers say so too, once).
+        server.log.warning(
+            "gunicorn listens on a Unix socket, so a proxy is in front, but CRM_NUM_PROXIES "
+            "is 0: set it to the number of proxies that set X-Forwarded-For (1 behind the "
+            "README's nginx), or every client looks alike to the rate limits"
+        )
 
 
 def check_settings(server) -> None:

@@ -33,6 +33,7 @@ import functools
 import hashlib
 import logging
 import math
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -207,10 +208,19 @@ def client_address(request) -> str:
     """The client's address: ``REMOTE_ADDR``, or with ``CRM_NUM_PROXIES`` proxies
     in front the address the nearest of them put in ``X-Forwarded-For``
     (:func:`crm.observability.request_ids.client_address`, which the metrics'
-    allowed addresses use too)."""
-    # A header no declared proxy set is the client's own say: the connection's
-    # address counts (a WSGI server always gives one; a test harness may not).
-    return forwarded_client_address(request) or request.META.get("REMOTE_ADDR") or "unknown"
+    allowed addresses use too).
+
+    A header no declared proxy set is the client's own say: the connection's
+    address counts. A connection without an address (gunicorn on a Unix
+    socket behind a proxy nobody declared, which is warned about once) is a
+    client of its own: counting all of them under one key made one client's
+    failures refuse everyone behind the proxy.
+    """
+    address = forwarded_client_address(request) or request.META.get("REMOTE_ADDR")
+    if address:
+        return address
+    connection = request.META.get("gunicorn.socket")
+    return f"connection:{os.getpid()}:{id(connection) if connection else id(request)}"
 
 
 #: Identities longer than this (an address from a header) are hashed.

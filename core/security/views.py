@@ -8,7 +8,6 @@ from rest_framework.views import APIView
 
 from crm.observability import metrics
 
-from .authentication import CachedTokenAuthentication
 from .throttling import AnonThrottle, counter, rate_of
 
 
@@ -17,35 +16,33 @@ class ProtectedApiView(APIView):
 
     DRF authenticates, then checks permissions, then throttles. So an
     anonymous client got its 401 without ever being counted (the per-address
-    limit never applied), and a client guessing tokens cost a database lookup
-    per guess, however many it sent. Here:
+    limit never applied), and a client guessing tokens was never slowed
+    down. Here:
 
-    1. a request whose address has used up its budget for unauthenticated
-       requests (``CRM_THROTTLE_ANON``) is refused (429) before its
-       credentials are looked up, unless they are already known to this
-       process (a valid token's user is cached: see CachedTokenAuthentication);
-    2. a failed authentication counts against that budget;
+    1. credentials are always looked up: valid ones are served within their
+       own user's limit whatever else came from their address (an office, a
+       VPN or a carrier NAT puts many clients behind one address, and a
+       cron job retrying a revoked token must not lock its neighbours out);
+    2. only what fails spends the address's budget for unauthenticated
+       requests (``CRM_THROTTLE_ANON``): a failed authentication, and a
+       request without credentials (counted by AnonThrottle before its 401);
+       once it is spent, failures from there are 429s, not 401s. A guesser
+       still costs one indexed lookup per guess (a token's digest), never
+       its neighbours' service;
     3. the throttles (per user, and per address for the anonymous) run before
        the permissions, so an anonymous request is counted before its 401.
     """
 
     def perform_authentication(self, request: Request) -> None:
-        rate = rate_of(AnonThrottle.scope)
-        if rate is None:
-            super().perform_authentication(request)
-            return
-        key = AnonThrottle.address_key(request)
-        wait = counter().exhausted(key, rate)
-        if wait is not None and not CachedTokenAuthentication.knows(request):
-            metrics.throttle_rejected(AnonThrottle.scope)
-            raise Throttled(wait)
         try:
             super().perform_authentication(request)
         except AuthenticationFailed:
-            wait = counter().hit(key, rate)
-            if wait is not None:
-                metrics.throttle_rejected(AnonThrottle.scope)
-                raise Throttled(wait) from None
+            rate = rate_of(AnonThrottle.scope)
+            if rate is not None:
+                wait = counter().hit(AnonThrottle.address_key(request), rate)
+                if wait is not None:
+                    metrics.throttle_rejected(AnonThrottle.scope)
+                    raise Throttled(wait) from None
             raise
 
     def check_permissions(self, request: Request) -> None:

@@ -13,11 +13,14 @@ limits read the client's address with):
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 
 from django.conf import settings
 from django.http import HttpRequest
+
+logger = logging.getLogger(__name__)
 
 HEADER = "X-Request-ID"
 META_KEY = "HTTP_X_REQUEST_ID"
@@ -45,10 +48,35 @@ def client_address(request: HttpRequest) -> str | None:
     may well be loopback, or a client pretending to be one).
     """
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
-    if not forwarded:
-        return request.META.get("REMOTE_ADDR")
     proxies = settings.CRM_NUM_PROXIES
+    if not forwarded:
+        address = request.META.get("REMOTE_ADDR")
+        if not address and not proxies:
+            warn_undeclared_proxy("requests arrive without a client address (a Unix socket)")
+        return address
     if not proxies:
+        warn_undeclared_proxy("requests carry X-Forwarded-For")
         return None
     addresses = forwarded.split(",")
     return addresses[-min(proxies, len(addresses))].strip()
+
+
+_warned = False
+
+
+def warn_undeclared_proxy(evidence: str) -> None:
+    """Say once per process, loudly, that a proxy seems to be in front while
+    ``CRM_NUM_PROXIES`` is 0: the application cannot tell its clients apart
+    (rate limits per address, /metrics' allowed addresses), and a log line
+    per request would bury everything else."""
+    global _warned
+    if _warned:
+        return
+    _warned = True
+    logger.warning(
+        "%s but CRM_NUM_PROXIES is 0: a proxy seems to be in front, and the application "
+        "cannot tell its clients' addresses apart. Set CRM_NUM_PROXIES to the number of "
+        "proxies that set X-Forwarded-For (1 behind the README's nginx). "
+        "This is said once per process.",
+        evidence,
+    )
