@@ -108,7 +108,9 @@ def start_gunicorn(
         str(log),
     ]
     if workers is not None:
-        command += ["--workers", str(workers)]
+        # The environment, not --workers: the settings read it too (what one
+        # user and exports may hold of the workers, see crm.env.gunicorn_workers).
+        env = {**env, "GUNICORN_WORKERS": str(workers)}
     # What the application itself writes (its request log, in production)
     # goes beside gunicorn's own log, not into the benchmark's output.
     output = log.with_suffix(".out").open("w")

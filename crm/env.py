@@ -138,3 +138,13 @@ def development_only(
     if production and value:
         raise ConfigurationError(f"{name}=1 is for developer machines, not production")
     return value
+
+
+def gunicorn_workers(environ: Mapping[str, str] = os.environ) -> int:
+    """``GUNICORN_WORKERS``: gunicorn's worker processes, one per core plus one.
+
+    Read by crm.gunicorn_conf, and by the settings whose defaults leave one
+    worker free of any one user and of exports (a sync worker serves one
+    request at a time, so workers are what a client can take).
+    """
+    return integer("GUNICORN_WORKERS", (os.cpu_count() or 1) + 1, environ, minimum=1)

@@ -38,7 +38,7 @@ try:
     #: requests spend most of their time on the CPU, in Python or in PostgreSQL
     #: on the same machine (measured on 2 cores with 16 clients: p99 94 ms with 2
     #: workers, 110 ms with 3, 130 ms with 5, for the same throughput).
-    workers = env.integer("GUNICORN_WORKERS", (os.cpu_count() or 1) + 1, minimum=1)
+    workers = env.gunicorn_workers()
 
     #: Sync workers: nginx in front reads every request whole and every response
     #: at once (deploy/nginx/crm-proxy.conf), so no worker ever waits on a slow

@@ -106,6 +106,14 @@ CRM_LOCK_TIMEOUT_MS = env.integer("CRM_LOCK_TIMEOUT_MS", 1000, minimum=0)
 CRM_EXPORT_TIMEOUT_MS = env.integer("CRM_EXPORT_TIMEOUT_MS", 600_000, minimum=0)
 # Exports one user may stream at once, across all workers (a 429 beyond).
 CRM_EXPORT_CONCURRENCY = env.integer("CRM_EXPORT_CONCURRENCY", 2, minimum=1)
+# A sync worker serves one request at a time, for as long as its client
+# reads: what one user, and exports as a whole, may hold of one machine's
+# workers at once (a 429 beyond). By default one fewer than the workers, so
+# that one is always left for everybody else (see core.security.local_slots).
+CRM_EXPORT_TOTAL = env.integer("CRM_EXPORT_TOTAL", max(1, env.gunicorn_workers() - 1), minimum=1)
+CRM_USER_CONCURRENCY = env.integer(
+    "CRM_USER_CONCURRENCY", max(1, env.gunicorn_workers() - 1), minimum=0
+)
 
 # DATABASE_URL when set, otherwise the embedded PostgreSQL 18; hot standbys
 # for reads from DATABASE_REPLICA_URLS (see crm.postgres.config).
@@ -257,6 +265,8 @@ CRM_TOKEN_LIFETIME_DAYS = env.integer("CRM_TOKEN_LIFETIME_DAYS", 0, minimum=0)
 CRM_THROTTLE_RATES = {
     "anon": env.rate("CRM_THROTTLE_ANON", "60/minute"),
     "user": env.rate("CRM_THROTTLE_USER", "6000/minute"),
-    # Failed sign-ins to the admin, per address and per user name.
+    # Failed sign-ins to the admin, per user name and address together.
     "login": env.rate("CRM_THROTTLE_LOGIN", "20/hour"),
+    # Exports a user may start.
+    "export": env.rate("CRM_THROTTLE_EXPORT", "30/hour"),
 }

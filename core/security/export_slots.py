@@ -1,10 +1,20 @@
-"""How many exports one user may stream at once, counted across every worker process.
+"""How many exports may stream at once, and how many a user may start in an hour.
 
-An export holds a worker thread, a database connection and a transaction
-for as long as its client reads (minutes for millions of rows, or for a slow
-reader): a user who opens dozens at once takes the service's capacity. Each
-user has ``CRM_EXPORT_CONCURRENCY`` slots; an export takes a free one or is
-refused with a 429 and ``Retry-After``.
+An export holds a worker, a database connection and a transaction for as
+long as its client reads: the proxy does not buffer it (``X-Accel-Buffering:
+no``, see :class:`core.security.views.ProtectedApiView`), because a proxy
+that reads it all at once frees the worker but keeps the file (0.65-1.6 GB at
+3M customers) on its disk for a client who may never read it, and the limits
+here would bound nothing. So, end to end:
+
+* each user has ``CRM_EXPORT_CONCURRENCY`` slots across all workers and
+  machines (advisory locks on the primary);
+* each machine streams at most ``CRM_EXPORT_TOTAL`` exports at once (by
+  default one fewer than its workers, so that one is always left for the
+  rest of the API: :mod:`core.security.local_slots`);
+* each user may start ``CRM_THROTTLE_EXPORT`` exports an hour.
+
+An export beyond any of them is refused with a 429 and ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -12,10 +22,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from django.conf import settings
 from django.db import connections, transaction
 from rest_framework.exceptions import Throttled
 
+from crm.observability import metrics
 from crm.replicas import PRIMARY
+
+from . import local_slots
+from .throttling import client_key, counter, rate_of
 
 #: The first key of the slots' advisory locks ("crx\0" in ASCII); slot n of a
 #: user is the lock (EXPORT_LOCK_CLASS + n, user id), as pg_locks shows it.
@@ -38,26 +53,71 @@ class ExportsBusy(Throttled):
         )
 
 
+class ExportsEverywhere(Throttled):
+    default_detail = "This server streams as many exports as it may at once."
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            wait=RETRY_AFTER_SECONDS,
+            detail=(
+                f"This server is streaming {limit} export{'s' if limit != 1 else ''}, "
+                "the most it streams at once; try again shortly."
+            ),
+        )
+
+
 @contextmanager
 def export_slot(user_id: int, limit: int) -> Iterator[int]:
-    """Hold one of the user's ``limit`` export slots (yields its number), or raise
-    :class:`ExportsBusy`.
+    """Hold one of the machine's export slots and one of the user's ``limit``
+    (yields the user's slot number), and count the export against the user's
+    hourly budget; or raise :class:`ExportsEverywhere`, :class:`ExportsBusy`
+    or DRF's ``Throttled``.
 
-    A slot is a transaction-level advisory lock on the primary. All workers
-    share the primary (replicas have locks of their own), and the lock ends
-    with its transaction: a worker that dies, a connection that breaks or a
-    pooler in transaction mode (which hands the server connection to others
-    between transactions) cannot leak it, as a session-level lock could.
+    A user's slot is a transaction-level advisory lock on the primary. All
+    workers share the primary (replicas have locks of their own), and the
+    lock ends with its transaction: a worker that dies, a connection that
+    breaks or a pooler in transaction mode (which hands the server connection
+    to others between transactions) cannot leak it, as a session-level lock
+    could. The machine's slot is a file lock, which the kernel releases with
+    its process.
     """
-    with transaction.atomic(using=PRIMARY):
-        with connections[PRIMARY].cursor() as cursor:
-            for slot in range(limit):
-                cursor.execute(
-                    "SELECT pg_try_advisory_xact_lock(%s::int4, %s::int4)",
-                    [EXPORT_LOCK_CLASS + slot, user_id],
-                )
-                if cursor.fetchone()[0]:
-                    break
-            else:
-                raise ExportsBusy(limit)
-        yield slot
+    total = settings.CRM_EXPORT_TOTAL
+    machine = local_slots.take("exports", total)
+    if machine is None:
+        metrics.throttle_rejected("export")
+        raise ExportsEverywhere(total)
+    try:
+        # Counted before the slot's transaction, which lasts as long as the
+        # export: a count written inside it would keep its row locked that long.
+        spend_export_budget(user_id)
+        with transaction.atomic(using=PRIMARY):
+            with connections[PRIMARY].cursor() as cursor:
+                for slot in range(limit):
+                    cursor.execute(
+                        "SELECT pg_try_advisory_xact_lock(%s::int4, %s::int4)",
+                        [EXPORT_LOCK_CLASS + slot, user_id],
+                    )
+                    if cursor.fetchone()[0]:
+                        break
+                else:
+                    metrics.throttle_rejected("export")
+                    raise ExportsBusy(limit)
+            yield slot
+    finally:
+        machine.release()
+
+
+def spend_export_budget(user_id: int) -> None:
+    """Count an export about to start (refused ones too, as every rate limit
+    here counts them); refuse it past ``CRM_THROTTLE_EXPORT``."""
+    rate = rate_of("export")
+    if rate is None:
+        return
+    wait = counter().hit(client_key("export", str(user_id)), rate)
+    if wait is not None:
+        metrics.throttle_rejected("export")
+        raise Throttled(
+            wait=wait,
+            detail=f"You have started {rate.requests} exports in the last window, "
+            "the most allowed; try again later.",
+        )

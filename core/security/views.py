@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from crm.observability import metrics
 
+from . import local_slots
 from .throttling import AnonThrottle, counter, rate_of
 
 
@@ -55,3 +57,44 @@ class ProtectedApiView(APIView):
             return
         request._crm_throttled = True
         super().check_throttles(request)
+        self.take_worker_slot(request)
+
+    def take_worker_slot(self, request: Request) -> None:
+        """One of the user's ``CRM_USER_CONCURRENCY`` slots on this machine, held
+        until the response has been sent (exports: until their client has
+        read them), or a 429 when all are held.
+
+        A sync worker serves one request at a time: a user sending heavy
+        requests (a deep page of 500 rows in a sort without an index) from
+        many connections would otherwise hold every worker, and everyone
+        else would wait, however far under its rate limit it stays.
+        """
+        limit = settings.CRM_USER_CONCURRENCY
+        if not limit or not request.user.is_authenticated:
+            return
+        slot = local_slots.take(f"user-{request.user.pk}", limit)
+        if slot is None:
+            metrics.throttle_rejected("concurrency")
+            raise Throttled(
+                wait=1,
+                detail=(
+                    f"{limit} request{'s' if limit != 1 else ''} of yours already under way "
+                    "on this server, the most it serves one user at once; "
+                    "send the next when one has been answered."
+                ),
+            )
+        request._crm_slot = slot
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        slot = getattr(request, "_crm_slot", None)
+        if slot is not None:
+            # Django closes a response once the server has sent all of it.
+            response._resource_closers.append(slot.release)
+        if response.streaming:
+            # The export is streamed to its client as it is read, not into
+            # the proxy's buffers and temporary files (nginx honours this
+            # header): its slots hold for as long as it takes its client to
+            # read it (see core.security.export_slots).
+            response["X-Accel-Buffering"] = "no"
+        return response

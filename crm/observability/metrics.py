@@ -90,7 +90,7 @@ REQUESTS_IN_PROGRESS = Gauge(
 )
 THROTTLE_REJECTIONS = Counter(
     "crm_throttle_rejections",
-    "Requests refused by a rate limit (429), per limit: user or anon.",
+    "Requests refused by a limit (429), per limit: user, anon, login, export or concurrency.",
     ("scope",),
 )
 STATEMENT_TIMEOUTS = Counter(
@@ -172,11 +172,9 @@ def replica_checked(alias: str, healthy: bool, lag_seconds: float | None) -> Non
     REPLICA_LAG.labels(alias).set(math.nan if lag_seconds is None else lag_seconds)
 
 
-def throttle_rejected(scope: str) -> bool:
-    """Count a rate limit's refusal; False, DRF's answer for a refused request
-    (so a throttle's ``throttle_failure`` can return it)."""
+def throttle_rejected(scope: str) -> None:
+    """Count a limit's refusal (a 429, or a refused admin sign-in)."""
     THROTTLE_REJECTIONS.labels(scope).inc()
-    return False
 
 
 #: Rows are counted in batches: a counter update per row would cost the
