@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
 import pytest
 from django.db import connection
 
@@ -55,3 +58,19 @@ def needs_programs(*names: str) -> pytest.MarkDecorator:
     ``pytest_runtest_setup``), so every such test goes through this one rule.
     """
     return pytest.mark.programs(*names)
+
+
+@contextlib.contextmanager
+def table_locked(table: str) -> Iterator[None]:
+    """Another session holds ``table`` in ACCESS EXCLUSIVE mode (what a
+    migration's ALTER TABLE takes), released when the block ends."""
+    params = connection.get_connection_params()
+    blocker = psycopg.connect(
+        host=params["host"], port=params.get("port"), user=params["user"], dbname=params["dbname"]
+    )
+    try:
+        blocker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        yield
+    finally:
+        blocker.rollback()
+        blocker.close()

@@ -3,9 +3,7 @@ worker moves on, and every session a request opens has them."""
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -16,7 +14,7 @@ from core.dataset.loader import customer_dataset_replace
 from core.security.api_users import api_user_create
 from core.tests.clients import api_client
 from crm.tests.http_client import call
-from crm.tests.processes import needs_programs
+from crm.tests.processes import needs_programs, table_locked
 
 URL = "/api/users/"
 
@@ -62,22 +60,6 @@ def served(tmp_path, request):
         extra_env={"CRM_THROTTLE_USER": "none", **getattr(request, "param", {})},
     ) as stack:
         yield stack, token
-
-
-@contextlib.contextmanager
-def table_locked(table: str) -> Iterator[None]:
-    """Another session holds ``table`` in ACCESS EXCLUSIVE mode (what a
-    migration's ALTER TABLE takes), released when the block ends."""
-    params = connection.get_connection_params()
-    blocker = psycopg.connect(
-        host=params["host"], port=params.get("port"), user=params["user"], dbname=params["dbname"]
-    )
-    try:
-        blocker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-        yield
-    finally:
-        blocker.rollback()
-        blocker.close()
 
 
 def terminate_other_sessions() -> int:
