@@ -12,6 +12,12 @@ query strings in any other logger's message (``runserver``'s request lines)
 and, in a message or a traceback written during a request, every value of
 that request's query string. A customer's name searched for stays out of the
 logs (``crm/tests/observability/test_logs.py`` checks it).
+
+No client can write a line of its own into the log: in the text format,
+control characters in a message (a ``%0A`` in a path or a parameter's name
+arrives as a newline) are written as ``\n``, ``\x1b`` and so on, and the
+lines of a traceback after its first are indented, so every line that starts
+at its first column is a record's first line. JSON encodes them itself.
 """
 
 from __future__ import annotations
@@ -40,6 +46,25 @@ QUERY_VALUE = re.compile(r"=[^&;]*")
 #: The attributes :class:`RequestContextFilter` adds to every record.
 CONTEXT_FIELDS = ("request_id", "method", "path", "user_id")
 
+#: Characters that would end, or rewrite on a terminal, the line they are
+#: written on: C0 and C1 controls, DEL, and Unicode's line and paragraph
+#: separators (which some log viewers break lines at).
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: The escapes of the usual ones, as Python writes them.
+ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` on one line: every control character written as an escape."""
+    if CONTROL.search(text) is None:
+        return text
+    return CONTROL.sub(lambda m: ESCAPES.get(m.group()) or _escape(m.group()), text)
+
+
+def _escape(character: str) -> str:
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
 
 def log_request(context: RequestContext, status: int, seconds: float, route: str) -> None:
     """The request log's line: method, path and parameter names, status, times, user."""
@@ -48,9 +73,9 @@ def log_request(context: RequestContext, status: int, seconds: float, route: str
     params = parameter_names(query) if query else []
     request_logger.info(
         "%s %s%s %s %.2f ms (db %.2f ms, %d queries) user %s",
-        request.method,
-        request.path,
-        "?" + "&".join(f"{name}={MASK}" for name in params) if params else "",
+        printable(request.method),
+        printable(request.path),
+        "?" + "&".join(f"{printable(name)}={MASK}" for name in params) if params else "",
         status,
         seconds * 1000,
         context.db_seconds * 1000,
@@ -138,15 +163,25 @@ def mask(text: str, values: list[str]) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """``2026-01-15 10:00:00,123 WARNING django.request [3f2a…] Bad Request: /api/users/``"""
+    """``2026-01-15 10:00:00,123 WARNING django.request [3f2a…] Bad Request: /api/users/``
+
+    One line per record, whoever wrote the message (Django's "Not Found:
+    <path>" carries the client's path): its control characters are escaped.
+    A traceback's lines after the first are indented, so that no line of it
+    (an exception's message may quote a client's input) starts like a record.
+    """
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
     def format(self, record: logging.LogRecord) -> str:
         if record.__dict__.get("request_id") is None:  # outside a request, or unfiltered
             record.request_id = "-"
-        return super().format(record)
+        return super().format(record).replace("\n", "\n    ")
 
 
 class JsonFormatter(logging.Formatter):

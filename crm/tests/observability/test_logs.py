@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
 from django.test import Client
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bench import servers
 from core.api.params import EXPORT_PARAMETERS, LIST_PARAMETERS
 from core.customers import selectors
+from core.security.api_users import api_user_create
 from core.tests.clients import api_client
 from crm.observability import logs
 from crm.observability.context import RequestContext, bind, unbind
+from crm.tests.http_client import call
+from crm.tests.processes import needs_programs
 
 NAME = "Quaxelrod"
 FIRST = "Zenobia"
@@ -207,3 +211,42 @@ def test_masking_removes_every_value_of_the_requests_query(query):
         unbind()
     for value in query.values():
         assert value not in masked
+
+
+# -- forged lines, on real processes: gunicorn behind the project's nginx -------
+
+FORGED = "2026-12-03 23:12:30,000 INFO crm.requests [0] DELETE /api/users/17/ 204 1.00 ms user 1"
+#: Each a request that writes the forged line after a newline, if unescaped:
+#: in the path, in a parameter's name, with a carriage return, by a 404.
+FORGERIES = [
+    "/healthzz%0A" + quote(FORGED),
+    "/api/users/?page%0A" + quote(FORGED, safe="") + "=1",
+    "/api/users/%0D%0A" + quote(FORGED),
+    "/nowhere%0A" + quote(FORGED),
+]
+
+
+@pytest.mark.django_db(transaction=True)
+@needs_programs("nginx")
+@pytest.mark.parametrize("format", ["text", "json"])
+def test_no_request_writes_a_line_of_its_own_into_any_log(tmp_path, format):
+    token = api_user_create(username="forger", read_only=True)
+    with servers.serving_stack(
+        tmp_path,
+        secret_key="f" * 64,
+        token=token,
+        workers=2,
+        extra_env={"DJANGO_LOG_FORMAT": format, "DJANGO_LOG_LEVEL": "INFO"},
+    ) as stack:
+        for path in FORGERIES:
+            assert call(stack.url, path, token=token).status in {400, 404}
+    application = (tmp_path / "gunicorn.out").read_text().splitlines()
+    proxy = (tmp_path / "access.log").read_text().splitlines()
+    assert sum("DELETE /api/users/17/" in line for line in application) >= len(FORGERIES)
+    for line in application + proxy:
+        assert not line.startswith(FORGED[:10]), line
+    if format == "json":
+        records = [json.loads(line) for line in application]
+        assert sum(FORGED in r["message"] for r in records) >= len(FORGERIES)
+    else:
+        assert all(line[:1] in "0123456789 " for line in application), "a record or its traceback"
