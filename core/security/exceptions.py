@@ -7,6 +7,7 @@ import logging
 import psycopg
 from django.db import OperationalError
 from rest_framework import status
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -19,9 +20,12 @@ def api_exception_handler(exc, context) -> Response | None:
     """DRF's handler, plus: a query cancelled by ``statement_timeout``, a lock
     not granted within ``lock_timeout`` and a database that cannot be reached
     are 503s with a message and ``Retry-After``, so that clients and load
-    balancers back off instead of seeing a crash."""
+    balancers back off instead of seeing a crash. Every error is JSON."""
     response = exception_handler(exc, context)
-    if response is not None or not isinstance(exc, OperationalError | psycopg.OperationalError):
+    if response is None and not isinstance(exc, OperationalError | psycopg.OperationalError):
+        return None  # a crash: Django's 500 (JSON under /api/, see crm.views)
+    answer_in_json(context)
+    if response is not None:
         return response
     # Django wraps psycopg's errors (the cause); the export's COPY runs on
     # psycopg's own cursor, whose errors arrive unwrapped.
@@ -50,3 +54,17 @@ def api_exception_handler(exc, context) -> Response | None:
     return Response(
         {"detail": detail}, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"}
     )
+
+
+def answer_in_json(context) -> None:
+    """Errors are JSON in the documented shape, whatever the view renders when
+    it succeeds (the schema's YAML, an export's CSV); a browser on the
+    browsable API still gets its page."""
+    request = context.get("request")
+    if request is None:
+        return
+    renderer = getattr(request, "accepted_renderer", None)
+    if isinstance(renderer, JSONRenderer | BrowsableAPIRenderer):
+        return
+    request.accepted_renderer = JSONRenderer()
+    request.accepted_media_type = JSONRenderer.media_type
