@@ -9,6 +9,9 @@
   behind they are, from the router's own health checks (a standby down is not
   a reason to stop serving: reads fall back to the primary).
 
+Anyone may ask whether the process is ready; only the metrics' addresses
+see why (:func:`readiness`).
+
 A readiness answer is reused for ``CRM_READINESS_CACHE_SECONDS`` (1), so
 that probes, however frequent, cost at most one statement a second per
 process; while one thread checks, others get the previous answer.
@@ -30,6 +33,9 @@ from django.http import HttpRequest, JsonResponse
 
 from crm import replicas
 
+from . import metrics
+from .request_ids import client_address
+
 logger = logging.getLogger(__name__)
 
 #: Answers are never cached by anything between the probe and the process.
@@ -41,8 +47,15 @@ def liveness(request: HttpRequest) -> JsonResponse:
 
 
 def readiness(request: HttpRequest) -> JsonResponse:
+    """Ready or not, to anyone; the details (when it was checked, the
+    database's latency, the standbys' lag, missing migrations) only to the
+    addresses that may read /metrics (``CRM_METRICS_ALLOWED_IPS``): they
+    tell an outsider how loaded the database is and what the deployment runs."""
     state = current_readiness()
-    return JsonResponse(state.body, status=200 if state.ready else 503, headers=NO_STORE)
+    body = state.body
+    if not metrics.address_allowed(client_address(request)):
+        body = {"status": body["status"]}
+    return JsonResponse(body, status=200 if state.ready else 503, headers=NO_STORE)
 
 
 @dataclass(frozen=True)

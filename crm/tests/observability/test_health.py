@@ -1,4 +1,4 @@
-"""/healthz and /readyz in-process: what they check, what they cost, what they skip.
+"""/healthz and /readyz: what they check, what they cost, what they skip, whom they tell.
 
 The database stopped under a real gunicorn is test_probes_database_down.py;
 standbys in the readiness answer are checked on a real replicated pair in
@@ -13,7 +13,11 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 
+from bench import servers
+from core.security.api_users import api_user_create
 from crm.observability import health
+from crm.tests.http_client import call
+from crm.tests.processes import needs_programs
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/healthz/"])
@@ -127,3 +131,19 @@ def test_probes_are_never_throttled(settings):
     client = Client(REMOTE_ADDR="203.0.113.7")
     assert {client.get("/readyz").status_code for _ in range(5)} == {200}
     assert {client.get("/healthz").status_code for _ in range(5)} == {200}
+
+
+# -- on real processes: through the project's nginx, from several addresses -----
+
+
+@pytest.mark.django_db(transaction=True)
+@needs_programs("nginx")
+def test_anyone_learns_ready_or_not_and_only_the_metrics_addresses_learn_why(tmp_path):
+    token = api_user_create(username="prober", read_only=True)
+    with servers.serving_stack(tmp_path, secret_key="r" * 64, token=token, workers=1) as stack:
+        outsider = call(stack.url, "/readyz", source="127.0.0.5")
+        insider = call(stack.url, "/readyz", source="127.0.0.1")
+    assert (outsider.status, outsider.json()) == (200, {"status": "ready"})
+    assert insider.status == 200
+    assert insider.json()["database"]["status"] == "ok"
+    assert "checked_at" in insider.json()
