@@ -306,14 +306,37 @@ def start_pgbouncer(
         stderr=(workdir / "pgbouncer-stderr.log").open("w"),
         start_new_session=True,
     )
+    return listening(process, port, "pgbouncer")
+
+
+def listening(process: subprocess.Popen, port: int, name: str) -> subprocess.Popen:
+    """``process`` once it accepts connections on 127.0.0.1:``port`` (20 s at most)."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"pgbouncer exited with status {process.returncode}")
+            raise RuntimeError(f"{name} exited with status {process.returncode}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
             return process
         time.sleep(0.1)
-    raise RuntimeError("pgbouncer did not listen within 20 s")
+    raise RuntimeError(f"{name} did not listen within 20 s")
+
+
+def start_redis(workdir: Path, port: int) -> subprocess.Popen:
+    """Debian's redis-server on 127.0.0.1:``port``, keeping nothing on disk."""
+    redis = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(redis).exists():
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+    workdir.mkdir(exist_ok=True)
+    process = subprocess.Popen(
+        [
+            redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(workdir), "--logfile", str(workdir / "redis.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    return listening(process, port, "redis-server")
 
 
 @dataclass
@@ -373,7 +396,14 @@ def serving_stack(
                 "DATABASE_PGBOUNCER": "1",
             }
             floor_database.update(host="127.0.0.1", port=bouncer_port, user=role, password=None)
-        env = {**production_environment(secret_key, database_env), **(extra_env or {})}
+        env = {
+            **production_environment(secret_key, database_env),
+            # The benchmarks drive the API from many clients with one user's
+            # token: the cap on one user's concurrent requests would measure
+            # itself. The tests of that cap set it (extra_env).
+            "CRM_USER_CONCURRENCY": "0",
+            **(extra_env or {}),
+        }
         if proxy:
             # nginx sets X-Forwarded-For and X-Request-ID (crm-proxy.conf).
             env.setdefault("CRM_NUM_PROXIES", "1")

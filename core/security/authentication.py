@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.cache import cache
 from django.db import router
@@ -12,6 +14,8 @@ from rest_framework.exceptions import AuthenticationFailed
 from core.models import ApiToken
 
 from .api_users import token_digest
+
+logger = logging.getLogger(__name__)
 
 
 class CachedTokenAuthentication(TokenAuthentication):
@@ -34,7 +38,7 @@ class CachedTokenAuthentication(TokenAuthentication):
         digest = token_digest(key)
         seconds = settings.CRM_TOKEN_CACHE_SECONDS
         cache_key = self.cache_key(digest)
-        cached = cache.get(cache_key) if seconds else None
+        cached = cache_get(cache_key) if seconds else None
         if cached is None:
             token = (
                 # Where tokens are written (the primary): one created a moment
@@ -49,10 +53,27 @@ class CachedTokenAuthentication(TokenAuthentication):
             token.user.get_all_permissions()  # loads them into the user's own caches
             cached = (token.user, token)
             if seconds:
-                cache.set(cache_key, cached, seconds)
+                cache_set(cache_key, cached, seconds)
         user, token = cached
         if token.expires is not None and token.expires <= timezone.now():
             raise AuthenticationFailed("Token expired; ask for a new one.")
         if not user.is_active:
             raise AuthenticationFailed("User inactive or deleted.")
         return user, token
+
+
+def cache_get(key: str):
+    """The cached value, or None when the cache (Redis) cannot be reached: a
+    cache that is down costs a lookup per request, never a request."""
+    try:
+        return cache.get(key)
+    except Exception as exc:
+        logger.warning("token cache unavailable: %s", exc)
+        return None
+
+
+def cache_set(key: str, value, seconds: int) -> None:
+    try:
+        cache.set(key, value, seconds)
+    except Exception as exc:
+        logger.warning("token cache unavailable: %s", exc)

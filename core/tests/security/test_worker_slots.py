@@ -35,7 +35,11 @@ def test_a_user_with_many_slow_requests_leaves_a_worker_for_everyone_else(tmp_pa
             token=light,
             workers=3,
             # The heavy user's requests wait on a lock, as long as the test holds it.
-            extra_env={"CRM_LOCK_TIMEOUT_MS": "0", "CRM_STATEMENT_TIMEOUT_MS": "30000"},
+            extra_env={
+                "CRM_USER_CONCURRENCY": "2",  # the default with three workers
+                "CRM_LOCK_TIMEOUT_MS": "0",
+                "CRM_STATEMENT_TIMEOUT_MS": "30000",
+            },
         ) as stack,
         concurrent.futures.ThreadPoolExecutor(8) as pool,
     ):
