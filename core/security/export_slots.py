@@ -41,37 +41,23 @@ RETRY_AFTER_SECONDS = 10
 
 
 class ExportsBusy(Throttled):
-    default_detail = "Too many exports under way for this user."
+    """Every export slot the request could take is held: try again shortly."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            wait=RETRY_AFTER_SECONDS,
-            detail=(
-                f"{limit} export{'s' if limit != 1 else ''} of yours already under way, "
-                f"the most allowed at once; try again when one has finished."
-            ),
-        )
+    default_detail = "Too many exports under way."
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(wait=RETRY_AFTER_SECONDS, detail=detail)
 
 
-class ExportsEverywhere(Throttled):
-    default_detail = "This server streams as many exports as it may at once."
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            wait=RETRY_AFTER_SECONDS,
-            detail=(
-                f"This server is streaming {limit} export{'s' if limit != 1 else ''}, "
-                "the most it streams at once; try again shortly."
-            ),
-        )
+def _exports(count: int) -> str:
+    return f"{count} export{'s' if count != 1 else ''}"
 
 
 @contextmanager
 def export_slot(user_id: int, limit: int) -> Iterator[int]:
     """Hold one of the machine's export slots and one of the user's ``limit``
     (yields the user's slot number), and count the export against the user's
-    hourly budget; or raise :class:`ExportsEverywhere`, :class:`ExportsBusy`
-    or DRF's ``Throttled``.
+    hourly budget; or raise :class:`ExportsBusy` or DRF's ``Throttled``.
 
     A user's slot is a transaction-level advisory lock on the primary. All
     workers share the primary (replicas have locks of their own), and the
@@ -85,7 +71,10 @@ def export_slot(user_id: int, limit: int) -> Iterator[int]:
     machine = local_slots.take("exports", total)
     if machine is None:
         metrics.throttle_rejected("export")
-        raise ExportsEverywhere(total)
+        raise ExportsBusy(
+            f"This server is streaming {_exports(total)}, the most it streams at once; "
+            "try again shortly."
+        )
     try:
         # Counted before the slot's transaction, which lasts as long as the
         # export: a count written inside it would keep its row locked that long.
@@ -101,7 +90,10 @@ def export_slot(user_id: int, limit: int) -> Iterator[int]:
                         break
                 else:
                     metrics.throttle_rejected("export")
-                    raise ExportsBusy(limit)
+                    raise ExportsBusy(
+                        f"{_exports(limit)} of yours already under way, the most allowed "
+                        "at once; try again when one has finished."
+                    )
             yield slot
     finally:
         machine.release()
