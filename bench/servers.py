@@ -83,6 +83,10 @@ def production_environment(secret_key: str, database_env: Mapping[str, str] | No
         "DJANGO_SECRET_KEY": secret_key,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_SETTINGS_MODULE": "crm.settings",
+        # The benchmarks drive the API from many clients with one user's
+        # token: the cap on one user's concurrent requests would measure
+        # itself. The tests of that cap set it.
+        "CRM_USER_CONCURRENCY": "0",
     }
 
 
@@ -396,14 +400,7 @@ def serving_stack(
                 "DATABASE_PGBOUNCER": "1",
             }
             floor_database.update(host="127.0.0.1", port=bouncer_port, user=role, password=None)
-        env = {
-            **production_environment(secret_key, database_env),
-            # The benchmarks drive the API from many clients with one user's
-            # token: the cap on one user's concurrent requests would measure
-            # itself. The tests of that cap set it (extra_env).
-            "CRM_USER_CONCURRENCY": "0",
-            **(extra_env or {}),
-        }
+        env = {**production_environment(secret_key, database_env), **(extra_env or {})}
         if proxy:
             # nginx sets X-Forwarded-For and X-Request-ID (crm-proxy.conf).
             env.setdefault("CRM_NUM_PROXIES", "1")

@@ -100,8 +100,10 @@ ASGI_APPLICATION = "crm.asgi.application"
 
 # Every SQL statement of a request is cancelled after this (the API answers 503).
 CRM_STATEMENT_TIMEOUT_MS = env.integer("CRM_STATEMENT_TIMEOUT_MS", 2000, minimum=0)
-# ...and after waiting this long for a lock (a migration's, say), exports included.
-CRM_LOCK_TIMEOUT_MS = env.integer("CRM_LOCK_TIMEOUT_MS", 1000, minimum=0)
+# ...and after waiting this long for a lock (a migration's, say), exports included:
+# longer than PostgreSQL's deadlock_timeout (1 s), so that a deadlock is found
+# (and the write retried) before the wait is given up.
+CRM_LOCK_TIMEOUT_MS = env.integer("CRM_LOCK_TIMEOUT_MS", 1500, minimum=0)
 # The export streams every matching row: its own, longer limit.
 CRM_EXPORT_TIMEOUT_MS = env.integer("CRM_EXPORT_TIMEOUT_MS", 600_000, minimum=0)
 # Exports one user may stream at once, across all workers (a 429 beyond).
@@ -109,11 +111,12 @@ CRM_EXPORT_CONCURRENCY = env.integer("CRM_EXPORT_CONCURRENCY", 2, minimum=1)
 # A sync worker serves one request at a time, for as long as its client
 # reads: what one user, and exports as a whole, may hold of one machine's
 # workers at once (a 429 beyond). By default one fewer than the workers, so
-# that one is always left for everybody else (see core.security.local_slots).
-CRM_EXPORT_TOTAL = env.integer("CRM_EXPORT_TOTAL", max(1, env.gunicorn_workers() - 1), minimum=1)
-CRM_USER_CONCURRENCY = env.integer(
-    "CRM_USER_CONCURRENCY", max(1, env.gunicorn_workers() - 1), minimum=0
-)
+# that one is always left for everybody else (see core.security.local_slots);
+# neither is capped in development, where runserver's threads are not the
+# limit (0: no cap).
+_SPARE_WORKERS = max(1, env.gunicorn_workers() - 1) if PRODUCTION else 0
+CRM_EXPORT_TOTAL = env.integer("CRM_EXPORT_TOTAL", _SPARE_WORKERS, minimum=0)
+CRM_USER_CONCURRENCY = env.integer("CRM_USER_CONCURRENCY", _SPARE_WORKERS, minimum=0)
 
 # DATABASE_URL when set, otherwise the embedded PostgreSQL 18; hot standbys
 # for reads from DATABASE_REPLICA_URLS (see crm.postgres.config).

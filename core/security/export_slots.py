@@ -68,7 +68,7 @@ def export_slot(user_id: int, limit: int) -> Iterator[int]:
     its process.
     """
     total = settings.CRM_EXPORT_TOTAL
-    machine = local_slots.take("exports", total)
+    machine = local_slots.take("exports", total) if total else local_slots.NO_SLOT
     if machine is None:
         metrics.throttle_rejected("export")
         raise ExportsBusy(

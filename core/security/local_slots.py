@@ -31,7 +31,7 @@ def slots_dir() -> Path:
 class Slot:
     """A held slot; :meth:`release` (or the process's end) frees it."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int | None) -> None:
         self.fd: int | None = fd
 
     def release(self) -> None:
@@ -41,6 +41,10 @@ class Slot:
 
     def __del__(self) -> None:
         self.release()
+
+
+#: What holds nothing (a limit that is off).
+NO_SLOT = Slot(None)
 
 
 def take(name: str, limit: int) -> Slot | None:
