@@ -157,6 +157,7 @@ class CustomerRelationship(models.Model):
                 name="relationship_active_since_created",
             ),
         ]
+
     def __str__(self) -> str:
         return f"{self.appuser_id}: {self.points} points"
 

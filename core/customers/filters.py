@@ -112,7 +112,6 @@ class Substring(ListFilter, django_filters.CharFilter):
         return has_trigram(value)
 
 
-
 def indexed_piece(text: str) -> str:
     """What of ``text`` to look up in the trigram index: its longest word of
     letters and digits, if that is long enough, else the whole text.

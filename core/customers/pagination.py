@@ -209,9 +209,7 @@ def page_statement(
         output_field=IntegerField(),
     )
     ids = customers.rows().filter(id__in=RawSQL("SELECT id FROM page", []))
-    rows = selected(ids, customers.ordering, total).order_by(
-        *customers.ordering.order_by(reverse)
-    )
+    rows = selected(ids, customers.ordering, total).order_by(*customers.ordering.order_by(reverse))
     rows_sql, rows_params = rows.query.sql_with_params()
     return PAGE.format(plan=plan_sql, rows=rows_sql), [*plan_params, *rows_params]
 
@@ -248,9 +246,7 @@ def plan_statement(
         budget = WALK_AS_FAR_AS_IT_TAKES
     elif ordering.indexed and forced is None:
         expected = customers.walk_entries(offset + limit, boundary, reverse)
-        budget = walk_budget(
-            customers.estimate, expected, offset + limit, customers.walk_follows()
-        )
+        budget = walk_budget(customers.estimate, expected, offset + limit, customers.walk_follows())
     sort_sql, sort_params = sort_statement(customers, reverse, offset, limit, boundary, count)
     if not budget:
         return sort_sql, sort_params

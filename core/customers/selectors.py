@@ -236,9 +236,7 @@ def filter_condition(sample: ListSample, name: str, value: Any) -> Condition:
 READ_TOGETHER = (("country", "city"), ("last_name", "first_name"), ("first_name", "last_name"))
 
 
-def estimate(
-    sample: ListSample, conditions: list[Condition]
-) -> tuple[Estimate, list[Condition]]:
+def estimate(sample: ListSample, conditions: list[Condition]) -> tuple[Estimate, list[Condition]]:
     """What the sample expects of ``conditions``: the customers that meet them
     all, and the cheapest way for a sort to read them: through the index of
     the narrowest indexed condition, or of a pair one index holds together

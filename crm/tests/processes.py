@@ -60,16 +60,24 @@ def needs_programs(*names: str) -> pytest.MarkDecorator:
     return pytest.mark.programs(*names)
 
 
+#: The tables a read of customers may touch: the tables of record, and the
+#: list's read table (which the list, its counts, the export and the admin read).
+CUSTOMER_TABLES = ("core_appuser", "core_customer_list")
+
+
 @contextlib.contextmanager
-def table_locked(table: str) -> Iterator[None]:
-    """Another session holds ``table`` in ACCESS EXCLUSIVE mode (what a
-    migration's ALTER TABLE takes), released when the block ends."""
+def table_locked(*tables: str) -> Iterator[None]:
+    """Another session holds ``tables`` (by default :data:`CUSTOMER_TABLES`) in
+    ACCESS EXCLUSIVE mode, what a migration's ALTER TABLE takes, until the
+    block ends."""
     params = connection.get_connection_params()
     blocker = psycopg.connect(
         host=params["host"], port=params.get("port"), user=params["user"], dbname=params["dbname"]
     )
     try:
-        blocker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        blocker.execute(
+            f"LOCK TABLE {', '.join(tables or CUSTOMER_TABLES)} IN ACCESS EXCLUSIVE MODE"
+        )
         yield
     finally:
         blocker.rollback()

@@ -82,7 +82,7 @@ def test_the_admin_answers_a_database_that_does_not_answer_with_a_503(settings):
     client = Client()
     client.login(username="root", password="the-Right-pass-1")
     assert client.get("/admin/core/appuser/").status_code == 200
-    with table_locked("core_appuser"):
+    with table_locked():
         locked = client.get("/admin/core/appuser/")
     assert locked.status_code == 503
     assert locked["Retry-After"] == "5"

@@ -43,7 +43,7 @@ def test_a_user_with_many_slow_requests_leaves_a_worker_for_everyone_else(tmp_pa
         ) as stack,
         concurrent.futures.ThreadPoolExecutor(8) as pool,
     ):
-        with table_locked("core_appuser"):
+        with table_locked():
             futures = [
                 pool.submit(call, stack.url, HEAVY, token=heavy, timeout=60) for _ in range(8)
             ]
