@@ -13,6 +13,9 @@ the step itself is timed:
 * ``sequential_row_us``: a row read in the table's order and tested: the
   median of walks of the indexes that follow it (the id, the sign-up time)
   and of a sequential scan (no parallel workers: a page gets one core);
+* ``index_entry_us``: an entry of a filter's index put in a bitmap (what a
+  sort that intersects two filters' indexes pays per entry before it reads
+  a row), from the bitmap index scans of such a plan;
 * ``sort_row_us``: a match sorted by a key no index holds (a top-N sort of
   its page), above reading and counting it.
 
@@ -23,6 +26,7 @@ Each walk's cost is printed beside how closely its field follows the rows
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from dataclasses import dataclass
@@ -44,6 +48,7 @@ class PlanCosts:
 
     scattered_row_us: float
     sequential_row_us: float
+    index_entry_us: float
     sort_row_us: float
     customers: int
     walked: int
@@ -55,6 +60,7 @@ class PlanCosts:
         return {
             "scattered_row_us": f"{self.scattered_row_us:.3f}",
             "sequential_row_us": f"{self.sequential_row_us:.3f}",
+            "index_entry_us": f"{self.index_entry_us:.3f}",
             "sort_row_us": f"{self.sort_row_us:.3f}",
             "customers": self.customers,
             "walked": self.walked,
@@ -72,6 +78,37 @@ def _timed(cursor, sql: str, params: list, repeat: int) -> float:
         cursor.fetchall()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def _bitmap_entry_seconds(cursor, bound: int, repeat: int) -> float:
+    """Seconds per entry of the bitmap index scans of a plan that intersects
+    two filters' indexes (the points range and the customers born since 1980),
+    the median of ``repeat`` runs of ``EXPLAIN ANALYZE``."""
+    cursor.execute("SET enable_indexscan = off")
+    cursor.execute("SET enable_seqscan = off")
+    per_entry = []
+    for _ in range(repeat + 1):
+        cursor.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM core_customer_list "
+            "WHERE points >= %s AND birthday_key >= '1980-01-01'",
+            [bound],
+        )
+        plan = cursor.fetchone()[0]
+        plan = json.loads(plan) if isinstance(plan, str) else plan
+        scans = list(_nodes(plan[0]["Plan"], "Bitmap Index Scan"))
+        entries = sum(node["Actual Rows"] for node in scans)
+        seconds = sum(node["Actual Total Time"] for node in scans) / 1000
+        per_entry.append(seconds / max(entries, 1))
+    cursor.execute("RESET enable_indexscan")
+    cursor.execute("RESET enable_seqscan")
+    return statistics.median(per_entry[1:])
+
+
+def _nodes(node: dict, kind: str):
+    if node["Node Type"] == kind:
+        yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child, kind)
 
 
 def measure(repeat: int = 7) -> PlanCosts:
@@ -119,6 +156,7 @@ def measure(repeat: int = 7) -> PlanCosts:
             repeat,
         )
         scanning = _timed(cursor, f"SELECT count(*) FROM core_customer_list WHERE {NOBODY}", [], 3)
+        entry = _bitmap_entry_seconds(cursor, bound, repeat)
         cursor.execute("RESET max_parallel_workers_per_gather")
     micro = 1e6
     scattered = [walks[order] for order in SCATTERED_ORDERS] + [reading / found]
@@ -126,6 +164,7 @@ def measure(repeat: int = 7) -> PlanCosts:
     return PlanCosts(
         scattered_row_us=statistics.median(scattered) * micro,
         sequential_row_us=statistics.median(sequential) * micro,
+        index_entry_us=entry * micro,
         sort_row_us=max(0.0, sorting - counting) / found * micro,
         customers=customers,
         walked=walked,

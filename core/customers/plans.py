@@ -32,16 +32,20 @@ from dataclasses import dataclass
 class Estimate:
     """What the planning sample expects of a list query (see
     :mod:`core.customers.sample`): customers in the table; customers that
-    match; how many a sort reads to find them (those of the narrowest
-    indexed filter, or every customer where no filter has an index or a
-    scan costs less), and how closely those rows follow the table's own
-    order (1: a scan, or a range of the sign-up time; 0: scattered).
+    match; how many a sort reads to find them (those the indexes of the
+    filters it reads through all find, or every customer where no filter
+    has an index or a scan costs less), and how closely those rows follow
+    the table's own order (1: a scan, or a range of the sign-up time; 0:
+    scattered).
     """
 
     rows: int
     matches: int
     reads: int
     follows: float = 0.0
+    #: Index entries a sort reads before any row: those of every filter whose
+    #: index it intersects (bitmaps ANDed); none for a scan.
+    entries: int = 0
 
     @property
     def filtered(self) -> bool:
@@ -61,6 +65,9 @@ SCATTERED_ROW_US = 0.90
 #: Reading one row in the table's order: a sequential scan, or a walk of an
 #: index whose field follows the rows (the id, the sign-up time).
 SEQUENTIAL_ROW_US = 0.10
+#: Putting one entry of a filter's index in a bitmap, to intersect it with
+#: another filter's before reading any row.
+INDEX_ENTRY_US = 0.08
 #: Sorting one match by a key no index holds (a top-N heap sort), above reading it.
 SORT_ROW_US = 0.045
 
@@ -96,15 +103,22 @@ def row_us(follows: float) -> float:
     return SEQUENTIAL_ROW_US + (SCATTERED_ROW_US - SEQUENTIAL_ROW_US) * (1 - follows**2)
 
 
-def index_reads_pay(reads: int, rows: int, follows: float) -> bool:
-    """Is reading ``reads`` customers through an index cheaper than reading
-    all ``rows`` in a sequential scan?"""
-    return reads * row_us(follows) < rows * SEQUENTIAL_ROW_US
+def index_reads_pay(entries: int, reads: int, rows: int, follows: float) -> bool:
+    """Is finding ``reads`` customers through indexes (their ``entries``)
+    cheaper than reading all ``rows`` in a sequential scan?"""
+    return read_us(entries, reads, follows) < rows * SEQUENTIAL_ROW_US
+
+
+def read_us(entries: int, reads: int, follows: float) -> float:
+    """What finding rows through indexes costs: their ``entries``, then the
+    ``reads`` rows all of them find."""
+    return entries * INDEX_ENTRY_US + reads * row_us(follows)
 
 
 def sort_us(estimate: Estimate) -> float:
     """What reading and sorting the matches costs."""
-    return estimate.reads * row_us(estimate.follows) + estimate.matches * SORT_ROW_US
+    read = read_us(estimate.entries, estimate.reads, estimate.follows)
+    return read + estimate.matches * SORT_ROW_US
 
 
 def walk_budget(estimate: Estimate, expected: float, needed: int, follows: float) -> int:

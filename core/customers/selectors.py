@@ -15,6 +15,7 @@ the matches, is chosen per page from the planning sample's estimate
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,8 @@ class Condition:
     column: str | None = None
     #: At most this many customers meet it whatever the sample says (an id).
     at_most: int | None = None
+    #: It holds its column to one value.
+    single: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,8 +178,17 @@ def customer_list(
         conditions.append(Condition(present, sample.present("points"), False))
     lead = ordering.keys[0]
     # Where a walk of the ordering's index starts and stops: the filters on
-    # its own column, and the bounds the tables' constraints imply.
-    bounds = [c for c in conditions if c.column == lead.column and c.indexed]
+    # its own column; a filter holding the column before it in one b-tree to
+    # one value (country=united states ordered by city walks the (country,
+    # city, id) index within the country: 51 rows, where a walk of every city
+    # passed 800,000 customers of other countries first); and the bounds the
+    # tables' constraints imply.
+    bounds = [
+        c
+        for c in conditions
+        if (c.column == lead.column and c.indexed)
+        or (c.single and (c.column, lead.column) in READ_TOGETHER)
+    ]
     for name, bounded in IMPLIED_BOUNDS.items():
         if name in filters and lead.name in bounded:
             instant, _ = filters[name]
@@ -225,6 +237,7 @@ def filter_condition(sample: ListSample, name: str, value: Any) -> Condition:
         spec.indexed(value),
         column,
         1 if spec.field_name in ("id", "customer_id") else None,
+        single=isinstance(value, list) and len(value) == 1,
     )
 
 
@@ -238,27 +251,47 @@ READ_TOGETHER = (("country", "city"), ("last_name", "first_name"), ("first_name"
 
 def estimate(sample: ListSample, conditions: list[Condition]) -> tuple[Estimate, list[Condition]]:
     """What the sample expects of ``conditions``: the customers that meet them
-    all, and the cheapest way for a sort to read them: through the index of
-    the narrowest indexed condition, or of a pair one index holds together
-    (returned), or a scan of every customer (none returned, where no
-    condition has an index or the scan costs less)."""
+    all, and the cheapest way for a sort to read them, with the conditions
+    it reads through (returned; none for a scan of every customer, where no
+    condition has an index or the scan costs less).
+
+    The narrowest indexed condition first; each next narrowest joins it
+    while intersecting their indexes' entries (bitmaps ANDed) costs less
+    than the rows it spares: two filters of 90,000 customers each that 2,700
+    meet are 180,000 entries and 2,700 rows (20 ms at 3M), not 90,000 rows
+    (80 ms). A pair one index holds together counts as one.
+    """
     matches = sample.everyone()
     for condition in conditions:
         matches &= condition.sampled
+    expected = min([sample.scaled(matches), *(c.at_most for c in conditions if c.at_most)])
     by_column = {c.column: c for c in conditions if c.indexed and c.column}
     ways = [[c] for c in conditions if c.indexed]
     ways += [[by_column[a], by_column[b]] for a, b in READ_TOGETHER if {a, b} <= set(by_column)]
-    access, reads = [], sample.rows
+
+    def found(way: list[Condition]) -> int:
+        count = sample.scaled(np.logical_and.reduce([c.sampled for c in way]))
+        return min([count, *(c.at_most for c in way if c.at_most is not None)])
+
+    ways.sort(key=found)
+    access: list[list[Condition]] = []
+    best, entries, reads, follows = math.inf, 0, sample.rows, 1.0
     for way in ways:
-        found = sample.scaled(np.logical_and.reduce([c.sampled for c in way]))
-        found = min([found, *(c.at_most for c in way if c.at_most is not None)])
-        if found < reads:
-            access, reads = way, found
-    expected = min([sample.scaled(matches), *(c.at_most for c in access if c.at_most)])
-    follows = sample.follows(access[0].column) if access and access[0].column else 0.0
-    if not access or not plans.index_reads_pay(reads, sample.rows, follows):
+        candidate = [*access, way]
+        together = [c for w in candidate for c in w]
+        candidate_reads = found(together)
+        candidate_entries = sum(found(w) for w in candidate) if len(candidate) > 1 else 0
+        lead = candidate[0][0].column
+        candidate_follows = sample.follows(lead) if lead else 0.0
+        cost = plans.read_us(candidate_entries, candidate_reads, candidate_follows)
+        if cost >= best:
+            break
+        access, best = candidate, cost
+        entries, reads, follows = candidate_entries, candidate_reads, candidate_follows
+    if not access or not plans.index_reads_pay(entries, reads, sample.rows, follows):
         return Estimate(sample.rows, expected, sample.rows, follows=1.0), []
-    return Estimate(sample.rows, expected, reads, follows), access
+    chosen = [c for way in access for c in way]
+    return Estimate(sample.rows, expected, reads, follows, entries), chosen
 
 
 def customer_detail(pk: int) -> dict[str, Any] | None:

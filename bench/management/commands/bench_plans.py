@@ -56,7 +56,7 @@ class Command(BaseCommand):
             f"{costs.customers:,} customers ({costs.walked:,} walked, "
             f"{costs.read:,} read); microseconds per row, measured / in use:"
         )
-        for name in ("scattered_row_us", "sequential_row_us", "sort_row_us"):
+        for name in ("scattered_row_us", "sequential_row_us", "index_entry_us", "sort_row_us"):
             self.stdout.write(
                 f"  {name:<18} {getattr(costs, name):7.3f}  {getattr(plans, name.upper()):7.3f}"
             )

@@ -169,10 +169,12 @@ def test_a_walk_is_given_what_the_sort_would_cost():
 
 
 def test_a_scan_replaces_an_index_that_would_read_too_many_customers():
-    assert plans.index_reads_pay(MILLION // 100, MILLION, follows=0)
-    assert not plans.index_reads_pay(MILLION // 2, MILLION, follows=0)
+    assert plans.index_reads_pay(0, MILLION // 100, MILLION, follows=0)
+    assert not plans.index_reads_pay(0, MILLION // 2, MILLION, follows=0)
     # A range of the sign-up time reads the table in its own order.
-    assert plans.index_reads_pay(MILLION // 2, MILLION, follows=1)
+    assert plans.index_reads_pay(0, MILLION // 2, MILLION, follows=1)
+    # Intersecting two indexes' entries first spares reading rows.
+    assert plans.index_reads_pay(MILLION // 10, MILLION // 1000, MILLION, follows=0)
 
 
 def test_counts_are_exact_where_cheap_and_estimated_where_many_match():
