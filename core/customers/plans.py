@@ -61,13 +61,13 @@ class Estimate:
 #: Reading one row out of the table's order, and testing it: a walk of an
 #: index whose field is scattered over the table (a name, the points), or a
 #: customer found through such a filter's index.
-SCATTERED_ROW_US = 0.90
+SCATTERED_ROW_US = 0.75
 #: Reading one row in the table's order: a sequential scan, or a walk of an
 #: index whose field follows the rows (the id, the sign-up time).
 SEQUENTIAL_ROW_US = 0.10
 #: Putting one entry of a filter's index in a bitmap, to intersect it with
 #: another filter's before reading any row.
-INDEX_ENTRY_US = 0.08
+INDEX_ENTRY_US = 0.045
 #: Sorting one match by a key no index holds (a top-N heap sort), above reading it.
 SORT_ROW_US = 0.045
 
