@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 from pathlib import Path
 
@@ -46,12 +45,7 @@ class Command(BaseCommand):
             **costs.as_row(),
         }
         path = folder / FILE
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        run_records.append_csv(path, list(row), row)
         self.stdout.write(
             f"{costs.customers:,} customers ({costs.walked:,} walked, "
             f"{costs.read:,} read); microseconds per row, measured / in use:"
