@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.test.utils import CaptureQueriesContext
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ from core.customers import pagination, plans, selectors
 from core.customers.ordering import customer_ordering
 from core.customers.pagination import page_statement
 from core.customers.plans import Estimate, walk_budget
+from core.customers.sample import ListSample
 from core.dataset.generation import CustomerDataset
 from core.models import AppUser, CustomerRelationship
 from core.tests.clients import api_client
@@ -325,3 +327,56 @@ def test_a_phone_substring_is_looked_up_by_a_word_with_three_trigrams_of_its_own
             ["7896512"[: plans.INDEXED_PIECE_LENGTH]],
         )
         assert cursor.fetchone()[0] == 3
+
+
+# -- what a sort reads through ---------------------------------------------------
+
+
+def sample_of(rows: int, **columns: np.ndarray) -> ListSample:
+    size = len(next(iter(columns.values())))
+    return ListSample(rows, {"id": np.arange(size, dtype=float), **columns})
+
+
+def condition(sampled: np.ndarray, column: str, **kwargs) -> selectors.Condition:
+    return selectors.Condition(Q(**{f"{column}__isnull": False}), sampled, True, column, **kwargs)
+
+
+def test_a_sort_intersects_two_filters_indexes_where_that_spares_rows():
+    rng = np.random.default_rng(1)
+    a, b = rng.random(20_000) < 0.03, rng.random(20_000) < 0.03
+    sample = sample_of(MILLION, points=rng.random(20_000), created=np.arange(20_000.0))
+    expected, access = selectors.estimate(sample, [condition(a, "points"), condition(b, "city")])
+    # 3% and 3%, 0.09% together: both indexes, and only the rows both find.
+    assert len(access) == 2
+    assert expected.reads == sample.scaled(a & b)
+    assert expected.entries == sample.scaled(a) + sample.scaled(b)
+
+
+def test_a_sort_reads_through_one_index_where_another_spares_little():
+    rng = np.random.default_rng(2)
+    a = rng.random(20_000) < 0.01
+    everyone_but_a_few = rng.random(20_000) < 0.95
+    sample = sample_of(MILLION, points=rng.random(20_000))
+    _, access = selectors.estimate(
+        sample, [condition(everyone_but_a_few, "city"), condition(a, "points")]
+    )
+    assert [c.column for c in access] == ["points"]
+
+
+def test_a_customer_number_is_read_by_its_index_whatever_the_sample_says():
+    sample = sample_of(MILLION, points=np.zeros(1000), customer_id=np.arange(1000).astype(str))
+    nobody = np.zeros(1000, dtype=bool)
+    expected, access = selectors.estimate(
+        sample, [condition(nobody, "customer_id", at_most=1), condition(~nobody, "points")]
+    )
+    assert [c.column for c in access] == ["customer_id"]
+    assert expected.matches <= 1
+
+
+def test_a_walk_ordered_by_city_stays_within_the_one_country_filtered(dataset):
+    customers = selectors.customer_list(
+        filters={"country": "austria"}, ordering=customer_ordering("address__city")
+    )
+    assert "country" in str(customers.start)
+    plan = explain(customers)
+    assert "customer_list_country" in plan, plan
