@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.http import QueryDict
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
+from django.test.utils import CaptureQueriesContext, override_settings
 
 from core.api.params import LIST_PARAMETERS
 from core.customers.pagination import CustomerPagination, cursor_position, page_statement
@@ -366,3 +366,36 @@ def _timed_sql(sql: str, params: list, repeat: int) -> float:
             if round_number + 1 >= runs:
                 break
     return float(np.percentile(times, 50))
+
+
+#: How long one EXPLAIN ANALYZE of a worst combination may run: a query the
+#: API cut off at its statement timeout can run for many minutes unbounded
+#: (one at 10M customers ran 15 minutes). Past it, the plan without ANALYZE.
+EXPLAIN_TIMEOUT_MS = 60_000
+
+
+def explain(result: Result, requester: Requester) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of every list query one request of ``result`` runs."""
+    parts = [f"-- {result.combination.label}", f"-- GET {result.url}", ""]
+    for sql in count_queries(result, requester):
+        if not _list_query(sql):
+            continue
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL statement_timeout = {EXPLAIN_TIMEOUT_MS}")
+                cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")
+                plan = "\n".join(row[0] for row in cursor.fetchall())
+        except OperationalError:  # QueryCanceled: the timeout
+            with connection.cursor() as cursor:
+                cursor.execute(f"EXPLAIN {sql}")
+                plan = f"-- not finished within {EXPLAIN_TIMEOUT_MS} ms; the plan:\n" + "\n".join(
+                    row[0] for row in cursor.fetchall()
+                )
+        parts += [sql, "", plan, ""]
+    return "\n".join(parts)
+
+
+def matrix_limits():
+    """The API's own limits stay (a request over the statement timeout is a 503
+    and fails the run); only the rate limit gets room for a benchmark's pace."""
+    return override_settings(CRM_THROTTLE_RATES={"anon": None, "user": "100000000/minute"})
