@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from urllib.parse import parse_qs, urlsplit
 
@@ -10,7 +11,7 @@ from django.core import signing
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from core.customers.pagination import CustomerPagination
+from core.customers.pagination import CustomerPagination, seal
 from core.tests.clients import api_client
 
 pytestmark = pytest.mark.django_db
@@ -29,15 +30,48 @@ def test_tampered_and_foreign_cursors_are_a_400(dataset, settings):
     response = client.get(f"{URL}?ordering=first_name&cursor={token}")
     assert response.status_code == 400
     assert "last_name" in response.json()["cursor"][0]
-    # Signed with another secret key.
+    # Sealed with another secret key.
+    signing_key = settings.SECRET_KEY
     settings.SECRET_KEY = "another-deployment"
     assert client.get(f"{URL}?ordering=last_name&cursor={token}").status_code == 400
-    # Well signed, but positions that make no sense.
+    # A plain signed cursor (what cursors once were) is not one.
+    settings.SECRET_KEY = signing_key
+    signed = signing.dumps({"o": "last_name", "k": ["x", 1], "b": 0}, salt="core.customers.cursor")
+    assert client.get(f"{URL}?ordering=last_name&cursor={signed}").status_code == 400
+    # Well sealed, but positions that make no sense.
     for keys in (["x"], [1, 2, 3], [None, None], [[1], {}]):
-        forged = signing.dumps(
-            {"o": "last_name", "k": keys, "b": 0}, salt=CustomerPagination.cursor_salt
-        )
+        forged = seal({"o": "last_name", "k": keys, "b": 0}, salt=CustomerPagination.cursor_salt)
         assert client.get(f"{URL}?ordering=last_name&cursor={forged}").status_code == 400
+
+
+@pytest.mark.parametrize("ordering", ["birthday", "-last_name", "address__city", "id"])
+def test_a_cursor_reveals_no_key_value(dataset, ordering):
+    """A cursor travels in URLs and access logs: its boundary row's birthday,
+    name, city or id must not be readable from it."""
+    client = api_client()
+    body = client.get(f"{URL}?ordering={ordering}&page_size=2").json()
+    last = body["results"][-1]
+    tokens = [
+        parse_qs(
+            urlsplit(client.get(f"{URL}?ordering={ordering}&page_size=2").json()["next"]).query
+        )["cursor"][0]
+        for _ in range(2)
+    ]
+    assert tokens[0] != tokens[1]  # a fresh nonce each time: equal positions look unrelated
+    raw = base64.urlsafe_b64decode(tokens[0] + "=" * (-len(tokens[0]) % 4))
+    values = [str(last["id"]), last["last_name"], last["address"]["city"] or ""]
+    if last["birthday"]:
+        values.append(last["birthday"])
+    # (Values of four characters or more: a shorter one turns up in random bytes by chance.)
+    for value in (v for v in values if len(v) >= 4):
+        assert value.encode() not in raw
+        assert value not in tokens[0]
+    assert b"last_name" not in raw
+    assert b'"k"' not in raw
+    # And it still pages on.
+    assert (
+        client.get(f"{URL}?ordering={ordering}&page_size=2&cursor={tokens[0]}").status_code == 200
+    )
 
 
 def test_a_page_past_the_end_is_a_404_with_json(dataset):
