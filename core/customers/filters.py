@@ -20,7 +20,7 @@ import django_filters
 import numpy as np
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db.models import Q, QuerySet, Value
+from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import StrIndex, Upper
 from django.db.models.lookups import GreaterThan
 
@@ -28,6 +28,7 @@ from core.models import NO_BIRTHDAY, AppUser, CustomerRow
 
 from . import plans
 from .sample import ListSample, instant_number
+from .statements import AnyOf, Param
 
 #: Longest accepted substring filter: a longer one cannot match any column
 #: (the widest is 100 characters) and would only cost trigram extraction.
@@ -49,7 +50,7 @@ class ListFilter:
     sort reads them through it)."""
 
     def condition(self, value: Any) -> Q:
-        return Q(**{f"{self.field_name}__{self.lookup_expr}": value})
+        return Q(**{f"{self.field_name}__{self.lookup_expr}": Param(value)})
 
     def filter(self, qs: QuerySet, value: Any) -> QuerySet:
         if value is None or value == "":
@@ -97,19 +98,25 @@ class Substring(ListFilter, django_filters.CharFilter):
         index where that narrows it (see :func:`has_trigram`,
         :func:`indexed_piece`), else tested on each row."""
         if not has_trigram(text):
-            return Q(GreaterThan(StrIndex(Upper(self.field_name), Upper(Value(text))), 0))
+            return contains(self.field_name, text)
         piece = indexed_piece(text)
-        indexed = Q(**{f"{self.field_name}__icontains": piece})
+        indexed = Q(**{f"{self.field_name}__icontains": Param(piece)})
         if piece == text:
             return indexed
         # The index finds the rows with the piece; each is checked for the text.
-        return indexed & Q(GreaterThan(StrIndex(Upper(self.field_name), Upper(Value(text))), 0))
+        return indexed & contains(self.field_name, text)
 
     def sample_test(self, sample: ListSample, value: str) -> np.ndarray:
         return sample.contains(self.field_name, upper(value))
 
     def indexed(self, value: str) -> bool:
         return has_trigram(value)
+
+
+def contains(column: str, text: str) -> Q:
+    """``strpos(UPPER(column), UPPER(text)) > 0``: the same rows as ``ILIKE``,
+    which no index serves: tested on each row a plan reads."""
+    return Q(GreaterThan(StrIndex(Upper(column), Upper(Param(text))), 0))
 
 
 def indexed_piece(text: str) -> str:
@@ -167,12 +174,11 @@ class KnownValueSubstring(Substring):
 
     def condition(self, value: str | list[str]) -> Q:
         if isinstance(value, str):
-            return Q(GreaterThan(StrIndex(Upper(self.field_name), Upper(Value(value))), 0))
+            return contains(self.field_name, value)
         if not value:
-            # No value contains the text. ``IN ()`` is no SQL (Django raises
-            # EmptyResultSet when compiling it); ``WHERE false`` reads nothing.
+            # No value contains the text: ``WHERE false`` reads nothing.
             return Q(Value(False))
-        return Q(**{f"{self.field_name}__in": value})
+        return Q(AnyOf(F(self.field_name), Param(value)))
 
     def sample_test(self, sample: ListSample, value: str | list[str]) -> np.ndarray:
         if isinstance(value, str):
@@ -258,7 +264,7 @@ class InstantBound(ListFilter, django_filters.Filter):
         return ("lt" if exclusive else "lte") if self.upper else "gte"
 
     def condition(self, value) -> Q:
-        return Q(**{f"{self.field_name}__{self.lookup(value)}": value[0]})
+        return Q(**{f"{self.field_name}__{self.lookup(value)}": Param(value[0])})
 
     def sample_test(self, sample: ListSample, value) -> np.ndarray:
         return sample.compare(self.field_name, self.lookup(value), instant_number(value[0]))
@@ -285,8 +291,8 @@ class BirthdayBound(ListFilter, django_filters.DateFilter):
         if self.lookup_expr == "gte":
             # Born on or after a date: not the customers without a birthday,
             # whose key is NO_BIRTHDAY. Still one range of the index.
-            return Q(birthday_key__gte=value, birthday_key__lt=NO_BIRTHDAY)
-        return Q(birthday_key__lte=value)
+            return Q(birthday_key__gte=Param(value), birthday_key__lt=NO_BIRTHDAY)
+        return Q(birthday_key__lte=Param(value))
 
     def sample_test(self, sample: ListSample, value: dt.date) -> np.ndarray:
         test = sample.compare("birthday_key", self.lookup_expr, value.toordinal())

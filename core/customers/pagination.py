@@ -51,6 +51,14 @@ from .columns import ROW, row_expressions
 from .ordering import Ordering, rows_after
 from .plans import BOUNDED, EXACT, NONE, count_plan, walk_budget
 from .selectors import CustomerList, tested
+from .statements import (
+    SENTINELS,
+    CompiledStatement,
+    Param,
+    StatementCache,
+    compile_statement,
+    compiling_shape,
+)
 
 # -- one page ----------------------------------------------------------------
 
@@ -182,6 +190,19 @@ def page_rows(
     return rows, Count(total, False)
 
 
+#: Compiled page statements kept per process (see
+#: :mod:`core.customers.statements`). A shape is the filters present (and
+#: what kind of value each has: a list of known names, a text to test, an
+#: inclusive or exclusive bound), the ordering and direction, cursor or not,
+#: the plan and the count's plan. The 300 combinations of bench_matrix's
+#: seed 1 make 211 shapes (test_statements checks that they fit, so that a
+#: client's usual requests stay compiled while others come and go).
+STATEMENT_CACHE_SIZE = 512
+
+#: The compiled page statements of this process.
+PAGE_STATEMENTS = StatementCache(STATEMENT_CACHE_SIZE)
+
+
 def page_statement(
     customers: CustomerList,
     *,
@@ -192,22 +213,75 @@ def page_statement(
     count: str,
     forced: str | None = None,
 ) -> tuple[str, list]:
-    """The one statement that reads a page and its count (:data:`PAGE`): the
-    plan's ids, then their rows, each with the count where ``count`` asks for
-    one (``COUNT(*) OVER ()`` where a sort reads every match anyway; else a
-    count of its own, stopped just past the threshold where ``bounded``).
+    """The one statement that reads a page and its count (:data:`PAGE`),
+    compiled once per shape (:data:`PAGE_STATEMENTS`) and given this
+    request's values.
 
-    ``forced`` ("walk" or "sort") overrides the choice: what bench_matrix
-    times the choice against."""
-    plan_sql, plan_params = plan_statement(
-        customers,
-        reverse=reverse,
-        offset=offset,
-        limit=limit,
-        boundary=boundary,
-        count=count,
-        forced=forced,
-    )
+    ``forced`` ("walk" or "sort") overrides the plan's choice: what
+    bench_matrix times the choice against."""
+    budget = plan_budget(customers, reverse, offset + limit, boundary, forced)
+    values = {
+        **customers.values,
+        "offset": offset,
+        "limit": limit,
+        "budget": budget,
+        "before_budget": budget - 1,
+        **{f"key{i}": value for i, value in enumerate(boundary or ())},
+    }
+    threshold = settings.CRM_EXACT_COUNT_THRESHOLD
+    keys = None if boundary is None else len(boundary)
+
+    def build() -> CompiledStatement:
+        with compiling_shape():
+            sql, params = build_page_statement(customers, reverse, keys, count, bool(budget))
+        return compile_statement(sql, params)
+
+    if customers.shape is None:
+        statement = build()
+    else:
+        shape = (customers.shape, reverse, keys, count, bool(budget), threshold)
+        statement = PAGE_STATEMENTS.get(shape, build)
+    return statement.sql, statement.params(values)
+
+
+def plan_budget(
+    customers: CustomerList,
+    reverse: bool,
+    needed: int,
+    boundary: Sequence[Any] | None,
+    forced: str | None = None,
+) -> int:
+    """How many entries of the ordering's index a walk may read before the
+    page statement sorts the matches instead (0: sort at once), chosen by
+    :func:`core.customers.plans.walk_budget` from the sample's estimate.
+
+    A list that filters nothing is always walked, however deep: its ids
+    come from the index alone."""
+    if not customers.condition or forced == "walk":
+        return WALK_AS_FAR_AS_IT_TAKES
+    if forced == "sort" or not customers.ordering.indexed:
+        return 0
+    expected = customers.walk_entries(needed, boundary, reverse)
+    return walk_budget(customers.estimate, expected, needed, customers.walk_follows())
+
+
+#: Where a compiled statement takes the request's paging values: sentinel
+#: numbers in LIMIT and OFFSET (which Django writes into the text), Params
+#: elsewhere (see :mod:`core.customers.statements`).
+OFFSET, LIMIT, BUDGET, BEFORE_BUDGET = (
+    SENTINELS[name] for name in ("offset", "limit", "budget", "before_budget")
+)
+
+
+def build_page_statement(
+    customers: CustomerList, reverse: bool, keys: int | None, count: str, walking: bool
+) -> tuple[str, list]:
+    """The page statement of a shape: the plan's ids, then their rows, each
+    with the count where ``count`` asks for one (``COUNT(*) OVER ()`` where a
+    sort reads every match anyway; else a count of its own, stopped just
+    past the threshold where ``bounded``)."""
+    boundary = None if keys is None else [Param(None, slot=f"key{i}") for i in range(keys)]
+    plan_sql, plan_params = plan_statement(customers, reverse, boundary, count, walking)
     counted_sql, counted_params = count_sql(customers, count)
     total = RawSQL(
         f"coalesce((SELECT _total FROM page LIMIT 1), {counted_sql})",
@@ -222,16 +296,12 @@ def page_statement(
 
 def plan_statement(
     customers: CustomerList,
-    *,
     reverse: bool,
-    offset: int,
-    limit: int,
-    boundary: Sequence[Any] | None,
+    boundary: Sequence[Param] | None,
     count: str,
-    forced: str | None = None,
+    walking: bool,
 ) -> tuple[str, list]:
-    """The page's ids (and ``_total``), by the plan
-    :func:`core.customers.plans.walk_budget` chooses:
+    """The page's ids (and ``_total``), by the plan :func:`plan_budget` chose:
 
     * a *walk* of the ordering's index where nothing is filtered (its ids
       come from the index alone, however deep the OFFSET);
@@ -246,21 +316,15 @@ def plan_statement(
     if not customers.condition:
         ids = walk_start(customers, seek, reverse).annotate(_total=NO_TOTAL)
         ids = ids.values_list("id", "_total")
-        return ids[offset : offset + limit].query.sql_with_params()
-    budget = 0
-    if forced == "walk":
-        budget = WALK_AS_FAR_AS_IT_TAKES
-    elif ordering.indexed and forced is None:
-        expected = customers.walk_entries(offset + limit, boundary, reverse)
-        budget = walk_budget(customers.estimate, expected, offset + limit, customers.walk_follows())
-    sort_sql, sort_params = sort_statement(customers, reverse, offset, limit, boundary, count)
-    if not budget:
+        return ids[OFFSET : OFFSET + LIMIT].query.sql_with_params()
+    sort_sql, sort_params = sort_statement(customers, reverse, boundary, count)
+    if not walking:
         return sort_sql, sort_params
-    walk_sql, walk_params = walk_statement(customers, seek, reverse, offset, limit, budget)
-    beyond = walk_start(customers, seek, reverse).values("id")[budget - 1 : budget]
+    walk_sql, walk_params = walk_statement(customers, seek, reverse)
+    beyond = walk_start(customers, seek, reverse).values("id")[BEFORE_BUDGET : BEFORE_BUDGET + 1]
     beyond_sql, beyond_params = beyond.query.sql_with_params()
     sql = WALK_OR_SORT.format(walk=walk_sql, beyond=beyond_sql, sort=sort_sql)
-    return sql, [*walk_params, limit, *beyond_params, *sort_params]
+    return sql, [*walk_params, Param(None, slot="limit"), *beyond_params, *sort_params]
 
 
 def walk_start(customers: CustomerList, seek: Q, reverse: bool) -> QuerySet:
@@ -272,9 +336,7 @@ def walk_start(customers: CustomerList, seek: Q, reverse: bool) -> QuerySet:
     return customers.rows().filter(start).order_by(*customers.ordering.order_by(reverse))
 
 
-def walk_statement(
-    customers: CustomerList, seek: Q, reverse: bool, offset: int, limit: int, budget: int
-) -> tuple[str, list]:
+def walk_statement(customers: CustomerList, seek: Q, reverse: bool) -> tuple[str, list]:
     """The ids of the page's matches among the first ``budget`` entries of the
     ordering's index.
 
@@ -287,10 +349,10 @@ def walk_statement(
     repeated plainly, so that PostgreSQL sees the outer order is the inner's
     (``last_name = 'Smith'`` makes ``ORDER BY last_name`` a no-op inside).
     """
-    window = walk_start(customers, seek, reverse)[:budget]
+    window = walk_start(customers, seek, reverse)[:BUDGET]
     rows = customers.rows().filter(customers.start, tested(customers.condition))
     ids = rows.order_by(*customers.ordering.order_by(reverse)).values("id")
-    query = ids[offset : offset + limit].query
+    query = ids[OFFSET : OFFSET + LIMIT].query
     alias = query.get_initial_alias()
     query.alias_map[alias] = WindowTable(window, alias)
     sql, params = query.sql_with_params()
@@ -298,12 +360,7 @@ def walk_statement(
 
 
 def sort_statement(
-    customers: CustomerList,
-    reverse: bool,
-    offset: int,
-    limit: int,
-    boundary: Sequence[Any] | None,
-    count: str,
+    customers: CustomerList, reverse: bool, boundary: Sequence[Param] | None, count: str
 ) -> tuple[str, list]:
     """The ids of the page's matches, read through their filters' indexes and
     sorted: an ``ORDER BY`` that no index matches, and the cursor as a
@@ -318,7 +375,7 @@ def sort_statement(
     total = Window(RowCount("*")) if counting else NO_TOTAL
     ids = rows.annotate(_total=total).values_list("id", "_total")
     ids = ids.order_by(*ordering.order_by(reverse, unindexed=True))
-    return ids[offset : offset + limit].query.sql_with_params()
+    return ids[OFFSET : OFFSET + LIMIT].query.sql_with_params()
 
 
 def count_sql(customers: CustomerList, count: str) -> tuple[str, list]:

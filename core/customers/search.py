@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from django.db.models import Case, FloatField, Q, QuerySet, Value, When
+from django.db.models import Case, F, FloatField, Q, QuerySet, Value, When
 from django.db.models.functions import Cast, Greatest
 
 from .distinct import distinct_values_sql
@@ -24,6 +24,7 @@ from .filters import CustomerFilter, has_trigram
 from .known import Similar, look_up
 from .ordering import SEARCH_RANK
 from .sample import ListSample
+from .statements import AnyOf, Param
 
 #: Words of a search beyond this many are ignored.
 MAX_SEARCH_WORDS = 4
@@ -66,11 +67,11 @@ class SearchWord:
 
     def condition(self) -> Q:
         if self.cities:
-            return Q(city__in=self.cities)
+            return Q(AnyOf(F("city"), Param(self.cities)))
         ways = (
-            Q(first_name__in=self.first_names)
-            | Q(last_name__in=self.last_names)
-            | Q(customer_id=self.word)
+            Q(AnyOf(F("first_name"), Param(self.first_names)))
+            | Q(AnyOf(F("last_name"), Param(self.last_names)))
+            | Q(customer_id=Param(self.word))
         )
         if self.phone:
             # As ?phone_number= looks it up: through the trigram index.
@@ -219,7 +220,7 @@ def closeness_case(column: str, word: str, values: list[str]) -> Any:
         return Value(0.0)
     return Case(
         *[
-            When(**{f"{column}__in": names}, then=Value(score))
+            When(AnyOf(F(column), Param(names)), then=Param(score))
             for score, names in sorted(by_closeness.items(), reverse=True)
         ],
         default=Value(0.0),

@@ -35,6 +35,7 @@ from .ordering import Ordering, customer_ordering
 from .plans import Estimate
 from .sample import ListSample, instant_number, sampled_value, samples
 from .search import SearchMatch, search_words
+from .statements import Param, number_params, shape_of
 
 #: Lower bounds that the tables' constraints carry from a filter over to a
 #: sortable field: nobody is updated before being created
@@ -88,6 +89,10 @@ class CustomerList:
     sample: ListSample | None = None
     sampled: np.ndarray | None = None
     within: np.ndarray | None = None
+    #: The values of its conditions by slot, and what its statements share
+    #: with those of other lists (see :mod:`core.customers.statements`).
+    values: dict = field(default_factory=dict)
+    shape: Any = None
 
     def walk_follows(self) -> float:
         """How closely the ordering's first field follows the table's own order."""
@@ -194,7 +199,7 @@ def customer_list(
             instant, _ = filters[name]
             bounds.append(
                 Condition(
-                    Q(GreaterThanOrEqual(lead.expression, instant)),
+                    Q(GreaterThanOrEqual(lead.expression, Param(instant))),
                     sample.compare(lead.column, "gte", instant_number(instant)),
                     True,
                 )
@@ -211,6 +216,7 @@ def customer_list(
     for bound in bounds:
         start &= bound.q
         within &= bound.sampled
+    rank = match.rank if match is not None and not ordering.indexed else None
     return CustomerList(
         read,
         tests,
@@ -221,6 +227,8 @@ def customer_list(
         sample,
         matched,
         within,
+        values=number_params(read, tests, start, rank),
+        shape=shape_of(read, tests, start, rank, ordering),
     )
 
 
