@@ -20,11 +20,14 @@ from __future__ import annotations
 import cProfile
 import io
 import pstats
+import re
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 #: The parts of a list request, each the cumulative time of the functions
 #: named (``module fragment:function``), less that of the parts nested in it
@@ -177,3 +180,42 @@ def wsgi_request(application, url: str, headers: dict[str, str]) -> Callable[[],
         return int(statuses.pop()[:3])
 
     return call
+
+
+#: The two runs whose difference counts a request's instructions: the
+#: start-up (Python, Django, the first request's caches) is in both and
+#: cancels out.
+INSTRUCTION_RUNS = (10, 60)
+
+
+def instructions_per_request(url: str, base_dir: Path) -> float:
+    """Instructions the Python process runs per request of ``url``, counted
+    by valgrind (callgrind): ``bench_profile --run N`` for each of
+    :data:`INSTRUCTION_RUNS`, the difference over the difference in requests.
+
+    Unlike CPU time, a count of instructions does not move with what else
+    the machine runs: it compares commits on a shared machine. PostgreSQL's
+    work is in another process and not counted.
+    """
+    counts = []
+    for requests in INSTRUCTION_RUNS:
+        run = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                sys.executable,
+                "manage.py",
+                "bench_profile",
+                "--url",
+                url,
+                "--run",
+                str(requests),
+            ],
+            cwd=base_dir,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        counts.append(int(re.search(r"Collected : (\d+)", run.stderr).group(1)))
+    return (counts[1] - counts[0]) / (INSTRUCTION_RUNS[1] - INSTRUCTION_RUNS[0])

@@ -9,9 +9,12 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.test.utils import override_settings
 
-from bench import profile, scenarios
+from bench import json_paths, profile, scenarios
 from core import run_records
 from core.security.api_users import api_user_create
+
+#: The request profiled when no --url is given: the first page.
+DEFAULT_URL = "/api/users/?page_size=50"
 
 
 class Command(BaseCommand):
@@ -33,14 +36,35 @@ class Command(BaseCommand):
         parser.add_argument(
             "--output", type=Path, default=None, help="report folder (default CRM_REPORTS_DIR)"
         )
+        parser.add_argument(
+            "--instructions",
+            action="store_true",
+            help="also count each request's instructions with valgrind (a minute per URL)",
+        )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="also time each page's JSON built in Python and in PostgreSQL",
+        )
+        parser.add_argument(
+            "--run",
+            type=int,
+            default=None,
+            metavar="N",
+            help="only run each request N times, no report (what --instructions counts)",
+        )
 
-    def handle(self, *args, url, requests: int, output, **options) -> None:
+    def handle(
+        self, *args, url, requests: int, output, instructions: bool, json: bool, run, **options
+    ):
         if scenarios.count_customers() < scenarios.MINIMUM_CUSTOMERS:
             raise CommandError("too few customers: run generate_data first")
         if not 20 <= requests <= 100_000:
             raise CommandError("--requests 20..100000")
         from crm.wsgi import application
 
+        if run is not None:
+            return self.run_only(application, url or [DEFAULT_URL], run)
         # Refused up front from uncommitted code when publishing; noted in runs.log.
         folder = run_records.reports_dir(output)
         token = api_user_create(username="bench_profile", read_only=True)
@@ -57,16 +81,26 @@ class Command(BaseCommand):
         rates = {**settings.CRM_THROTTLE_RATES, "user": "100000000/minute"}
         limits = override_settings(DEBUG=False, CRM_THROTTLE_RATES=rates)
         with limits:
-            for target in url or ["/api/users/?page_size=50"]:
+            for target in url or [DEFAULT_URL]:
                 result = profile.profile(
                     profile.wsgi_request(application, target, headers),
                     url=target,
                     requests=requests,
                 )
+                counted = ""
+                if instructions:
+                    count = profile.instructions_per_request(target, settings.BASE_DIR)
+                    counted = f"; {count / 1e6:.2f} M instructions per request (valgrind)"
+                if json:
+                    paths = json_paths.json_paths(*json_paths.page_of(target))
+                    counted += (
+                        f"; its page's JSON in Python {paths.python_ms:.2f} ms, in PostgreSQL "
+                        f"{paths.database_ms:.2f} ms (same bytes: {paths.same_bytes})"
+                    )
                 lines += [
                     "",
                     f"`GET {target}`: {result.cpu_ms:.2f} ms of CPU per request "
-                    f"(median of 10 batches, {result.requests} requests)",
+                    f"(median of 10 batches, {result.requests} requests){counted}",
                     "",
                     "| part of the request | ms | share |",
                     "|---|---:|---:|",
@@ -86,3 +120,16 @@ class Command(BaseCommand):
         (folder / "profile.md").write_text(text)
         self.stdout.write(text)
         self.stdout.write(f"Wrote {folder / 'profile.md'}")
+
+    def run_only(self, application, urls: list[str], times: int) -> None:
+        """Each request ``times`` times, as production settings run it, and nothing else."""
+        token = api_user_create(username="bench_profile", read_only=True)
+        rates = {**settings.CRM_THROTTLE_RATES, "user": "100000000/minute"}
+        with override_settings(DEBUG=False, CRM_THROTTLE_RATES=rates):
+            for target in urls:
+                request = profile.wsgi_request(
+                    application, target, {"Authorization": f"Token {token}"}
+                )
+                for _ in range(times):
+                    if request() != 200:
+                        raise CommandError(f"{target} did not answer 200")
