@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.test.utils import override_settings
 
-from bench import json_paths, profile, scenarios
+from bench import binding, json_paths, profile, scenarios
 from core import run_records
 from core.security.api_users import api_user_create
 
@@ -44,7 +44,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--json",
             action="store_true",
-            help="also time each page's JSON built in Python and in PostgreSQL",
+            help="also time each page's JSON built in Python and in PostgreSQL, and its "
+            "statement bound on the client, on the server, and prepared",
         )
         parser.add_argument(
             "--run",
@@ -96,6 +97,10 @@ class Command(BaseCommand):
                     counted += (
                         f"; its page's JSON in Python {paths.python_ms:.2f} ms, in PostgreSQL "
                         f"{paths.database_ms:.2f} ms (same bytes: {paths.same_bytes})"
+                    )
+                    bound = binding.binding_paths(*json_paths.page_of(target))
+                    counted += "; its page statement " + ", ".join(
+                        f"{name} {ms:.2f} ms" for name, ms in bound.items()
                     )
                 lines += [
                     "",
