@@ -76,6 +76,25 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+#: The middleware of a token-authenticated request under /api/ (crm.wsgi):
+#: MIDDLEWARE less what such a request never uses. No session, so no
+#: session, CSRF, messages or session-user middleware (DRF authenticates the
+#: token, and its views are CSRF-exempt); no page to frame; no static file.
+#: Measured with bench_profile --instructions (docs/benchmarks/profile.md).
+API_MIDDLEWARE = [
+    path
+    for path in MIDDLEWARE
+    if path
+    not in {
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    }
+]
+
 ROOT_URLCONF = "crm.urls"
 
 TEMPLATES = [

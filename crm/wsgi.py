@@ -2,8 +2,12 @@
 
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings")
+# What django.core.wsgi.get_wsgi_application() does, with this project's handler.
+django.setup(set_prefix=False)
 
-application = get_wsgi_application()
+from crm.handlers import ApiAwareHandler  # noqa: E402 (needs the apps loaded)
+
+application = ApiAwareHandler()
