@@ -33,7 +33,10 @@ def test_responses_say_how_long_the_database_and_the_application_took(customers)
     assert timing, response["Server-Timing"]
     assert int(timing["queries"]) == len(captured)
     database = sum(float(q["time"]) for q in captured) * 1000
-    assert float(timing["db"]) >= database * 0.5  # Django's own clock rounds to milliseconds
+    # Django's own clock rounds each query to the millisecond: a page of
+    # 0.45 ms shows there as 1.0.
+    assert float(timing["db"]) >= database * 0.5 - 0.5 * len(captured)
+    assert float(timing["db"]) > 0
     assert float(timing["app"]) > 0
 
 
