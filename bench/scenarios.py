@@ -43,15 +43,21 @@ FROM = "FROM core_customer_list c"
 
 def known(field: str, text: str) -> str:
     """The floor's "``field`` contains ``text``", written the way the list asks
-    it (see core.customers.filters.KnownValueSubstring): the known values that
-    contain it, then an equality on the column's b-tree."""
-    return (
-        f"c.{field} IN (SELECT value FROM core_searchterm "
-        f"WHERE field = '{field}' AND upper(value) LIKE '%%{text.upper()}%%')"
-    )
+    it (see core.customers.known): the known values that contain it, looked
+    up first and written into the statement, then an equality on the
+    column's b-tree. (As a subquery, the values would be hidden from the
+    planner, which then walks the id index testing every row: 478 ms for
+    ``last_name=smith`` at 3M.)"""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT value FROM core_searchterm WHERE field = %s AND upper(value) LIKE %s "
+            "ORDER BY value",
+            [field, f"%{text.upper()}%"],
+        )
+        values = [value for (value,) in cursor.fetchall()]
+    listed = ", ".join("'" + value.replace("'", "''").replace("%", "%%") + "'" for value in values)
+    return f"c.{field} = ANY(ARRAY[{listed}]::text[])"
 
-
-VIENNA = known("city", "vienna")
 
 Rows = list[dict[str, Any]]
 Check = Callable[[Rows], str | None]
@@ -165,6 +171,7 @@ def build_scenarios(facts: DataFacts) -> list[Scenario]:
     """The README's four scenarios first, then the ones that find the traps."""
     deep, offset = facts.deep_page, (facts.deep_page - 1) * 50
     points, boundary_id = facts.deep_cursor_boundary
+    vienna = known("city", "vienna")
     cursor = cursor_token(
         customer_ordering("-relationship__points"),
         [points, boundary_id],
@@ -216,7 +223,7 @@ def build_scenarios(facts: DataFacts) -> list[Scenario]:
             "substring filter on the joined city, third page",
             {"city": "vienna", "page": vienna_page, "page_size": 50},
             {"address__city__icontains": "vienna", "page": vienna_page, "page_size": 50},
-            f"SELECT {FLOOR_COLUMNS} {FROM} WHERE {VIENNA} ORDER BY c.id LIMIT 50 OFFSET %s",
+            f"SELECT {FLOOR_COLUMNS} {FROM} WHERE {vienna} ORDER BY c.id LIMIT 50 OFFSET %s",
             [(vienna_page - 1) * 50],
             expect(
                 count=vienna_rows,
@@ -279,7 +286,7 @@ def build_scenarios(facts: DataFacts) -> list[Scenario]:
                 "ordering": "-relationship__points",
                 "page_size": 50,
             },
-            f"SELECT {FLOOR_COLUMNS} {FROM} WHERE {VIENNA} AND c.points IS NOT NULL "
+            f"SELECT {FLOOR_COLUMNS} {FROM} WHERE {vienna} AND c.points IS NOT NULL "
             "ORDER BY c.points DESC, c.id DESC LIMIT 50",
             [],
             expect(
