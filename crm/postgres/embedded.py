@@ -242,7 +242,9 @@ def _is_postmaster_of(pid: int | None, data_dir: Path) -> bool:
     A pid alone is not enough: after a crash or a reboot the pid recorded in
     ``postmaster.pid`` may belong to an unrelated process.
     """
-    if pid is None:
+    if pid is None or pid <= 0:
+        # A standalone backend (initdb's bootstrap, single-user mode) writes
+        # its pid negated: no server to connect to.
         return False
     try:
         cmdline = psutil.Process(pid).cmdline()
