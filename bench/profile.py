@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import cProfile
 import io
+import json
 import pstats
 import re
 import statistics
@@ -28,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 #: The parts of a list request, each the cumulative time of the functions
 #: named (``module fragment:function``), less that of the parts nested in it
@@ -153,7 +155,26 @@ def profile(request: Callable[[], int], *, url: str, requests: int, batches: int
     return Profile(url, per_batch * batches, cpu_ms, parts, libraries)
 
 
-def wsgi_request(application, url: str, headers: dict[str, str]) -> Callable[[], int]:
+#: In a --url, stands for the cursor of the first page's ``next`` link.
+NEXT_CURSOR = "cursor=next"
+
+
+def second_page(application, url: str, headers: dict[str, str]) -> str:
+    """``url`` with ``cursor=next`` replaced by the cursor of its first page's
+    ``next`` link: a cursor page to profile (cursors are made per secret key)."""
+    if NEXT_CURSOR not in url:
+        return url
+    first = url.replace(NEXT_CURSOR, "").replace("?&", "?").rstrip("&?")
+    body = io.BytesIO()
+    wsgi_request(application, first, headers, body)()
+    following = json.loads(body.getvalue())["next"]
+    parts = urlsplit(following)
+    return f"{parts.path}?{parts.query}"
+
+
+def wsgi_request(
+    application, url: str, headers: dict[str, str], body: io.BytesIO | None = None
+) -> Callable[[], int]:
     """A function that calls ``application`` with a GET of ``url``, as a WSGI server would."""
     path, _, query = url.partition("?")
     base = {
@@ -176,7 +197,9 @@ def wsgi_request(application, url: str, headers: dict[str, str]) -> Callable[[],
 
     def call() -> int:
         environ = {**base, "wsgi.input": io.BytesIO(b"")}
-        b"".join(application(environ, start_response))
+        answer = b"".join(application(environ, start_response))
+        if body is not None:
+            body.write(answer)
         return int(statuses.pop()[:3])
 
     return call

@@ -30,7 +30,8 @@ class Command(BaseCommand):
             "--url",
             action="append",
             default=None,
-            help="request to profile (repeatable; default: the first page, ?page_size=50)",
+            help="request to profile (repeatable; default: the first page, ?page_size=50); "
+            "cursor=next in it stands for its first page's next cursor",
         )
         parser.add_argument("--requests", type=int, default=1000, help="per URL (1000)")
         parser.add_argument(
@@ -82,7 +83,8 @@ class Command(BaseCommand):
         rates = {**settings.CRM_THROTTLE_RATES, "user": "100000000/minute"}
         limits = override_settings(DEBUG=False, CRM_THROTTLE_RATES=rates)
         with limits:
-            for target in url or [DEFAULT_URL]:
+            for asked in url or [DEFAULT_URL]:
+                target = profile.second_page(application, asked, headers)
                 result = profile.profile(
                     profile.wsgi_request(application, target, headers),
                     url=target,
@@ -90,7 +92,7 @@ class Command(BaseCommand):
                 )
                 counted = ""
                 if instructions:
-                    count = profile.instructions_per_request(target, settings.BASE_DIR)
+                    count = profile.instructions_per_request(asked, settings.BASE_DIR)
                     counted = f"; {count / 1e6:.2f} M instructions per request (valgrind)"
                 if json:
                     paths = json_paths.json_paths(*json_paths.page_of(target))
@@ -131,10 +133,10 @@ class Command(BaseCommand):
         token = api_user_create(username="bench_profile", read_only=True)
         rates = {**settings.CRM_THROTTLE_RATES, "user": "100000000/minute"}
         with override_settings(DEBUG=False, CRM_THROTTLE_RATES=rates):
-            for target in urls:
-                request = profile.wsgi_request(
-                    application, target, {"Authorization": f"Token {token}"}
-                )
+            headers = {"Authorization": f"Token {token}"}
+            for asked in urls:
+                target = profile.second_page(application, asked, headers)
+                request = profile.wsgi_request(application, target, headers)
                 for _ in range(times):
                     if request() != 200:
                         raise CommandError(f"{target} did not answer 200")
