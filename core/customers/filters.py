@@ -113,6 +113,19 @@ class Substring(ListFilter, django_filters.CharFilter):
         return has_trigram(value)
 
 
+def one_of(column: str, values: list[str]) -> Q:
+    """``column = ANY(values)``, or ``column = value`` for one value.
+
+    PostgreSQL reads an equality as a prefix of a b-tree that the IN list of
+    a single value is not (it turns ``IN ('x')`` into an equality, but not
+    ``= ANY('{x}')``): ``country = 'United States'`` ordered by city walks the
+    (country, city, id) index within the country (4 ms at 3M), the array
+    walked the city index through every country (561 ms)."""
+    if len(values) == 1:
+        return Q(**{column: Param(values[0])})
+    return Q(AnyOf(F(column), Param(values)))
+
+
 def contains(column: str, text: str) -> Q:
     """``strpos(UPPER(column), UPPER(text)) > 0``: the same rows as ``ILIKE``,
     which no index serves: tested on each row a plan reads."""
@@ -178,7 +191,7 @@ class KnownValueSubstring(Substring):
         if not value:
             # No value contains the text: ``WHERE false`` reads nothing.
             return Q(Value(False))
-        return Q(AnyOf(F(self.field_name), Param(value)))
+        return one_of(self.field_name, value)
 
     def sample_test(self, sample: ListSample, value: str | list[str]) -> np.ndarray:
         if isinstance(value, str):

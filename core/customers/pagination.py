@@ -261,6 +261,8 @@ def plan_budget(
         return WALK_AS_FAR_AS_IT_TAKES
     if forced == "sort" or not customers.ordering.indexed:
         return 0
+    if customers.exact_walk:
+        return WALK_AS_FAR_AS_IT_TAKES  # every entry it reads is a match
     expected = customers.walk_entries(needed, boundary, reverse)
     return walk_budget(customers.estimate, expected, needed, customers.walk_follows())
 
@@ -303,8 +305,9 @@ def plan_statement(
 ) -> tuple[str, list]:
     """The page's ids (and ``_total``), by the plan :func:`plan_budget` chose:
 
-    * a *walk* of the ordering's index where nothing is filtered (its ids
-      come from the index alone, however deep the OFFSET);
+    * a *walk* of the ordering's index where nothing is filtered, or every
+      filter is a range of that index (its ids come from the index alone,
+      however deep the OFFSET);
     * a *sort* of the matches, read through the narrowest filter's index,
       where the walk would cost more than the sort (its ``ORDER BY`` no
       index matches, see :class:`core.customers.ordering.Unindexed`);
@@ -313,7 +316,7 @@ def plan_statement(
     """
     ordering = customers.ordering
     seek = rows_after(ordering, boundary, reverse) if boundary is not None else Q()
-    if not customers.condition:
+    if not customers.condition or (walking and customers.exact_walk):
         ids = walk_start(customers, seek, reverse).annotate(_total=NO_TOTAL)
         ids = ids.values_list("id", "_total")
         return ids[OFFSET : OFFSET + LIMIT].query.sql_with_params()
@@ -331,8 +334,6 @@ def walk_start(customers: CustomerList, seek: Q, reverse: bool) -> QuerySet:
     """The ordering's index from the cursor (and within the bounds the filters
     put on its own field, see :attr:`CustomerList.start`) on, in order."""
     start = customers.start & seek
-    if customers.ordering.by_record:
-        start &= Q(relationship_created__isnull=False)
     return customers.rows().filter(start).order_by(*customers.ordering.order_by(reverse))
 
 

@@ -20,7 +20,7 @@ from django.db.models import Case, F, FloatField, Q, QuerySet, Value, When
 from django.db.models.functions import Cast, Greatest
 
 from .distinct import distinct_values_sql
-from .filters import CustomerFilter, has_trigram
+from .filters import CustomerFilter, has_trigram, one_of
 from .known import Similar, look_up
 from .ordering import SEARCH_RANK
 from .sample import ListSample
@@ -67,10 +67,10 @@ class SearchWord:
 
     def condition(self) -> Q:
         if self.cities:
-            return Q(AnyOf(F("city"), Param(self.cities)))
+            return one_of("city", self.cities)
         ways = (
-            Q(AnyOf(F("first_name"), Param(self.first_names)))
-            | Q(AnyOf(F("last_name"), Param(self.last_names)))
+            one_of("first_name", self.first_names)
+            | one_of("last_name", self.last_names)
             | Q(customer_id=Param(self.word))
         )
         if self.phone:

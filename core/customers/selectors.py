@@ -89,6 +89,8 @@ class CustomerList:
     sample: ListSample | None = None
     sampled: np.ndarray | None = None
     within: np.ndarray | None = None
+    #: Every condition bounds the walk (``start``): a walk reads only matches.
+    exact_walk: bool = False
     #: The values of its conditions by slot, and what its statements share
     #: with those of other lists (see :mod:`core.customers.statements`).
     values: dict = field(default_factory=dict)
@@ -177,11 +179,16 @@ def customer_list(
     conditions = [filter_condition(sample, name, value) for name, value in filters.items()]
     if match is not None:
         conditions.append(Condition(match.condition, match.sample_test(sample), True))
-    if ordering.by_record:
-        # A customer without a loyalty record has no place in this order.
-        present = Q(relationship_created__isnull=False)
-        conditions.append(Condition(present, sample.present("points"), False))
     lead = ordering.keys[0]
+    if ordering.by_record:
+        # A customer without a loyalty record has no place in this order. The
+        # record's columns are NULL exactly then: ordered by one of them, its
+        # index skips them (a bound of the walk), else each row is tested.
+        column = lead.column if lead.column in RECORD_COLUMNS else "relationship_created"
+        present = Q(**{f"{column}__isnull": False})
+        conditions.append(
+            Condition(present, sample.present("points"), column in RECORD_COLUMNS, column)
+        )
     # Where a walk of the ordering's index starts and stops: the filters on
     # its own column; a filter holding the column before it in one b-tree to
     # one value (country=united states ordered by city walks the (country,
@@ -204,6 +211,8 @@ def customer_list(
                     True,
                 )
             )
+    # Every condition a bound: the walk's range of the index is the matches.
+    exact_walk = match is None and all(any(c is b for b in bounds) for c in conditions)
     expected, access = estimate(sample, conditions)
     read, tests, start = Q(), Q(), Q()
     matched, within = sample.everyone(), sample.everyone()
@@ -227,8 +236,9 @@ def customer_list(
         sample,
         matched,
         within,
+        exact_walk=exact_walk,
         values=number_params(read, tests, start, rank),
-        shape=shape_of(read, tests, start, rank, ordering),
+        shape=shape_of(read, tests, start, rank, ordering, exact_walk),
     )
 
 
@@ -248,6 +258,10 @@ def filter_condition(sample: ListSample, name: str, value: Any) -> Condition:
         single=isinstance(value, list) and len(value) == 1,
     )
 
+
+#: The loyalty record's columns that are NOT NULL in core_customerrelationship:
+#: NULL in the read table exactly for a customer without a record.
+RECORD_COLUMNS = ("points", "last_activity")
 
 #: Filter columns one b-tree of the read table holds together, first and
 #: second (core.models.CustomerRow): both conditions are read through it at
