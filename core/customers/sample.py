@@ -114,8 +114,24 @@ class ListSample:
         return self.columns[column] == value
 
     def isin(self, column: str, values: list[str]) -> np.ndarray:
-        """Rows whose ``column`` is one of ``values``."""
-        return np.isin(self.columns[column], np.array(values, dtype=str))
+        """Rows whose ``column`` is one of ``values``: looked up by value (a
+        name filter's few values), where ``np.isin`` compared every sampled
+        string with each (0.3 ms a request)."""
+        key = f"positions:{column}"
+        if key not in self._derived:
+            distinct, inverse = np.unique(self.columns[column], return_inverse=True)
+            order = np.argsort(inverse, kind="stable")
+            bounds = np.searchsorted(inverse[order], np.arange(len(distinct) + 1))
+            self._derived[key] = {
+                value: order[bounds[i] : bounds[i + 1]] for i, value in enumerate(distinct.tolist())
+            }
+        positions = self._derived[key]
+        mask = np.zeros(self.size, dtype=bool)
+        for value in values:
+            found = positions.get(value)
+            if found is not None:
+                mask[found] = True
+        return mask
 
     def compare(self, column: str, lookup: str, value: float) -> np.ndarray:
         """``column <lookup> value`` (a missing value, NaN, meets none)."""
