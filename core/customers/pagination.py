@@ -34,8 +34,18 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.db import connections
-from django.db.models import BigIntegerField, Expression, IntegerField, Q, QuerySet, Value, Window
+from django.db.models import (
+    BigIntegerField,
+    Expression,
+    F,
+    IntegerField,
+    Q,
+    QuerySet,
+    Value,
+    Window,
+)
 from django.db.models import Count as RowCount
+from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
 from django.db.models.sql.datastructures import BaseTable
@@ -341,7 +351,7 @@ def walk_statement(customers: CustomerList, seek: Q, reverse: bool) -> tuple[str
     """The ids of the page's matches among the first ``budget`` entries of the
     ordering's index.
 
-    ``SELECT id FROM (SELECT * … ORDER BY … LIMIT budget) core_customer_list
+    ``SELECT id FROM (SELECT id, … ORDER BY … LIMIT budget) core_customer_list
     WHERE (condition) IS TRUE ORDER BY … LIMIT …``: the inner query reads the
     index in order, the outer stops as soon as the page is full. The
     condition is wrapped (``IS TRUE``) so that PostgreSQL tests it on each
@@ -350,7 +360,12 @@ def walk_statement(customers: CustomerList, seek: Q, reverse: bool) -> tuple[str
     repeated plainly, so that PostgreSQL sees the outer order is the inner's
     (``last_name = 'Smith'`` makes ``ORDER BY last_name`` a no-op inside).
     """
-    window = walk_start(customers, seek, reverse)[:BUDGET]
+    # Only the columns the outer query reads: PostgreSQL projects each row the
+    # window passes, and all 19 columns cost 0.75 ms where these cost 0.65
+    # (last_name=smith at 3M: 3,492 rows read for 51).
+    read = {"id", *(key.column for key in customers.ordering.keys)}
+    read |= columns_of(customers.condition, customers.start)
+    window = walk_start(customers, seek, reverse).only(*read)[:BUDGET]
     rows = customers.rows().filter(customers.start, tested(customers.condition))
     ids = rows.order_by(*customers.ordering.order_by(reverse)).values("id")
     query = ids[OFFSET : OFFSET + LIMIT].query
@@ -358,6 +373,30 @@ def walk_statement(customers: CustomerList, seek: Q, reverse: bool) -> tuple[str
     query.alias_map[alias] = WindowTable(window, alias)
     sql, params = query.sql_with_params()
     return sql, list(params)
+
+
+def columns_of(*conditions: Q) -> set[str]:
+    """The read table's columns that ``conditions`` name (in lookups and in
+    ``F()`` within expressions)."""
+    names: set[str] = set()
+
+    def visit(node: Any) -> None:
+        if isinstance(node, Q):
+            for child in node.children:
+                if isinstance(child, tuple):
+                    names.add(child[0].split(LOOKUP_SEP, 1)[0])
+                    visit(child[1])
+                else:
+                    visit(child)
+        elif isinstance(node, F):
+            names.add(node.name)
+        elif hasattr(node, "get_source_expressions"):
+            for expression in node.get_source_expressions():
+                visit(expression)
+
+    for condition in conditions:
+        visit(condition)
+    return names
 
 
 def sort_statement(
