@@ -79,7 +79,9 @@ def make(name: str, published: Path) -> list[str]:
     """The lines of the table ``name``."""
     if name in TABLES:
         return TABLES[name](published)
-    if name.startswith("matrix-") and (published / name).is_dir():
+    if name.startswith("matrix-"):
+        if not (published / name).is_dir():
+            return [f"No run is published in `{name}/` yet."]
         return matrix_table(published / name)
     raise UnknownTable(f"no table named {name!r} (see bench.readme_tables)")
 
@@ -518,7 +520,38 @@ def writes_table(published: Path) -> list[str]:
     return lines[:-1] if lines else ["No write benchmark is published yet."]
 
 
+# -- the list's tunable numbers ------------------------------------------------------
+
+#: The modules whose tunable numbers the list's choices use.
+TUNABLE_MODULES = ("core/customers/plans.py", "core/customers/sample.py", "core/customers/known.py")
+CONSTANT = re.compile(r"((?:^#: .*\n)+)^([A-Z][A-Z0-9_]*) = (.+)$", re.MULTILINE)
+
+
+def tunables(published: Path) -> list[str]:
+    """Every documented constant (a ``#:`` comment, then ``NAME = value``) of
+    the list's planning modules, with the first clause of its comment."""
+    lines = ["| constant | value | what it is |", "|---|---:|---|"]
+    for module in TUNABLE_MODULES:
+        source = (Path(settings.BASE_DIR) / module).read_text(encoding="utf-8")
+        for comment, name, value in CONSTANT.findall(source):
+            text = " ".join(line.removeprefix("#: ").strip() for line in comment.splitlines())
+            first = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", first_clause(text))
+            lines.append(f"| `{Path(module).stem}.{name}` | `{value}` | {first} |")
+    return lines
+
+
+def first_clause(text: str) -> str:
+    """``text`` up to its first ": ", "; " or ". " outside parentheses."""
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and text[i : i + 2] in (": ", "; ", ". "):
+            return text[:i]
+    return text.rstrip(".")
+
+
 TABLES: dict[str, Callable[[Path], list[str]]] = {
+    "tunables": tunables,
     "matrix-summary": matrix_summary,
     "matrix-now": matrix_now,
     "list-targets": list_targets,

@@ -196,7 +196,8 @@ class ListSample:
         return (skipped + wanted * spacing) * self.scale
 
 
-#: See :meth:`ListSample.walk`.
+#: Spacings of the matches before the first sampled one past which a walk is
+#: taken to pass a stretch without matches first (see :meth:`ListSample.walk`).
 SKIPPED = 5
 
 
