@@ -220,7 +220,7 @@ def writes_table(published: Path) -> list[str]:
     folder = published / "writes"
     paths = sorted(folder.glob("*.csv")) if folder.is_dir() else []
     if not paths:
-        return ["No write benchmark is published yet (docs/benchmarks/writes/)."]
+        return ["No write benchmark is published yet."]
     lines: list[str] = []
     for path in paths:
         rows = read_csv(path)
