@@ -8,7 +8,7 @@ class CoreConfig(AppConfig):
     verbose_name = "CRM"
 
     def ready(self) -> None:
-        from core.dataset.loader import stray_shadows_drop_after_migrate
+        from core.dataset.cleanup import stray_shadows_drop_after_migrate
 
         post_migrate.connect(
             stray_shadows_drop_after_migrate,

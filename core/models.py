@@ -280,7 +280,7 @@ class SearchTerm(models.Model):
     ``?last_name=sm`` has no trigram for an index to look up, and ``?search=jon``
     must find every name trigram-similar to "jon". Asked of 3M customers,
     either is a scan (or a trigram bitmap of every John, Jonathan and Jones
-    to recheck); asked of the ~15,000 distinct names, it answers in a
+    to recheck); asked of the ~11,000 distinct names, it answers in a
     millisecond, and the customers with those names come from the read
     table's name b-trees by equality. Cities and countries (a few dozen) the
     same way.

@@ -146,6 +146,21 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 _in_check = threading.local()
 
 
+#: The published folder's guide (its README.md): prose, and tables that
+#: ``readme_tables`` makes from the files beside it. It names no run's commit
+#: of its own, so writing it is not publishing, and a checkout with
+#: uncommitted prose may rewrite it.
+GUIDE = "README.md"
+
+
+def _is_guide(path: str) -> bool:
+    folder, name = os.path.split(path)
+    return name == GUIDE and folder in {
+        os.path.abspath(PUBLISHED_DIR),
+        os.path.realpath(PUBLISHED_DIR),
+    }
+
+
 def _inside_published(path: str) -> bool:
     """Whether ``path`` (absolute) is in PUBLISHED_DIR, reached through a symlink or not."""
     return any(
@@ -164,7 +179,7 @@ def _check_published_write(event: str, args: tuple) -> None:
     if not writes:
         return
     target = os.path.abspath(os.fsdecode(os.fspath(path)))
-    if not _inside_published(target):
+    if not _inside_published(target) or _is_guide(target):
         return
     _in_check.active = True
     try:

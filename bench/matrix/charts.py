@@ -4,14 +4,13 @@ a change), read back from ``matrix.csv``."""
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .reports import RunInfo
+from .reports import RunInfo, read_runs
 from .running import Result
 from .summaries import TARGET_EACH_MS, TARGET_MOST_MS, TARGET_MOST_SHARE, p50s
 
@@ -58,17 +57,14 @@ def compare_chart(runs: Sequence[tuple[str, np.ndarray]], path: Path) -> None:
     plt.close(figure)
 
 
-def read_runs(csv_path: Path, runs: Sequence[str]) -> list[tuple[str, np.ndarray]]:
-    """Per-combination p50s of named runs from ``matrix.csv`` (the latest run of each name)."""
-    with csv_path.open() as f:
-        rows = list(csv.DictReader(f))
+def named_runs(folder: Path, runs: Sequence[str]) -> list[tuple[str, np.ndarray]]:
+    """Per-combination p50s of named runs in ``folder``'s CSV files (the latest
+    run of each name; see :func:`.reports.read_runs`)."""
+    found = {run.label: run for run in read_runs(folder)}
     out = []
     for name in runs:
-        mine = [row for row in rows if row["run"] == name]
-        if not mine:
-            raise ValueError(f"no run named {name!r} in {csv_path}")
-        latest = max(row["timestamp"] for row in mine)
-        customers = next(row["db_customers"] for row in mine if row["timestamp"] == latest)
-        values = np.asarray([float(row["p50_ms"]) for row in mine if row["timestamp"] == latest])
-        out.append((f"{name} ({int(customers):,} customers)", values))
+        if name not in found:
+            raise ValueError(f"no run named {name!r} in {folder}/matrix.csv")
+        run = found[name]
+        out.append((f"{name} ({run.customers:,} customers)", p50s(run.results)))
     return out

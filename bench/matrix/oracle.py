@@ -231,7 +231,7 @@ def search_sql(ref: Reference, text: str, cities: Sequence[str]) -> tuple[str, l
             params.append(similar)
         else:
             # The names similar to the word, found among the known names
-            # (every customer's name is one: the trigger appuser_names_known).
+            # (every customer's name is one: the read table's triggers add it).
             clauses.append(
                 "(u.first_name IN (SELECT value FROM core_searchterm "
                 "WHERE field = 'first_name' AND upper(value) %% %s) "

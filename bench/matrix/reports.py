@@ -10,8 +10,10 @@ side by side (1M, 3M and 10M customers, or before and after a change).
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +86,80 @@ class RunInfo:
     stamp: str
     version: str
     commit: str
+
+
+@dataclass(frozen=True)
+class PublishedRun:
+    """A run read back from the CSV rows it wrote: its facts, and each
+    combination as a :class:`Result` (without its :class:`Combination`: the
+    URL says what it asked) that the summaries take as they take a live run's."""
+
+    label: str
+    stamp: str
+    seed: int
+    customers: int
+    version: str
+    commit: str
+    results: list[Result]
+
+
+#: matrix.csv, and the files an older header left beside it (matrix.1.csv, …;
+#: see core.run_records.append_csv).
+CSV_FILES = re.compile(r"matrix(\.\d+)?\.csv")
+
+
+def read_runs(folder: Path) -> list[PublishedRun]:
+    """Every run label in ``folder``'s CSV files, the latest run of each, oldest first."""
+    rows = []
+    for path in sorted(folder.iterdir()):
+        if CSV_FILES.fullmatch(path.name):
+            with path.open(newline="", encoding="utf-8") as f:
+                rows += list(csv.DictReader(f))
+    latest: dict[str, str] = {}
+    for row in rows:
+        latest[row["run"]] = max(latest.get(row["run"], ""), row["timestamp"])
+    runs = []
+    for label, stamp in sorted(latest.items(), key=lambda item: (item[1], item[0])):
+        mine = [row for row in rows if row["run"] == label and row["timestamp"] == stamp]
+        first = mine[0]
+        runs.append(
+            PublishedRun(
+                label=label,
+                stamp=stamp,
+                seed=int(first["seed"]),
+                customers=int(first["db_customers"]),
+                version=first["postgres_version"],
+                commit=first["git_commit"],
+                results=[result_from_row(row) for row in mine],
+            )
+        )
+    return runs
+
+
+def result_from_row(row: dict[str, str]) -> Result:
+    """A combination's :class:`Result` as its CSV row has it."""
+
+    def number(name: str) -> float:
+        value = row.get(name) or ""
+        return float(value) if value else math.nan
+
+    p50 = number("p50_ms")
+    return Result(
+        combination=None,  # type: ignore[arg-type]
+        url=row["url"],
+        page_position=row["position"],
+        true_count=int(row["true_count"]),
+        times_ms=[] if math.isnan(p50) else [p50],
+        status=int(row["status"]),
+        rows=int(row["rows"]),
+        api_count=int(row["api_count"]) if row["api_count"] else None,
+        count_is_estimate=row["count_is_estimate"] == "True",
+        sql_queries=int(row["sql_queries"]),
+        failure=None if row["check"] == "ok" else row["check"],
+        chosen_ms=number("chosen_ms"),
+        walk_ms=number("walk_ms"),
+        sort_ms=number("sort_ms"),
+    )
 
 
 def run_info(**kwargs) -> RunInfo:

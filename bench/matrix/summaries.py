@@ -12,11 +12,17 @@ from .running import Result
 
 #: Upper edges (ms) of the distribution's buckets.
 BUCKETS = (5, 10, 15, 25, 50, 100, 250, 500, 1000, 2000)
-#: The issue's targets at 3M customers.
-TARGET_EACH_MS, TARGET_MOST_MS, TARGET_MOST_SHARE = 50.0, 15.0, 0.95
-#: Counts within this factor of the truth count as trustworthy.
-COUNT_FACTOR = 2.0
-#: The issue's targets for regret (median, worst) and statements per request.
+#: The list's targets at 3M customers (the one-table design's): every
+#: combination within TARGET_EACH_MS, TARGET_MOST_SHARE of them within
+#: TARGET_MOST_MS, the median within TARGET_MEDIAN_MS (on a quiet machine).
+TARGET_EACH_MS, TARGET_MOST_MS, TARGET_MOST_SHARE = 50.0, 15.0, 0.90
+TARGET_MEDIAN_MS = 8.0
+#: At 10M customers: every combination within this.
+TARGET_EACH_10M_MS = 100.0
+#: Counts within this factor of the truth count as trustworthy, and at least
+#: this share of combinations' counts must be.
+COUNT_FACTOR, TARGET_COUNT_SHARE = 2.0, 0.95
+#: The targets for regret (median, worst) and statements per request.
 TARGET_REGRET, TARGET_WORST_REGRET, TARGET_STATEMENTS = 1.5, 3.0, 2
 
 
@@ -42,14 +48,26 @@ def summary(values: np.ndarray) -> dict[str, float]:
     }
 
 
-def regret_lines(results: Sequence[Result]) -> list[str]:
-    """What the plan choice cost against the faster plan forced, and the statements."""
+def regret_summary(results: Sequence[Result]) -> dict[str, np.ndarray] | None:
+    """The regrets of the combinations whose plans were timed forced (None: none were):
+    ``api``, the API's p50 over the faster plan; ``plan``, the chosen plan's SQL over it."""
     timed = [r for r in results if not math.isnan(r.regret)]
     if not timed:
+        return None
+    return {
+        "api": np.asarray([r.regret for r in timed]),
+        "plan": np.asarray([r.plan_regret for r in timed]),
+    }
+
+
+def regret_lines(results: Sequence[Result]) -> list[str]:
+    """What the plan choice cost against the faster plan forced, and the statements."""
+    regrets = regret_summary(results)
+    if regrets is None:
         return []
-    api = np.asarray([r.regret for r in timed])
-    plan = np.asarray([r.plan_regret for r in timed])
+    api, plan = regrets["api"], regrets["plan"]
     statements = max(r.sql_queries for r in results)
+    timed = [r for r in results if not math.isnan(r.regret)]
     worst = sorted(timed, key=lambda r: -r.plan_regret)[:5]
     return [
         "## Regret and statements",

@@ -1,18 +1,15 @@
 """Distinct values of an indexed column, without reading every row.
 
-``SELECT DISTINCT country FROM core_address`` reads all 3M addresses to find
+``SELECT DISTINCT country FROM core_customer_list`` reads all 3M rows to find
 ten countries. A *loose index scan* jumps through the column's b-tree from one
 value to the next instead: one index descent per distinct value (58 cities, 10
-countries, about 15,000 names). PostgreSQL has no such plan of its own; a
-recursive query spells it out. The admin's country filter, the search's city
-and name look-ups and the search terms' rebuild all use it.
+countries, about 11,000 names). PostgreSQL has no such plan of its own; a
+recursive query spells it out. The known values' rebuild after a load
+(:func:`core.customers.search.search_terms_rebuild`) uses it; everything else
+reads those values from :class:`core.models.SearchTerm`.
 """
 
 from __future__ import annotations
-
-from django.db import connections
-
-from crm.replicas import read_alias
 
 DISTINCT_SQL = """
     WITH RECURSIVE walk(value) AS (
@@ -32,10 +29,3 @@ def distinct_values_sql(table: str, column: str) -> str:
     Both names are this project's own identifiers, never a client's input.
     """
     return DISTINCT_SQL.format(table=table, column=column)
-
-
-def distinct_values(table: str, column: str) -> list[str]:
-    """The distinct values of ``table.column`` in order (see :func:`distinct_values_sql`)."""
-    with connections[read_alias()].cursor() as cursor:
-        cursor.execute(distinct_values_sql(table, column))
-        return [row[0] for row in cursor.fetchall()]

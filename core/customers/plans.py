@@ -72,11 +72,12 @@ INDEX_ENTRY_US = 0.045
 SORT_ROW_US = 0.045
 
 #: Rows of the planning sample each process holds (core.customers.sample):
-#: about 3 MB of arrays. One sampled row stands for 150 customers at 3M and
-#: 500 at 10M, so a count of 10,000 matches is read off about 70 (or 20)
-#: sampled rows: within 25% (or 45%) nine times in ten, which is what a
-#: choice between two plans and a count that says "about" need (a test
-#: checks it).
+#: about 11 MB of arrays (NumPy's text is fixed-width: a column's longest
+#: value sets its width), more once a text filter's upper-cased copy is
+#: made. One sampled row stands for 150 customers at 3M and 500 at 10M, so
+#: a count of 10,000 matches is read off about 70 (or 20) sampled rows:
+#: within 25% (or 45%) nine times in ten, which is what a choice between
+#: two plans and a count that says "about" need (a test checks it).
 SAMPLE_SIZE = 20_000
 #: How old a sample may get before it is read again, in the background: a
 #: few minutes, so that a load or a day's writes show soon, while reading it

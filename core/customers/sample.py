@@ -4,7 +4,7 @@ Two questions decide how a page of the list is read and counted: how many
 customers match the filters, and how many a sort would have to read. Asking
 PostgreSQL (``EXPLAIN``) costs a statement per request, and its answer
 assumes the columns are independent: ``city=vienna&country=austria`` comes
-out at 2.5% of 3% of the customers, where every Viennese is Austrian.
+out at 2.6% of 3.7% of the customers, where every Viennese is Austrian.
 
 So each process keeps a uniform sample of the read table's rows (the
 columns the filters test, as NumPy arrays), and a filter says what it means
@@ -212,7 +212,8 @@ class ListSample:
         return (skipped + wanted * spacing) * self.scale
 
 
-#: See :meth:`ListSample.walk`.
+#: Spacings of the matches before the first sampled one past which a walk is
+#: taken to pass a stretch without matches first (see :meth:`ListSample.walk`).
 SKIPPED = 5
 
 

@@ -17,7 +17,7 @@ customer's city decides both their address and their phone prefix) is drawn
 from the same stream in both passes, so they agree.
 
 Skew, for filters with realistic selectivity: cities are weighted by
-population (Vienna is about 2% of customers); US and UK surnames and US first
+population (Vienna is about 2.6% of customers); US and UK surnames and US first
 names carry their census frequencies from Faker's data ("Smith" is the most
 common surname), the other locales' names are drawn uniformly; loyalty points
 follow a Lomax (Pareto II) law, many small and a few very large.
@@ -323,7 +323,7 @@ class CustomerDataset:
 
     def _relationship_parts(self, start: int, stop: int) -> tuple[list, list]:
         ids = np.arange(start + 1, stop + 1)
-        # Lomax law: median about 60 points, a few customers with 100,000+.
+        # Lomax law: median about 80 points, a few customers with 100,000+.
         # Inverse CDF of the law truncated at the cap: u is scaled into
         # [0, F(cap)), so the tail thins out instead of piling up on the cap.
         tail = (1 + POINTS_CAP / POINTS_SCALE) ** -POINTS_SHAPE

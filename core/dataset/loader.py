@@ -2,9 +2,12 @@
 indexes built side by side, then one short swap.
 
 See :func:`customer_dataset_replace` for the design. The rows come from
-:mod:`core.dataset.generation`, the tables' definitions from
-:mod:`core.dataset.shadow`, the parallel builds from :mod:`core.dataset.builds`;
-progress goes to a :class:`~.progress.Progress`.
+:mod:`core.dataset.generation` through the generating thread
+(:mod:`.producer`), the tables' definitions from :mod:`core.dataset.shadow`,
+what is built on them from :mod:`.steps` and the parallel builds from
+:mod:`core.dataset.builds`; the sessions' settings are :mod:`.sessions`', the
+lock and the clean-up after a failure :mod:`.cleanup`'s; progress goes to a
+:class:`~.progress.Progress`.
 """
 
 from __future__ import annotations
@@ -12,15 +15,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import queue
 import resource
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import psycopg
-from django.db import DatabaseError, connection, connections, transaction
+from django.db import DatabaseError, connection, transaction
 from psycopg import sql
 
 from core.customers.search import search_terms_rebuild
@@ -28,22 +28,32 @@ from core.models import Address, AppUser, CustomerRelationship, CustomerRow
 
 from . import binary_copy
 from .builds import BuildFailed, BuildPool, Builds, SerialBuilds, Step
+from .cleanup import (
+    DATASET_LOCK_KEY,
+    REPLACED_MODELS,
+    drop_tables,
+    shadow_tables_drop,
+    shadows_drop_after_failure,
+    try_dataset_lock,
+)
 from .generation import CustomerDataset
+from .producer import Producer
 from .progress import Progress
+from .sessions import (
+    cursor_or_new,
+    load_settings,
+    local_settings,
+    may_compress_wal_with_lz4,
+    separate_connection,
+    set_local,
+)
 from .shadow import (
     TableDefinition,
     UnsupportedTable,
     refuse_what_a_rebuild_would_lose,
     retired_name,
-    shadow_name,
 )
-
-#: pg_advisory_lock key held while a dataset is being replaced ("crm-gen").
-DATASET_LOCK_KEY = 0x63726D2D67656E
-
-#: How long a load (or migrate's clean-up) waits for another one's lock: a
-#: killed load's session lets go within a second (client_connection_check_interval).
-LOCK_WAIT = "3s"
+from .steps import LoadedTable, build_steps
 
 #: How long the swap waits for readers of the live tables before giving up.
 SWAP_LOCK_TIMEOUT = "10s"
@@ -51,9 +61,6 @@ SWAP_LOCK_TIMEOUT = "10s"
 #: Index builds sort in memory up to this much per connection (and GIN
 #: builds accumulate their entries in it). Less makes them spill to disk.
 DEFAULT_MAINTENANCE_WORK_MEM = "1GB"
-
-#: PostgreSQL's application_name on the load's sessions, for pg_stat_activity.
-APPLICATION_NAME = "generate_data"
 
 
 class DatasetLoadError(Exception):
@@ -92,107 +99,9 @@ class DatasetReport:
         return self.rows / self.wall_seconds if self.wall_seconds else 0.0
 
 
-@dataclass(frozen=True)
-class LoadedTable:
-    """A table being replaced: its live definition and where its rows come from."""
-
-    definition: TableDefinition
-    columns: tuple[str, ...]
-    rows: Callable[[int, int], bytes]
-
-    @property
-    def live(self) -> str:
-        return self.definition.table
-
-    @property
-    def shadow(self) -> str:
-        return self.definition.shadow
-
-
-#: The tables generate_data replaces, in the order they are loaded: the one
-#: with the most index work (the list's read table) first, so its builds
-#: overlap the other copies.
-REPLACED_MODELS = (CustomerRow, AppUser, Address, CustomerRelationship)
-
-
-#: Build priorities. The short steps that others wait for (ANALYZE, foreign
-#: keys) go ahead of any index build, so that they overlap the remaining
-#: builds instead of trailing after the last one. Index builds go table by
-#: table in the order the tables are loaded (each table's ANALYZE and foreign
-#: keys can then run while the next table's indexes build, and only the last
-#: table's trail), costliest first within a table (so that the last builds to
-#: finish are short).
-URGENT = 1000.0
-TABLE_PRIORITY = 10.0
-
-
 def default_jobs() -> int:
     """Connections building indexes: one per core this process may use."""
     return len(os.sched_getaffinity(0))
-
-
-def load_settings(
-    maintenance_work_mem: str, server_version: int, lz4_wal: bool = False
-) -> dict[str, str]:
-    """What the load sets on each of its sessions, so that it needs nothing of
-    the server's configuration (the embedded server's ALTER SYSTEM tuning
-    included). A DBA's part, what cannot be set per session, is in the README.
-
-    * ``maintenance_work_mem``: index builds sort in memory (a server's
-      default of 64 MB makes a 3M-row build spill to disk and wait on it);
-    * ``max_parallel_maintenance_workers``: 0, the connections are the
-      parallelism; the last build standing gets the idle ones' share
-      (see :mod:`.builds`);
-    * ``synchronous_commit``: the load's many commits do not wait for the WAL
-      to reach the disk; nothing is lost by that, because the swap (which
-      keeps the server's setting) waits for everything before it;
-    * ``enable_hashjoin``: off, for the foreign keys' validation, which joins
-      every referencing key to the referenced ones: both sides have a b-tree
-      in key order, and a merge join reads them in order, where a hash join
-      (which an untuned server's planner picks, its ``random_page_cost``
-      making index scans look dear) hashes 3M keys first: 3 s instead of
-      1.5 s on PostgreSQL 15. Index builds and ANALYZE make no joins;
-    * ``statement_timeout``, ``lock_timeout``, ``idle_in_transaction_session_timeout``:
-      none (the API's per-request limits must not cut a load short);
-    * ``client_connection_check_interval`` (PostgreSQL 14+): a killed
-      generate_data's statements stop within a second instead of running to
-      their end;
-    * ``jit``: off, compiling the validation queries costs more than it saves;
-    * ``wal_compression``: lz4 when the server has it and the role may set it
-      (``lz4_wal``; superusers, or ``GRANT SET ON PARAMETER``). Where the WAL
-      carries the load (any ``wal_level`` but minimal), index builds log every
-      page whole: compressed, 1.4 GiB of WAL instead of 1.9 at 3M rows, and
-      the load about a fifth faster on an untuned PostgreSQL 15.
-    """
-    settings = {
-        "application_name": APPLICATION_NAME,
-        "maintenance_work_mem": maintenance_work_mem,
-        "max_parallel_maintenance_workers": "0",
-        "synchronous_commit": "off",
-        "enable_hashjoin": "off",
-        "statement_timeout": "0",
-        "lock_timeout": "0",
-        "idle_in_transaction_session_timeout": "0",
-        "jit": "off",
-        "timezone": "UTC",
-    }
-    if server_version >= 140000:
-        settings["client_connection_check_interval"] = "1s"
-    if lz4_wal:
-        settings["wal_compression"] = "lz4"
-    return settings
-
-
-def may_compress_wal_with_lz4(cursor) -> bool:
-    """Whether this server knows lz4 WAL compression and this role may set it."""
-    cursor.execute("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'wal_compression'")
-    if not cursor.fetchone()[0]:
-        return False
-    if cursor.connection.info.server_version >= 150000:
-        cursor.execute("SELECT has_parameter_privilege('wal_compression', 'SET')")
-    else:
-        cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
-    return bool(cursor.fetchone()[0])
 
 
 def customer_dataset_replace(
@@ -261,7 +170,7 @@ def customer_dataset_replace(
             with (
                 transaction.atomic(),
                 connection.cursor() as cursor,
-                _local_settings(cursor, settings),
+                local_settings(cursor, settings),
             ):
                 load.prepare(cursor)
                 load.run(cursor, SerialBuilds(load.steps(), cursor), settings)
@@ -273,7 +182,7 @@ def customer_dataset_replace(
                 load.run(None, pool, settings)
             except BaseException as exc:
                 pool.close()
-                _shadows_drop_after_failure()
+                shadows_drop_after_failure()
                 if isinstance(exc, BuildFailed):
                     raise DatasetLoadError(f"an index or constraint failed: {exc}") from exc
                 raise
@@ -344,58 +253,7 @@ class _Load:
 
     def steps(self) -> list[Step]:
         """Every build step, with what each waits for and what it locks."""
-        shadows = {table.live: table.shadow for table in self.tables}
-        steps: list[Step] = []
-        for rank, table in enumerate(self.tables):
-            definition, loaded = table.definition, f"copy {table.live}"
-            first = (len(self.tables) - rank) * TABLE_PRIORITY
-            indexes = [
-                Step(
-                    name=f"index {index.temporary}",
-                    kind="index",
-                    statement=index.create(table.shadow),
-                    after=frozenset({loaded}),
-                    shares=frozenset({table.live}),
-                    priority=first + index.cost,
-                    parallel=True,
-                )
-                for index in definition.indexes
-            ]
-            built = frozenset({loaded, *(step.name for step in indexes)})
-            exclusions = [
-                Step(
-                    name=f"constraint {table.live} {k}",
-                    kind="constraint",
-                    statement=statement,
-                    after=built,
-                    locks=frozenset({table.live}),
-                )
-                for k, statement in enumerate(definition.exclusion_statements())
-            ]
-            analyze = Step(
-                name=f"analyze {table.live}",
-                kind="analyze",
-                statement=f"ANALYZE {_quote(table.shadow)}",
-                after=built | {step.name for step in exclusions},
-                locks=frozenset({table.live}),
-                priority=URGENT,
-            )
-            steps += [*indexes, *exclusions, analyze]
-        for table in self.tables:
-            for name, definition, references in table.definition.foreign_keys:
-                statement = table.definition.foreign_key_statement(name, definition, shadows)
-                referenced = {references} & shadows.keys()
-                steps.append(
-                    Step(
-                        name=f"foreign key {table.live} {name}",
-                        kind="foreign key",
-                        statement=statement,
-                        after=frozenset(f"analyze {live}" for live in {table.live, *referenced}),
-                        locks=frozenset({table.live, *referenced}),
-                        priority=URGENT,
-                    )
-                )
-        return steps
+        return build_steps(self.tables)
 
     def _copy_all(self, cursor, builds: Builds, settings: dict[str, str]) -> None:
         """Create and fill each shadow, committing each one unless in the caller's transaction."""
@@ -403,11 +261,11 @@ class _Load:
         self.dataset.warm_up()
         generate = [time.perf_counter() - started]
         self.progress.phase("copy", len(self.tables) * self.n)
-        with _Producer(self.tables, self.n, self.chunk, generate) as chunks:
+        with Producer(self.tables, self.n, self.chunk, generate) as chunks:
             for index, table in enumerate(self.tables):
-                with transaction.atomic(), _cursor(cursor) as copy_cursor:
+                with transaction.atomic(), cursor_or_new(cursor) as copy_cursor:
                     if cursor is None:
-                        _set_local(copy_cursor, settings)
+                        set_local(copy_cursor, settings)
                     for statement in table.definition.create_statements():
                         copy_cursor.execute(statement)
                     self._copy(copy_cursor, table, index, chunks)
@@ -434,8 +292,8 @@ class _Load:
         carry) into place: catalog changes only, so the locks that readers
         wait for are held for milliseconds."""
         lives = [table.live for table in self.tables]
-        with transaction.atomic(), _cursor(cursor) as swap:
-            _set_local(
+        with transaction.atomic(), cursor_or_new(cursor) as swap:
+            set_local(
                 swap,
                 {
                     "application_name": settings["application_name"],
@@ -451,7 +309,7 @@ class _Load:
             # Waiting behind a long-running reader must not hold the API up
             # for long: give up (and roll everything back) rather than queue
             # every request behind the swap.
-            _set_local(swap, {"lock_timeout": SWAP_LOCK_TIMEOUT})
+            set_local(swap, {"lock_timeout": SWAP_LOCK_TIMEOUT})
             swap.execute(
                 sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
                     sql.SQL(", ").join(map(sql.Identifier, lives))
@@ -478,129 +336,15 @@ class _Load:
     def _drop_retired(self, cursor) -> None:
         """Drop the replaced tables, now that the swap has committed (in the
         caller's transaction: at once, there is nothing to gain by waiting)."""
-        with _cursor(cursor) as drop:
-            _drop_tables(drop, [retired_name(table.live) for table in self.tables])
-
-
-class _Producer:
-    """The generating thread: every table's chunks, in order, through a short queue.
-
-    Yields ``(table index, rows, data)``; ``data`` is None at the end of a
-    table. A failure in the thread is raised in the consumer.
-    """
-
-    def __init__(self, tables: list[LoadedTable], n: int, chunk: int, seconds: list[float]):
-        self.tables, self.n, self.chunk, self.seconds = tables, n, chunk, seconds
-        self.chunks: queue.Queue = queue.Queue(maxsize=2)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._produce, name="generate_data", daemon=True)
-
-    def __enter__(self) -> Iterator:
-        self.thread.start()
-        return self._consume()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop.set()
-        self.thread.join()
-
-    def _produce(self) -> None:
-        try:
-            for index, table in enumerate(self.tables):
-                for start in range(0, self.n, self.chunk):
-                    if self.stop.is_set():
-                        return
-                    started = time.perf_counter()
-                    stop = min(start + self.chunk, self.n)
-                    data = table.rows(start, stop)
-                    self.seconds[0] += time.perf_counter() - started
-                    self._put((index, stop - start, data))
-                self._put((index, 0, None))
-        except BaseException as exc:  # handed to the loading thread, which raises it
-            self._put((-1, 0, exc))
-
-    def _put(self, item) -> None:
-        while not self.stop.is_set():
-            try:
-                self.chunks.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
-    def _consume(self) -> Iterator:
-        while True:
-            kind, rows, data = self.chunks.get()
-            if kind == -1:
-                raise data
-            yield kind, rows, data
-
-
-# -- shadow tables: naming, clean-up -------------------------------------------
-
-
-def shadow_tables_drop(cursor) -> list[str]:
-    """Drop the shadow tables of the replaced tables, and the replaced tables a
-    swap retired but did not get to drop; the caller holds the dataset lock."""
-    lives = [model._meta.db_table for model in REPLACED_MODELS]
-    names = [shadow_name(live) for live in lives] + [retired_name(live) for live in lives]
-    cursor.execute(
-        "SELECT relname FROM pg_class WHERE relname = ANY(%s) "
-        "AND relnamespace = current_schema()::regnamespace AND relkind = 'r' ORDER BY 1",
-        [names],
-    )
-    found = [row[0] for row in cursor.fetchall()]
-    _drop_tables(cursor, found)
-    return found
-
-
-def _drop_tables(cursor, tables: list[str]) -> None:
-    if tables:
-        cursor.execute(
-            sql.SQL("DROP TABLE IF EXISTS {}").format(
-                sql.SQL(", ").join(map(sql.Identifier, tables))
-            )
-        )
-
-
-def stray_shadows_drop(using: str = "default") -> list[str] | None:
-    """Drop the shadow tables a killed generate_data left behind (``migrate`` calls this).
-
-    Returns the tables dropped, or None when a load is running (its shadow
-    tables are its work in progress, not strays).
-    """
-    conn = connections[using]
-    if conn.vendor != "postgresql":
-        return []
-    with conn.cursor() as cursor:
-        if not _try_dataset_lock(cursor):
-            return None
-        try:
-            return shadow_tables_drop(cursor)
-        finally:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [DATASET_LOCK_KEY])
-
-
-def _shadows_drop_after_failure() -> None:
-    """After a failed load: drop its shadows, on this connection if it still
-    works, else on a fresh one (the lock went with the broken session)."""
-    try:
-        with connection.cursor() as cursor:
-            shadow_tables_drop(cursor)
-        return
-    except DatabaseError:
-        connection.close()
-    # Whatever remains is dropped by the next generate_data or migrate.
-    with contextlib.suppress(DatabaseError):
-        stray_shadows_drop()
-
-
-# -- sessions -------------------------------------------------------------------
+        with cursor_or_new(cursor) as drop:
+            drop_tables(drop, [retired_name(table.live) for table in self.tables])
 
 
 @contextlib.contextmanager
 def _dataset_lock() -> Iterator[None]:
     """A session-level advisory lock: one dataset replacement per database at a time."""
     with connection.cursor() as cursor:
-        if not _try_dataset_lock(cursor):
+        if not try_dataset_lock(cursor):
             raise DatasetLoadError(
                 "another generate_data is already replacing the data in this database; "
                 "wait for it to finish"
@@ -615,74 +359,3 @@ def _dataset_lock() -> Iterator[None]:
             # The session is broken (say, by Ctrl-C in the middle of COPY):
             # closing it releases the lock, and the original error goes on.
             connection.close()
-
-
-def _try_dataset_lock(cursor) -> bool:
-    """Take the dataset lock, waiting up to LOCK_WAIT for a dying session to let go."""
-    with transaction.atomic(using=cursor.db.alias):
-        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_WAIT])
-        try:
-            with transaction.atomic(using=cursor.db.alias):
-                cursor.execute("SELECT pg_advisory_lock(%s)", [DATASET_LOCK_KEY])
-        except DatabaseError:
-            return False
-    return True
-
-
-def separate_connection() -> psycopg.Connection:
-    """A connection of its own to the project's database (Django's settings), in autocommit."""
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    return psycopg.connect(**params, autocommit=True)
-
-
-def _set_local(cursor, settings: dict[str, str]) -> None:
-    """SET LOCAL each setting: they end with the transaction."""
-    for name, value in settings.items():
-        cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
-
-
-@contextlib.contextmanager
-def _local_settings(cursor, settings: dict[str, str]) -> Iterator[None]:
-    """``settings`` for the enclosed statements of the caller's transaction,
-    which gets its own values back afterwards (a failure rolls them back)."""
-    cursor.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(settings)), list(settings))
-    previous = dict(zip(settings, cursor.fetchone(), strict=True))
-    _set_local(cursor, settings)
-    yield
-    _set_local(cursor, previous)
-
-
-@contextlib.contextmanager
-def _cursor(cursor) -> Iterator:
-    """The given cursor, or a new one of Django's connection."""
-    if cursor is not None:
-        yield cursor
-    else:
-        with connection.cursor() as new:
-            yield new
-
-
-def _quote(identifier: str) -> str:
-    return sql.Identifier(identifier).as_string(None)
-
-
-def stray_shadows_drop_after_migrate(
-    sender, using: str, verbosity: int = 1, stdout=None, plan=None, **kwargs
-) -> None:
-    """``post_migrate``: ``migrate`` also drops what a killed generate_data left.
-
-    ``flush`` sends the signal too (without a plan); it has no reason to.
-    """
-    if plan is None:
-        return
-    dropped = stray_shadows_drop(using)
-    if stdout is None or verbosity < 1:
-        return
-    if dropped:
-        stdout.write(
-            f"  Dropped the shadow tables of an interrupted generate_data: {', '.join(dropped)}"
-        )
-    elif dropped is None:
-        stdout.write("  A generate_data is loading data: its shadow tables are left to it.")

@@ -25,8 +25,10 @@ What a shadow gets, and how:
 * triggers: created at the swap, from their own definitions (which name the
   live table: the shadow has just taken its name), so that the load's COPY
   does not fire them row by row. What a trigger does for each row the loader
-  does once for the whole load: ``appuser_names_known`` (every name a
-  SearchTerm) is :func:`core.customers.search.search_terms_rebuild`.
+  does once for the whole load: the read table's triggers (migration 0011)
+  write its rows, which the load copies itself, and the names, cities and
+  countries they add to SearchTerm, which
+  :func:`core.customers.search.search_terms_rebuild` refills at the swap.
 
 What it refuses (:class:`UnsupportedTable`), before any work: row security,
 inheritance and partitions, and foreign keys of other tables that reference

@@ -98,6 +98,16 @@ def test_a_file_written_once_the_checkout_is_dirty_is_refused(repository):
     (repository / "reports" / "report.md").write_text("figures\n")
 
 
+def test_the_folders_guide_may_be_written_from_a_dirty_checkout(repository):
+    """docs/benchmarks/README.md is prose and tables made from the files
+    beside it (readme_tables): it names no run's commit. Nothing else is exempt."""
+    (repository / "code.py").write_text("2\n")
+    (repository / "docs" / "benchmarks" / "README.md").write_text("the guide\n")
+    (repository / "docs" / "benchmarks" / "run").mkdir()
+    with pytest.raises(CommandError, match="commit your changes"):
+        (repository / "docs" / "benchmarks" / "run" / "README.md").write_text("figures\n")
+
+
 def test_a_publishing_run_never_reads_a_dirty_commit(repository):
     """What the report quotes is read while it is written: a dirty checkout
     by then is refused, not named."""

@@ -71,12 +71,13 @@ def session_settings(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
       ``jit_above_cost`` (100,000 by default): a walk of the ordering's index
       under a LIMIT is often estimated above it, and compiling costs tens of
       milliseconds for a query that then runs in one.
-    * ``work_mem``: the list tests selective filters by membership in a set
-      built once (a hashed subplan, see :mod:`core.customers.selectors`); a
-      set must fit in ``work_mem`` (times ``hash_mem_multiplier``), or
-      PostgreSQL runs the subquery again for every row. 4 MB (the default)
-      holds about 60,000 customer ids; 32 MB holds the 500,000 the list's
-      plans allow (``core.customers.selectors.MAX_MEMBERS``).
+    * ``work_mem``: a sort reads its matches through a bitmap of one or more
+      filters' indexes (see :mod:`core.customers.plans`), which stays exact,
+      one bit per row, while it fits in ``work_mem`` (about 64 bytes per table
+      page); past that its pages turn lossy and every row on them is read and
+      tested again. 4 MB (the default) keeps about 65,000 pages exact, 32 MB
+      about 500,000 (4 GB of table). The same memory holds a deep page
+      number's sort (its offset's rows as well as the page's).
     * ``random_page_cost``: 1.1, as for data that is in memory or on SSD
       (PostgreSQL's default of 4 prices every index probe like a spinning
       disk's seek and turns index walks into sequential scans and sorts).

@@ -54,6 +54,9 @@ def test_the_pods_run_the_readmes_gunicorn_and_probe_its_port():
     assert shlex.join(container["command"]) == GUNICORN
     env = {item["name"]: item["value"] for item in container["env"]}
     assert env["CRM_ENV"] == "production"
+    # Behind one proxy that sets X-Forwarded-For (the ingress): declared, or
+    # every client shares one address and per-address limits cannot hold.
+    assert env["CRM_NUM_PROXIES"] == "1"
     port = int(env["CRM_BIND"].rsplit(":", 1)[1])
     ports = {item["name"]: item["containerPort"] for item in container["ports"]}
     probes = {name: container[name]["httpGet"] for name in ("livenessProbe", "readinessProbe")}

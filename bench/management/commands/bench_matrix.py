@@ -141,11 +141,10 @@ class Command(BaseCommand):
             raise CommandError(f"{len(wrong)} wrong answers: " + "; ".join(wrong[:10]))
 
     def compare(self, output: Path, runs: list[str]) -> None:
-        csv_path = output / "matrix.csv"
-        if not csv_path.exists():
-            raise CommandError(f"no {csv_path}: run bench_matrix first")
+        if not (output / "matrix.csv").exists():
+            raise CommandError(f"no {output / 'matrix.csv'}: run bench_matrix first")
         try:
-            data = charts.read_runs(csv_path, runs)
+            data = charts.named_runs(output, runs)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         png = output / "matrix-compare.png"

@@ -23,7 +23,8 @@ from hypothesis.stateful import (
 )
 
 from core.customers import services
-from core.dataset.loader import customer_dataset_replace, separate_connection
+from core.dataset.loader import customer_dataset_replace
+from core.dataset.sessions import separate_connection
 from core.models import Address, AppUser, CustomerRelationship
 from core.tests.clients import api_client
 from core.tests.read_table import drift

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 
 from core.dataset.builds import BuildFailed, BuildPool, SerialBuilds, Step
-from core.dataset.loader import separate_connection
+from core.dataset.sessions import separate_connection
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

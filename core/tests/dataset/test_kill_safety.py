@@ -27,7 +27,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from core.dataset.loader import separate_connection
+from core.dataset.sessions import separate_connection
 from core.tests.read_table import drift
 from crm.tests.processes import REPO, manage
 

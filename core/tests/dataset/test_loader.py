@@ -12,13 +12,11 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.db.models import F
 
-from core.dataset import loader
+from core.dataset import cleanup, loader, sessions
+from core.dataset.cleanup import DATASET_LOCK_KEY
 from core.dataset.generation import CustomerDataset
-from core.dataset.loader import (
-    DATASET_LOCK_KEY,
-    customer_dataset_replace,
-    separate_connection,
-)
+from core.dataset.loader import customer_dataset_replace
+from core.dataset.sessions import separate_connection
 from core.models import Address, AppUser, CustomerRelationship, CustomerRow
 
 from .snapshots import schema_snapshot, stray_tables, table_digest
@@ -341,12 +339,13 @@ def test_wal_compression_only_where_the_server_has_lz4_and_the_role_may_set_it()
             "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'wal_compression'"
         )
         server_has_lz4 = bool(cursor.fetchone()[0])
-        assert loader.may_compress_wal_with_lz4(cursor) is server_has_lz4  # tests run as superuser
+        # The tests run as superuser.
+        assert sessions.may_compress_wal_with_lz4(cursor) is server_has_lz4
         cursor.execute("CREATE ROLE crm_test_nobody")
         cursor.execute("SET LOCAL ROLE crm_test_nobody")
-        assert loader.may_compress_wal_with_lz4(cursor) is False
-    assert loader.load_settings("1GB", 150000, lz4_wal=True)["wal_compression"] == "lz4"
-    assert "wal_compression" not in loader.load_settings("1GB", 150000, lz4_wal=False)
+        assert sessions.may_compress_wal_with_lz4(cursor) is False
+    assert sessions.load_settings("1GB", 150000, lz4_wal=True)["wal_compression"] == "lz4"
+    assert "wal_compression" not in sessions.load_settings("1GB", 150000, lz4_wal=False)
 
 
 def test_only_the_customer_tables_are_replaced_and_no_other_model_points_at_them():
@@ -354,7 +353,7 @@ def test_only_the_customer_tables_are_replaced_and_no_other_model_points_at_them
     and the list's read table) and refuses to run while another table
     references them (a rebuild would break that key): a new model (API
     tokens, say) must keep its keys off the customers'."""
-    replaced = set(loader.REPLACED_MODELS)
+    replaced = set(cleanup.REPLACED_MODELS)
     assert replaced == {AppUser, Address, CustomerRelationship, CustomerRow}
     pointing = [
         f"{model._meta.label}.{field.name}"

@@ -1,0 +1,268 @@
+"""The other benchmarks' tables: generate_data, bench_list, bench_http,
+locust, bench_plans, the writes, and the list's tunable numbers."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+
+from .text import day, read_csv, share, short
+
+#: generate_data's targets: 3M customers with the read table, peak memory at any size.
+GENERATE_3M_SECONDS, GENERATE_RSS_MB = 40.0, 400
+
+
+def tables_loaded(row: dict[str, str]) -> int:
+    """How many tables a load wrote: its rows (rows/s times seconds) per customer
+    (three of record, four with the list's read table)."""
+    return round(float(row["rows_per_s"]) * float(row["total_s"]) / int(row["n"]))
+
+
+def latest_generate(published: Path, n: int, tables: int) -> dict[str, str] | None:
+    rows = [
+        row
+        for row in read_csv(published / "generate_benchmarks.csv")
+        if int(row["n"]) == n
+        and tables_loaded(row) == tables
+        and row["postgres_version"][:2] == "18"
+    ]
+    return max(rows, key=lambda row: row["timestamp"]) if rows else None
+
+
+def generate_table(published: Path) -> list[str]:
+    """The latest load of each size, server and number of tables."""
+    return generate_rows(published, lambda row: (tables_loaded(row),))
+
+
+def generate_now(published: Path) -> list[str]:
+    """The latest load of each size on PostgreSQL 18, whatever it wrote."""
+    return generate_rows(published, lambda row: (), versions="18")
+
+
+def generate_rows(
+    published: Path, kind: Callable[[dict[str, str]], tuple], versions: str = ""
+) -> list[str]:
+    rows = [
+        row
+        for row in read_csv(published / "generate_benchmarks.csv")
+        if row["postgres_version"].startswith(versions)
+    ]
+    newest: dict[tuple, dict[str, str]] = {}
+    for row in rows:
+        key = (int(row["n"]), row["postgres_version"].split()[0], *kind(row))
+        if key not in newest or row["timestamp"] > newest[key]["timestamp"]:
+            newest[key] = row
+    lines = [
+        "| customers | PostgreSQL | tables | total (s) | generate (s) | copy (s) | build (s) "
+        "| swap + drop (s) | index builds, busy (s) | rows/s | peak RSS (MB) | commit |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for (n, version, *_), row in sorted(newest.items()):
+        tables = tables_loaded(row)
+        lines.append(
+            f"| {n:,} | {version} | {tables} | {float(row['total_s']):.1f} "
+            f"| {float(row['generate_s']):.1f} | {float(row['copy_s']):.1f} "
+            f"| {float(row['build_s']):.1f} "
+            f"| {float(row['swap_s']) + float(row['drop_s']):.1f} "
+            f"| {float(row['index_busy_s']):.1f} | {int(float(row['rows_per_s'])):,} "
+            f"| {float(row['peak_rss_mb']):.0f} | {short(row['git_commit'])}, "
+            f"{day(row['timestamp'])} |"
+        )
+    return lines
+
+
+# -- bench_list -----------------------------------------------------------------------
+
+
+def list_runs(published: Path) -> list[dict[str, str]]:
+    """Every bench_list row published (the 3M runs: docs/benchmarks and list-3m)."""
+    return read_csv(published / "benchmarks.csv") + read_csv(
+        published / "list-3m" / "benchmarks.csv"
+    )
+
+
+def latest_variant(rows: list[dict[str, str]], variant: str) -> list[dict[str, str]]:
+    """The rows of ``variant`` in the latest run that has it."""
+    mine = [row for row in rows if row["variant"] == variant]
+    if not mine:
+        return []
+    stamp = max(row["timestamp"] for row in mine)
+    return [row for row in mine if row["timestamp"] == stamp]
+
+
+def speedup(ratio: float) -> str:
+    return f"{ratio:.1f}x" if ratio < 10 else f"{ratio:.0f}x"
+
+
+def bench_list(published: Path) -> list[str]:
+    """The seed's implementation (baseline) against this one and the floor."""
+    rows = list_runs(published)
+    baseline = {row["label"]: row for row in latest_variant(rows, "baseline")}
+    optimized = {row["label"]: row for row in latest_variant(rows, "optimized")}
+    floor = {row["label"]: row for row in latest_variant(rows, "floor")}
+    if not optimized:
+        return ["No bench_list run is published."]
+
+    def about(run: dict[str, dict[str, str]]) -> str:
+        row = next(iter(run.values()))
+        return f"{short(row['git_commit'])}, {day(row['timestamp'])}"
+
+    lines = [
+        f"p50 in ms of 20 runs at {int(next(iter(optimized.values()))['db_customers']):,} "
+        f"customers through Django's test client; the seed's implementation from its latest "
+        f"run ({about(baseline) if baseline else 'none'}), this one and the floor from "
+        f"theirs ({about(optimized)}).",
+        "",
+        "| scenario | request | seed's implementation | this one | floor | speedup |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for label, row in optimized.items():
+        mine = float(row["p50_ms"])
+        seed = float(baseline[label]["p50_ms"]) if label in baseline else None
+        low = float(floor[label]["p50_ms"]) if label in floor else None
+        request = row["url"].removeprefix("/api/users/") or "(first page)"
+        if len(request) > 60:
+            request = request[:57] + "..."
+        lines.append(
+            f"| {label} | `{request}` | {'' if seed is None else f'{seed:.2f}'} | {mine:.2f} "
+            f"| {'' if low is None else f'{low:.2f}'} "
+            f"| {'' if seed is None else speedup(seed / mine)} |"
+        )
+    return lines
+
+
+# -- bench_http ---------------------------------------------------------------------
+
+
+def http_table(folder: Path) -> list[str]:
+    rows = read_csv(folder / "http_benchmarks.csv")
+    if not rows:
+        return [f"No run is published in {folder.name}/."]
+    stamp = max(row["timestamp"] for row in rows)
+    rows = [row for row in rows if row["timestamp"] == stamp]
+    first = rows[0]
+
+    def median(plan: str, target: str, column: str) -> float | None:
+        values = [float(r[column]) for r in rows if r["plan"] == plan and r["target"] == target]
+        return statistics.median(values) if values else None
+
+    lines = [
+        f"{first['generator']}, {first['connections']} connections, "
+        f"{first['workers']} gunicorn workers behind {first['proxy']}"
+        + (f" and {first['pooler']}" if first["pooler"] != "none" else "")
+        + f", {int(first['db_customers']):,} customers, median of "
+        f"{max(int(r['round']) for r in rows)} rounds "
+        f"({short(first['git_commit'])}, {day(stamp)}).",
+        "",
+        "| plan | API requests/s | p50 (ms) | p95 (ms) | p99 (ms) | floor requests/s "
+        "| floor p99 (ms) | API / floor | failed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for plan in dict.fromkeys(row["plan"] for row in rows):
+        api, low = (
+            median(plan, "api", "requests_per_second"),
+            median(plan, "floor", "requests_per_second"),
+        )
+        low_p99 = median(plan, "floor", "p99_ms")
+        failed = sum(int(r["failed"]) for r in rows if r["plan"] == plan)
+        lines.append(
+            f"| {plan} | {api:,.0f} | {median(plan, 'api', 'p50_ms'):.1f} "
+            f"| {median(plan, 'api', 'p95_ms'):.1f} | {median(plan, 'api', 'p99_ms'):.1f} "
+            f"| {'' if low is None else f'{low:,.0f}'} "
+            f"| {'' if low_p99 is None else f'{low_p99:.1f}'} "
+            f"| {'' if not low else f'{api / low:.2f}'} | {failed} |"
+        )
+    return lines
+
+
+def locust_table(published: Path) -> list[str]:
+    rows = read_csv(published / "load.csv")
+    lines = [
+        "| clients | invalid requests | requests/s | p50 (ms) | p95 (ms) | p99 (ms) | failures "
+        "| 5xx | commit |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['users']} | {share(float(row['invalid_share']))} "
+            f"| {float(row['requests_per_second']):.0f} | {float(row['p50_ms']):.0f} "
+            f"| {float(row['p95_ms']):.0f} | {float(row['p99_ms']):.0f} | {row['failures']} "
+            f"| {row['server_errors']} | {short(row['git_commit'])}, {day(row['timestamp'])} |"
+        )
+    return lines
+
+
+# -- bench_plans, writes ----------------------------------------------------------------
+
+
+def plans_table(published: Path) -> list[str]:
+    rows = read_csv(published / "plans" / "plans.csv")
+    if not rows:
+        return ["No bench_plans run is published."]
+    row = max(rows, key=lambda r: r["at"])
+    costs = [name for name in row if name.endswith("_us")]
+    return [
+        f"Microseconds per row at {int(row['customers']):,} customers "
+        f"({short(row['commit'])}, {day(row['at'])}):",
+        "",
+        "| " + " | ".join(f"`{name}`" for name in costs) + " |",
+        "|" + "---:|" * len(costs),
+        "| " + " | ".join(row[name] for name in costs) + " |",
+    ]
+
+
+def writes_table(published: Path) -> list[str]:
+    """Every CSV in docs/benchmarks/writes/, its rows as they are."""
+    folder = published / "writes"
+    paths = sorted(folder.glob("*.csv")) if folder.is_dir() else []
+    if not paths:
+        return ["No write benchmark is published yet."]
+    lines: list[str] = []
+    for path in paths:
+        rows = read_csv(path)
+        if not rows:
+            continue
+        columns = list(rows[0])
+        lines += [
+            f"`writes/{path.name}`:",
+            "",
+            "| " + " | ".join(columns) + " |",
+            "|" + "---|" * len(columns),
+            *("| " + " | ".join(row[c] for c in columns) + " |" for row in rows),
+            "",
+        ]
+    return lines[:-1] if lines else ["No write benchmark is published yet."]
+
+
+# -- the list's tunable numbers ------------------------------------------------------
+
+#: The modules whose tunable numbers the list's choices use.
+TUNABLE_MODULES = ("core/customers/plans.py", "core/customers/sample.py", "core/customers/known.py")
+CONSTANT = re.compile(r"((?:^#: .*\n)+)^([A-Z][A-Z0-9_]*) = (.+)$", re.MULTILINE)
+
+
+def tunables(published: Path) -> list[str]:
+    """Every documented constant (a ``#:`` comment, then ``NAME = value``) of
+    the list's planning modules, with the first clause of its comment."""
+    lines = ["| constant | value | what it is |", "|---|---:|---|"]
+    for module in TUNABLE_MODULES:
+        source = (Path(settings.BASE_DIR) / module).read_text(encoding="utf-8")
+        for comment, name, value in CONSTANT.findall(source):
+            text = " ".join(line.removeprefix("#: ").strip() for line in comment.splitlines())
+            first = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", first_clause(text))
+            lines.append(f"| `{Path(module).stem}.{name}` | `{value}` | {first} |")
+    return lines
+
+
+def first_clause(text: str) -> str:
+    """``text`` up to its first ": ", "; " or ". " outside parentheses."""
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and text[i : i + 2] in (": ", "; ", ". "):
+            return text[:i]
+    return text.rstrip(".")
