@@ -91,7 +91,7 @@ def page_of(url: str, size: int = 50) -> tuple[str, list]:
     from django.http import QueryDict
 
     from core.api.params import LIST_PARAMETERS
-    from core.customers.pagination import page_statement
+    from core.customers.page_statement import page_statement
     from core.customers.selectors import customer_list
 
     query = LIST_PARAMETERS.validate(QueryDict(url.partition("?")[2]))

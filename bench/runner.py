@@ -24,7 +24,7 @@ from crm.observability.middleware import INSTRUMENTATION
 
 from .scenarios import Rows, Scenario, scenario_url
 
-#: How the page statement begins (see core.customers.pagination.PAGE).
+#: How the page statement begins (see core.customers.page_statement.PAGE).
 PAGE_STATEMENT = "WITH page AS MATERIALIZED"
 
 

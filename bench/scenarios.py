@@ -25,8 +25,9 @@ from urllib.parse import urlencode
 from django.db import connection
 
 from core.customers.columns import GROUPS, OPTIONAL_GROUPS, ROW
+from core.customers.cursors import cursor_token
 from core.customers.ordering import customer_ordering
-from core.customers.pagination import CustomerPagination, cursor_token
+from core.customers.pagination import CustomerPagination
 
 VARIANTS = ("baseline", "optimized", "floor", "uninstrumented")
 #: What bench_list races unless --variant says otherwise.

@@ -187,7 +187,7 @@ class CustomerRow(models.Model):
     #: What ?ordering=birthday sorts by: customers without a birthday last (a
     #: NULL would make the keyset's row comparison unknown). A column, not an
     #: expression, so that a walk of its index hands its order on through
-    #: the page statement's subqueries (see core.customers.pagination).
+    #: the page statement's subqueries (see core.customers.page_statement).
     birthday_key = models.GeneratedField(
         expression=Coalesce("birthday", Value(NO_BIRTHDAY)),
         output_field=models.DateField(),

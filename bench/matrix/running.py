@@ -20,7 +20,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from core.api.params import LIST_PARAMETERS
-from core.customers.pagination import CustomerPagination, cursor_position, page_statement
+from core.customers.cursors import cursor_position
+from core.customers.page_statement import page_statement
+from core.customers.pagination import CustomerPagination
 from core.customers.plans import count_plan
 from core.customers.selectors import customer_list
 from core.security.api_users import api_user_create

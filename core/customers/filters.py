@@ -45,7 +45,7 @@ def upper(text: str) -> str:
 
 class ListFilter:
     """What a list filter adds to django-filter's: its condition as one ``Q``
-    (which the page statement composes, see :mod:`core.customers.pagination`),
+    (which the page statement composes, see :mod:`core.customers.page_statement`),
     its meaning on the sample, and whether an index finds its matches (a
     sort reads them through it)."""
 

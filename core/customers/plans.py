@@ -15,7 +15,7 @@ The rule (:func:`walk_budget`): a sort's cost can be told in advance from
 the planning sample's estimate (:class:`Estimate`); so the walk is given a
 budget of index entries worth that cost, and the page statement walks at
 most that far and sorts the matches if the walk came up short (see
-:mod:`core.customers.pagination`). A walk that the sample expects to need
+:mod:`core.customers.page_statement`). A walk that the sample expects to need
 more than its budget is not tried at all. Whatever the data, a page costs
 at most about twice the cheaper of the two.
 

@@ -75,7 +75,7 @@ class CustomerList:
     tested on each row read (PostgreSQL would rather intersect the bitmaps
     of every index it can use: 471,403 Germans for the 4,103 of them among
     26,725 customers with 5,000 points or more, 28 ms of a 51 ms sort).
-    What :mod:`core.customers.pagination` needs to write the page statement,
+    What :mod:`core.customers.page_statement` needs to write the page statement,
     and nothing it has to guess.
     """
 

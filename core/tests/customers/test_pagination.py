@@ -11,7 +11,8 @@ from django.core import signing
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from core.customers.pagination import CustomerPagination, seal
+from core.customers.cursors import seal
+from core.customers.pagination import CustomerPagination
 from core.tests.clients import api_client
 
 pytestmark = pytest.mark.django_db
@@ -153,9 +154,9 @@ def test_a_count_that_would_cost_more_than_its_budget_settles_for_the_estimate(
 
 
 def test_a_sort_counts_its_matches_as_it_reads_them(dataset, monkeypatch):
-    from core.customers import pagination
+    from core.customers import page_statement
 
-    monkeypatch.setattr(pagination, "walk_budget", lambda *arguments: 0)
+    monkeypatch.setattr(page_statement, "walk_budget", lambda *arguments: 0)
     client = api_client()
     client.get(URL)
     with CaptureQueriesContext(connection) as queries:

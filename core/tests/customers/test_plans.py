@@ -16,9 +16,10 @@ from django.test.utils import CaptureQueriesContext
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.customers import pagination, plans, selectors
+from core.customers import page_statement as statement
+from core.customers import plans, selectors
 from core.customers.ordering import customer_ordering
-from core.customers.pagination import page_statement
+from core.customers.page_statement import page_statement
 from core.customers.plans import Estimate, walk_budget
 from core.customers.sample import ListSample
 from core.dataset.generation import CustomerDataset
@@ -52,7 +53,7 @@ def forced(kind: str):
 @pytest.fixture(params=["chosen", "sort", "walk", "fallback"])
 def plan_kind(request, monkeypatch):
     if request.param != "chosen":
-        monkeypatch.setattr(pagination, "walk_budget", forced(request.param))
+        monkeypatch.setattr(statement, "walk_budget", forced(request.param))
     return request.param
 
 
@@ -90,7 +91,7 @@ def explain(customers, *, limit: int = 51) -> str:
 
 
 def test_a_walk_reads_the_orderings_index_and_tests_each_row(dataset, monkeypatch):
-    monkeypatch.setattr(pagination, "walk_budget", forced("walk"))
+    monkeypatch.setattr(statement, "walk_budget", forced("walk"))
     customers = selectors.customer_list(
         filters={"points_min": 100, "city": "vienna"}, ordering=customer_ordering("created")
     )
@@ -102,7 +103,7 @@ def test_a_walk_reads_the_orderings_index_and_tests_each_row(dataset, monkeypatc
 
 
 def test_a_sort_reads_the_matches_through_the_narrowest_filters_index(dataset, monkeypatch):
-    monkeypatch.setattr(pagination, "walk_budget", forced("sort"))
+    monkeypatch.setattr(statement, "walk_budget", forced("sort"))
     customers = selectors.customer_list(
         filters={"customer_id": "EDGE-1", "gender": "o"}, ordering=customer_ordering("created")
     )
@@ -116,7 +117,7 @@ def test_a_sort_reads_the_matches_through_the_narrowest_filters_index(dataset, m
 def test_a_walk_that_comes_up_short_falls_back_to_the_sort(dataset, monkeypatch):
     """A walk bounded to a few entries finds too few matches: the statement
     sorts the matches instead, and the page is the model's."""
-    monkeypatch.setattr(pagination, "walk_budget", forced("fallback"))
+    monkeypatch.setattr(statement, "walk_budget", forced("fallback"))
     customers = selectors.customer_list(
         filters={"gender": "o"}, ordering=customer_ordering("-created")
     )

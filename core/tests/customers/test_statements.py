@@ -17,7 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.api.params import LIST_PARAMETERS
-from core.customers import pagination, selectors
+from core.customers import page_statement as pages
+from core.customers import selectors
 from core.customers.ordering import customer_ordering
 from core.customers.statements import (
     SENTINELS,
@@ -37,13 +38,13 @@ pytestmark = pytest.mark.django_db
 def statement_text(customers, *, fresh: bool, **page) -> str:
     """The page statement with its values, as PostgreSQL receives it: from
     the process's statements, or compiled afresh."""
-    kept = pagination.PAGE_STATEMENTS
+    kept = pages.PAGE_STATEMENTS
     if fresh:
-        pagination.PAGE_STATEMENTS = StatementCache(1)
+        pages.PAGE_STATEMENTS = StatementCache(1)
     try:
-        sql, params = pagination.page_statement(customers, **page)
+        sql, params = pages.page_statement(customers, **page)
     finally:
-        pagination.PAGE_STATEMENTS = kept
+        pages.PAGE_STATEMENTS = kept
     with connection.cursor() as cursor:
         return cursor.cursor.mogrify(sql, params)
 
@@ -96,7 +97,7 @@ KEY_VALUES = {
 
 def test_requests_that_differ_only_in_values_share_one_statement(dataset, settings):
     settings.CRM_THROTTLE_RATES = {"anon": None, "user": None}
-    pagination.PAGE_STATEMENTS.clear()
+    pages.PAGE_STATEMENTS.clear()
     client = api_client()
     urls = [
         "/api/users/?points_min=10&created_from=2020-01-01&ordering=-relationship__points",
@@ -107,12 +108,12 @@ def test_requests_that_differ_only_in_values_share_one_statement(dataset, settin
     for url in urls:
         assert client.get(url).status_code == 200
     # Cursor pages and numbered pages are two shapes; any page of any size one.
-    assert pagination.PAGE_STATEMENTS.misses <= 3
-    assert pagination.PAGE_STATEMENTS.hits >= 1
-    before = pagination.PAGE_STATEMENTS.hits
+    assert pages.PAGE_STATEMENTS.misses <= 3
+    assert pages.PAGE_STATEMENTS.hits >= 1
+    before = pages.PAGE_STATEMENTS.hits
     with CaptureQueriesContext(connection) as queries:
         client.get(urls[1])
-    assert pagination.PAGE_STATEMENTS.hits == before + 1
+    assert pages.PAGE_STATEMENTS.hits == before + 1
     assert len(queries) == 1  # the page; no statement to prepare a statement
 
 
@@ -171,21 +172,21 @@ def test_a_matrix_run_keeps_every_statement(dataset, settings):
     last_run = rows[-1]["run"]
     urls = [r["url"] for r in rows if r["run"] == last_run and "cursor=" not in r["url"]]
     assert len(urls) > 200
-    pagination.PAGE_STATEMENTS.clear()
+    pages.PAGE_STATEMENTS.clear()
     client = api_client()
     for url in urls:
         response = client.get(url)
         if response.status_code == 200 and response.json()["next"]:
             parts = urlsplit(response.json()["next"])
             client.get(f"{parts.path}?{parts.query}")
-    assert 100 < len(pagination.PAGE_STATEMENTS) <= pagination.STATEMENT_CACHE_SIZE
-    assert pagination.PAGE_STATEMENTS.misses == len(pagination.PAGE_STATEMENTS)  # none dropped
+    assert 100 < len(pages.PAGE_STATEMENTS) <= pages.STATEMENT_CACHE_SIZE
+    assert pages.PAGE_STATEMENTS.misses == len(pages.PAGE_STATEMENTS)  # none dropped
 
 
 def test_a_walk_bound_and_its_filter_take_their_own_values(dataset):
     """A filter on the ordering's field is also where the walk starts: the
     same condition in two places of the statement."""
-    pagination.PAGE_STATEMENTS.clear()
+    pages.PAGE_STATEMENTS.clear()
     for low in ("2019-01-01", "2024-06-01"):
         customers = selectors.customer_list(
             filters=dict(LIST_PARAMETERS.validate(QueryDict(f"created_from={low}")).filters),
