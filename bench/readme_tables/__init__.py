@@ -94,6 +94,8 @@ TABLES: dict[str, Callable[[Path], list[str]]] = {
     "bench-list": runs.bench_list,
     "http": lambda published: runs.http_table(published / "http"),
     "http-pgbouncer": lambda published: runs.http_table(published / "http-pgbouncer"),
+    "http-before-after": lambda published: runs.http_before_after(published / "http"),
+    "profile": runs.profile_table,
     "locust": runs.locust_table,
     "generate": runs.generate_table,
     "generate-now": runs.generate_now,

@@ -179,6 +179,96 @@ def http_table(folder: Path) -> list[str]:
     return lines
 
 
+def http_before_after(folder: Path) -> list[str]:
+    """Each plan's requests/s (and the API's p99) against the floor's, in the
+    last two runs."""
+    rows = read_csv(folder / "http_benchmarks.csv")
+    stamps = sorted({row["timestamp"] for row in rows})
+    if len(stamps) < 2:
+        return [f"Fewer than two runs are published in {folder.name}/."]
+    runs = [[row for row in rows if row["timestamp"] == stamp] for stamp in stamps[-2:]]
+
+    def ratio(run: list[dict[str, str]], plan: str) -> str:
+        def median(target: str) -> float | None:
+            values = [
+                float(r["requests_per_second"])
+                for r in run
+                if r["plan"] == plan and r["target"] == target
+            ]
+            return statistics.median(values) if values else None
+
+        api, low = median("api"), median("floor")
+        if api is None:
+            return "| | | |"
+        p99 = statistics.median(
+            float(r["p99_ms"]) for r in run if r["plan"] == plan and r["target"] == "api"
+        )
+        return f"| {api:,.0f} | {p99:.1f} | {'' if not low else f'{low:,.0f}'} | " + (
+            f"{api / low:.2f}" if low else ""
+        )
+
+    (before, after) = runs
+    lines = [
+        f"Requests/s of the API and of the floor, before ({short(before[0]['git_commit'])}, "
+        f"{day(before[0]['timestamp'])}) and after ({short(after[0]['git_commit'])}, "
+        f"{day(after[0]['timestamp'])}).",
+        "",
+        "| plan | before: API | p99 (ms) | floor | API / floor "
+        "| after: API | p99 (ms) | floor | API / floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for plan in dict.fromkeys(row["plan"] for row in after):
+        lines.append(f"| {plan} {ratio(before, plan)} {ratio(after, plan)} |")
+    return lines
+
+
+def profile_table(published: Path) -> list[str]:
+    """What one request costs the Python process (bench_profile): each
+    request's latest run beside the one before it."""
+    rows = read_csv(published / "profile.csv")
+    if not rows:
+        return ["No bench_profile run is published as CSV yet."]
+    by_url: dict[str, list[dict[str, str]]] = {}
+    for row in sorted(rows, key=lambda r: r["timestamp"]):
+        by_url.setdefault(row["url"], []).append(row)
+
+    def cost(row: dict[str, str] | None) -> str:
+        if row is None:
+            return " | "
+        return f"{float(row['cpu_ms']):.2f} | {row['instructions_m'] or ''}"
+
+    lines = [
+        "| request | before: CPU (ms) | instructions (M) | after: CPU (ms) | instructions (M) "
+        "| its JSON: Python / PostgreSQL (ms) | its statement: client / server / prepared (ms) |",
+        "|---|---:|---:|---:|---:|---|---|",
+    ]
+    commits: dict[str, set[str]] = {"before": set(), "after": set()}
+    for url, runs in by_url.items():
+        after, before = runs[-1], (runs[-2] if len(runs) > 1 else None)
+        commits["after"].add(short(after["git_commit"]))
+        if before is not None:
+            commits["before"].add(short(before["git_commit"]))
+        json_text = (
+            f"{float(after['json_python_ms']):.2f} / {float(after['json_database_ms']):.2f}"
+            if after["json_python_ms"]
+            else ""
+        )
+        bound = (
+            " / ".join(
+                f"{float(after[f'bound_{w}_ms']):.2f}" for w in ("client", "server", "prepared")
+            )
+            if after["bound_client_ms"]
+            else ""
+        )
+        lines.append(f"| `{url}` | {cost(before)} | {cost(after)} | {json_text} | {bound} |")
+    lines += [
+        "",
+        f"Before: {', '.join(sorted(commits['before'])) or 'none'}; "
+        f"after: {', '.join(sorted(commits['after']))} (docs/benchmarks/profile.csv).",
+    ]
+    return lines
+
+
 def locust_table(published: Path) -> list[str]:
     rows = read_csv(published / "load.csv")
     lines = [

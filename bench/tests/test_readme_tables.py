@@ -18,7 +18,15 @@ from core import run_records
 from crm.tests.processes import REPO
 
 #: Tables the README must carry (a figure it quotes comes from one of them).
-README_TABLES = {"bench-list", "matrix-now", "matrix-summary", "list-targets", "http"}
+README_TABLES = {
+    "bench-list",
+    "matrix-now",
+    "matrix-summary",
+    "list-targets",
+    "http-before-after",
+    "profile",
+    "writes",
+}
 
 
 @pytest.mark.parametrize("name", FILES)

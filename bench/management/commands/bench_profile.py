@@ -13,6 +13,22 @@ from bench import binding, json_paths, profile, scenarios
 from core import run_records
 from core.security.api_users import api_user_create
 
+#: profile.csv's columns (the README's table of what a request costs is made
+#: from it): CPU per request, and where measured, instructions, the page's
+#: JSON in Python and in PostgreSQL, its statement by each way of binding.
+PROFILE_COLUMNS = (
+    "timestamp",
+    "url",
+    "cpu_ms",
+    "instructions_m",
+    "json_python_ms",
+    "json_database_ms",
+    "bound_client_ms",
+    "bound_server_ms",
+    "bound_prepared_ms",
+    "git_commit",
+)
+
 #: The request profiled when no --url is given: the first page.
 DEFAULT_URL = "/api/users/?page_size=50"
 
@@ -82,6 +98,7 @@ class Command(BaseCommand):
         # the run: its cost is part of every request.
         rates = {**settings.CRM_THROTTLE_RATES, "user": "100000000/minute"}
         limits = override_settings(DEBUG=False, CRM_THROTTLE_RATES=rates)
+        rows: list[dict[str, object]] = []
         with limits:
             for asked in url or [DEFAULT_URL]:
                 target = profile.second_page(application, asked, headers)
@@ -91,9 +108,11 @@ class Command(BaseCommand):
                     requests=requests,
                 )
                 counted = ""
+                row: dict[str, object] = {"url": asked, "cpu_ms": f"{result.cpu_ms:.3f}"}
                 if instructions:
                     count = profile.instructions_per_request(asked, settings.BASE_DIR)
                     counted = f"; {count / 1e6:.2f} M instructions per request (valgrind)"
+                    row["instructions_m"] = f"{count / 1e6:.2f}"
                 if json:
                     paths = json_paths.json_paths(*json_paths.page_of(target))
                     counted += (
@@ -104,6 +123,12 @@ class Command(BaseCommand):
                     counted += "; its page statement " + ", ".join(
                         f"{name} {ms:.2f} ms" for name, ms in bound.items()
                     )
+                    row |= {
+                        "json_python_ms": f"{paths.python_ms:.3f}",
+                        "json_database_ms": f"{paths.database_ms:.3f}",
+                        **{f"bound_{name}_ms": f"{ms:.3f}" for name, ms in bound.items()},
+                    }
+                rows.append(row)
                 lines += [
                     "",
                     f"`GET {target}`: {result.cpu_ms:.2f} ms of CPU per request "
@@ -125,6 +150,16 @@ class Command(BaseCommand):
                 ]
         text = "\n".join(lines) + "\n"
         (folder / "profile.md").write_text(text)
+        stamp, commit = (
+            dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            run_records.git_commit(),
+        )
+        for row in rows:
+            run_records.append_csv(
+                folder / "profile.csv",
+                PROFILE_COLUMNS,
+                {"timestamp": stamp, "git_commit": commit, **row},
+            )
         self.stdout.write(text)
         self.stdout.write(f"Wrote {folder / 'profile.md'}")
 
