@@ -207,7 +207,8 @@ def compile_statement(sql: str, params: Iterable[Any]) -> CompiledStatement:
         return "%s"
 
     text = _PLACEHOLDERS.sub(placeholder, sql)
-    if next(given, None) is not None:
+    left = object()
+    if next(given, left) is not left:
         raise ValueError("more parameters than placeholders")
     return CompiledStatement(text, tuple(recipe))
 
