@@ -65,21 +65,28 @@ def list_of(params: dict) -> selectors.CustomerList:
     limit=st.integers(1, 501),
     count=st.sampled_from(["none", "estimated", "bounded", "exact"]),
     cursor=st.booleans(),
+    forced=st.sampled_from([None, None, "walk", "sort"]),
 )
 def test_a_kept_statement_given_new_values_is_the_statement_compiled_afresh(
-    dataset, data, ordering, reverse, offset, limit, count, cursor
+    dataset, data, ordering, reverse, offset, limit, count, cursor, forced
 ):
     """Requests drawn from few values repeat their shapes, so most of them
     take a statement another request compiled."""
     filters = data.draw(filter_values(dataset))
     search = data.draw(st.sampled_from([None, "ann", "smith 1234", "vienna jo"]))
+    # A search without an ordering is ordered by its rank (an annotation).
+    ranked = search is not None and data.draw(st.booleans())
     customers = list_of(
-        {**filters, "ordering": ",".join(ordering)} | ({"search": search} if search else {})
+        filters
+        | ({} if ranked else {"ordering": ",".join(ordering)})
+        | ({"search": search} if search else {})
     )
     boundary = None
     if cursor:
         boundary = [KEY_VALUES[key.kind] for key in customers.ordering.keys]
-    page = dict(reverse=reverse, offset=offset, limit=limit, boundary=boundary, count=count)
+    page = dict(
+        reverse=reverse, offset=offset, limit=limit, boundary=boundary, count=count, forced=forced
+    )
     assert statement_text(customers, fresh=False, **page) == statement_text(
         customers, fresh=True, **page
     )
