@@ -306,26 +306,36 @@ def plans_table(published: Path) -> list[str]:
 
 
 def writes_table(published: Path) -> list[str]:
-    """Every CSV in docs/benchmarks/writes/, its rows as they are."""
-    folder = published / "writes"
-    paths = sorted(folder.glob("*.csv")) if folder.is_dir() else []
-    if not paths:
+    """The medians of ``writes/writes.csv`` by code (before, after), its runs
+    in brackets, from the interleaved session where there is one."""
+    rows = read_csv(published / "writes" / "writes.csv")
+    if not rows:
         return ["No write benchmark is published yet."]
-    lines: list[str] = []
-    for path in paths:
-        rows = read_csv(path)
-        if not rows:
-            continue
-        columns = list(rows[0])
-        lines += [
-            f"`writes/{path.name}`:",
-            "",
-            "| " + " | ".join(columns) + " |",
-            "|" + "---|" * len(columns),
-            *("| " + " | ".join(row[c] for c in columns) + " |" for row in rows),
-            "",
-        ]
-    return lines[:-1] if lines else ["No write benchmark is published yet."]
+    # An interleaved session (before, after, before, ... back to back) is the
+    # fair comparison on a shared machine; the rest are in writes/writes.md.
+    fair = [row for row in rows if row["session"] == "interleaved"] or rows
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for row in fair:
+        groups.setdefault((row["session"], row["code"]), []).append(row)
+    lines = [
+        f"| {int(rows[0]['db_customers']):,} customers | commits | PATCH p50 (ms) "
+        f"| bulk UPDATE of {int(rows[0]['bulk_records']):,} loyalty records (s) |",
+        "|---|---|---:|---:|",
+    ]
+    for (session, code), group in sorted(
+        groups.items(), key=lambda item: (item[0][0], item[0][1] != "before")
+    ):
+        commits = ", ".join(sorted({short(row["git_commit"]) for row in group}))
+
+        def runs(column: str, group: list[dict[str, str]] = group) -> str:
+            values = [float(row[column]) for row in group]
+            listed = ", ".join(f"{value:.2f}" for value in values)
+            return f"{statistics.median(values):.2f} ({listed})"
+
+        lines.append(
+            f"| {code} ({session}) | {commits} | {runs('patch_p50_ms')} | {runs('bulk_update_s')} |"
+        )
+    return lines
 
 
 # -- the list's tunable numbers ------------------------------------------------------
