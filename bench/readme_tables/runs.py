@@ -111,11 +111,17 @@ def bench_list(published: Path) -> list[str]:
         row = next(iter(run.values()))
         return f"{short(row['git_commit'])}, {day(row['timestamp'])}"
 
+    customers = int(next(iter(optimized.values()))["db_customers"])
+    if baseline and about(baseline) == about(optimized):
+        runs = f"the three interleaved in one run ({about(optimized)})"
+    else:
+        runs = (
+            f"the seed's implementation from its latest run "
+            f"({about(baseline) if baseline else 'none'}), this one and the floor from "
+            f"theirs ({about(optimized)})"
+        )
     lines = [
-        f"p50 in ms of 20 runs at {int(next(iter(optimized.values()))['db_customers']):,} "
-        f"customers through Django's test client; the seed's implementation from its latest "
-        f"run ({about(baseline) if baseline else 'none'}), this one and the floor from "
-        f"theirs ({about(optimized)}).",
+        f"p50 in ms of 20 runs at {customers:,} customers through Django's test client; {runs}.",
         "",
         "| scenario | request | seed's implementation | this one | floor | speedup |",
         "|---|---|---:|---:|---:|---:|",
