@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -129,12 +130,29 @@ def start_gunicorn(
 
 
 def start_nginx(
-    workdir: Path, port: int, api_socket: Path, floor_socket: Path | None
+    workdir: Path,
+    port: int,
+    api_socket: Path,
+    floor_socket: Path | None,
+    read_timeout: str | None = None,
 ) -> subprocess.Popen:
-    """nginx with the operator's proxy rules (``deploy/nginx/crm-proxy.conf``)."""
+    """nginx with the operator's proxy rules (``deploy/nginx/crm-proxy.conf``).
+
+    ``read_timeout`` replaces the file's ``proxy_read_timeout`` (in a copy),
+    so that a test sees nginx give up on the application without waiting a
+    minute; every other line is the operator's.
+    """
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         raise RuntimeError("nginx is not installed (apt-get install nginx-light)")
+    proxy_conf = NGINX_PROXY_CONF
+    if read_timeout is not None:
+        rules = NGINX_PROXY_CONF.read_text(encoding="utf-8")
+        directive = re.compile(r"^(\s*proxy_read_timeout) \S+;$", re.MULTILINE)
+        if len(directive.findall(rules)) != 1:
+            raise RuntimeError(f"{NGINX_PROXY_CONF} should set proxy_read_timeout once")
+        proxy_conf = workdir / NGINX_PROXY_CONF.name
+        proxy_conf.write_text(directive.sub(rf"\1 {read_timeout};", rules), encoding="utf-8")
     floor_upstream = floor_location = ""
     if floor_socket is not None:
         floor_upstream = f"upstream crm_floor {{ server unix:{floor_socket}; keepalive 16; }}"
@@ -151,7 +169,7 @@ def start_nginx(
             floor_upstream=floor_upstream,
             floor_location=floor_location,
             port=port,
-            proxy_conf=NGINX_PROXY_CONF,
+            proxy_conf=proxy_conf,
             http_conf=NGINX_HTTP_CONF,
         )
     )
@@ -372,13 +390,15 @@ def serving_stack(
     proxy: bool = True,
     pgbouncer: bool = False,
     extra_env: Mapping[str, str] | None = None,
+    read_timeout: str | None = None,
 ) -> Iterator[Stack]:
     """nginx in front of the API's gunicorn (and of the floor's, given a ``floor_plan``).
 
     Without ``proxy`` the API's gunicorn listens on a loopback port itself
     (what the benchmarks compare the proxy against). With ``pgbouncer`` both
     reach this process's database through PgBouncer in transaction mode, as
-    the API's own role (:func:`pooled_role`).
+    the API's own role (:func:`pooled_role`). ``read_timeout``: nginx's
+    ``proxy_read_timeout`` instead of the file's (see :func:`start_nginx`).
     """
     stack = Stack(url="")
     database = {
@@ -429,7 +449,9 @@ def serving_stack(
                 )
             )
         if proxy:
-            stack.processes.append(start_nginx(workdir, port, api_socket, floor_socket))
+            stack.processes.append(
+                start_nginx(workdir, port, api_socket, floor_socket, read_timeout)
+            )
         stack.url = f"http://127.0.0.1:{port}"
         wait_ready(
             f"{stack.url}/api/users/?page_size=1&count=none",

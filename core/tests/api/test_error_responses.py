@@ -69,6 +69,24 @@ def test_an_application_that_cannot_be_reached_is_a_json_502_to_retry(stack):
     assert answer.headers["Retry-After"] == "5"
 
 
+@needs_programs("nginx")
+def test_an_application_that_does_not_answer_in_time_is_a_json_504_to_retry(tmp_path, db):
+    """Every gunicorn process stopped (SIGSTOP): nginx's connection waits in
+    the socket's backlog, and nginx gives up after proxy_read_timeout."""
+    token = api_user_create(username="errors", read_only=True)
+    with servers.serving_stack(
+        tmp_path, secret_key="x" * 64, token=token, workers=1, read_timeout="1s"
+    ) as running:
+        gunicorn = running.processes[0]
+        os.killpg(gunicorn.pid, signal.SIGSTOP)
+        try:
+            answer = call(running.url, "/api/users/", token=token)
+        finally:
+            os.killpg(gunicorn.pid, signal.SIGCONT)
+    assert_json_error(answer, 504)
+    assert answer.headers["Retry-After"] == "5"
+
+
 def test_the_schema_refuses_in_json_not_yaml():
     response = Client().get("/api/schema/")
     assert response.status_code == 401
