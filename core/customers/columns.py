@@ -20,13 +20,15 @@ from typing import Any
 from django.db.models import CharField, Expression, F, Func
 
 
-class IsoTimestamp(Func):
-    """A timestamp as ISO 8601 text, formatted by PostgreSQL.
+class IsoText(Func):
+    """A date or timestamp as ISO 8601 text, formatted by PostgreSQL.
 
     Parsing a ``timestamptz`` into a Python datetime (psycopg) and formatting
     it back for JSON (DRF's encoder) costs about 8 µs per value in Python: a
     third of a 50-row page's time. ``to_json()`` formats it in C on the
-    server, and the text passes through untouched.
+    server, and the text passes through untouched. A date is cheaper to
+    parse, but its trip through orjson's fallback to DRF's encoder still
+    cost 4% of a first page's instructions.
     """
 
     template = "(to_json(%(expressions)s) #>> '{}')"
@@ -45,7 +47,8 @@ class Column:
     name: str
     group: str | None
     column: str
-    timestamp: bool = False
+    #: A date or timestamp, sent as the ISO 8601 text PostgreSQL formats.
+    iso_text: bool = False
 
     @property
     def flat_name(self) -> str:
@@ -53,7 +56,7 @@ class Column:
         return f"{self.group}_{self.name}" if self.group else self.name
 
     def expression(self) -> Expression:
-        return IsoTimestamp(self.column) if self.timestamp else F(self.column)
+        return IsoText(self.column) if self.iso_text else F(self.column)
 
 
 ADDRESS = "address"
@@ -67,17 +70,17 @@ ROW: tuple[Column, ...] = (
     Column("gender", None, "gender"),
     Column("customer_id", None, "customer_id"),
     Column("phone_number", None, "phone_number"),
-    Column("birthday", None, "birthday"),
-    Column("created", None, "created", timestamp=True),
-    Column("last_updated", None, "last_updated", timestamp=True),
+    Column("birthday", None, "birthday", iso_text=True),
+    Column("created", None, "created", iso_text=True),
+    Column("last_updated", None, "last_updated", iso_text=True),
     Column("street", ADDRESS, "street"),
     Column("street_number", ADDRESS, "street_number"),
     Column("city_code", ADDRESS, "city_code"),
     Column("city", ADDRESS, "city"),
     Column("country", ADDRESS, "country"),
     Column("points", RELATIONSHIP, "points"),
-    Column("created", RELATIONSHIP, "relationship_created", timestamp=True),
-    Column("last_activity", RELATIONSHIP, "last_activity", timestamp=True),
+    Column("created", RELATIONSHIP, "relationship_created", iso_text=True),
+    Column("last_activity", RELATIONSHIP, "last_activity", iso_text=True),
 )
 
 #: The nested objects, in the order they follow the customer's own fields.
