@@ -185,14 +185,24 @@ def http_table(folder: Path) -> list[str]:
     return lines
 
 
+#: The "before" of the capacity and profile tables: the code before the page
+#: statement was compiled once per shape and a token request's path trimmed
+#: (its latest published run of each); "after" is the latest run.
+BEFORE_COMMIT = "df39f27"
+
+
 def http_before_after(folder: Path) -> list[str]:
     """Each plan's requests/s (and the API's p99) against the floor's, in the
-    last two runs."""
+    latest run of :data:`BEFORE_COMMIT` and the latest run."""
     rows = read_csv(folder / "http_benchmarks.csv")
+    before_stamps = {r["timestamp"] for r in rows if r["git_commit"].startswith(BEFORE_COMMIT)}
     stamps = sorted({row["timestamp"] for row in rows})
-    if len(stamps) < 2:
-        return [f"Fewer than two runs are published in {folder.name}/."]
-    runs = [[row for row in rows if row["timestamp"] == stamp] for stamp in stamps[-2:]]
+    if not before_stamps or stamps[-1] in before_stamps:
+        return [f"No run after {BEFORE_COMMIT} is published in {folder.name}/."]
+    runs = [
+        [row for row in rows if row["timestamp"] == stamp]
+        for stamp in (max(before_stamps), stamps[-1])
+    ]
 
     def ratio(run: list[dict[str, str]], plan: str) -> str:
         def median(target: str) -> float | None:
@@ -230,7 +240,7 @@ def http_before_after(folder: Path) -> list[str]:
 
 def profile_table(published: Path) -> list[str]:
     """What one request costs the Python process (bench_profile): each
-    request's latest run beside the one before it."""
+    request's latest run beside its latest of :data:`BEFORE_COMMIT`."""
     rows = read_csv(published / "profile.csv")
     if not rows:
         return ["No bench_profile run is published as CSV yet."]
@@ -250,7 +260,10 @@ def profile_table(published: Path) -> list[str]:
     ]
     commits: dict[str, set[str]] = {"before": set(), "after": set()}
     for url, runs in by_url.items():
-        after, before = runs[-1], (runs[-2] if len(runs) > 1 else None)
+        after = runs[-1]
+        before = next(
+            (r for r in reversed(runs) if r["git_commit"].startswith(BEFORE_COMMIT)), None
+        )
         commits["after"].add(short(after["git_commit"]))
         if before is not None:
             commits["before"].add(short(before["git_commit"]))
