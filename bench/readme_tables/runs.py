@@ -196,12 +196,11 @@ def http_before_after(folder: Path) -> list[str]:
     latest run of :data:`BEFORE_COMMIT` and the latest run."""
     rows = read_csv(folder / "http_benchmarks.csv")
     before_stamps = {r["timestamp"] for r in rows if r["git_commit"].startswith(BEFORE_COMMIT)}
-    stamps = sorted({row["timestamp"] for row in rows})
-    if not before_stamps or stamps[-1] in before_stamps:
+    latest = max((r["timestamp"] for r in rows), default=None)
+    if not before_stamps or latest in before_stamps:
         return [f"No run after {BEFORE_COMMIT} is published in {folder.name}/."]
     runs = [
-        [row for row in rows if row["timestamp"] == stamp]
-        for stamp in (max(before_stamps), stamps[-1])
+        [row for row in rows if row["timestamp"] == stamp] for stamp in (max(before_stamps), latest)
     ]
 
     def ratio(run: list[dict[str, str]], plan: str) -> str:

@@ -28,7 +28,7 @@ class IsoText(Func):
     third of a 50-row page's time. ``to_json()`` formats it in C on the
     server, and the text passes through untouched. A date is cheaper to
     parse, but its trip through orjson's fallback to DRF's encoder still
-    cost 4% of a first page's instructions.
+    cost 7% of a first page's instructions (4.23 M to 3.91 M).
     """
 
     template = "(to_json(%(expressions)s) #>> '{}')"
