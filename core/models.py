@@ -30,6 +30,10 @@ from django.db.models import Value
 from django.db.models.functions import Coalesce, Upper
 from django.utils import timezone
 
+from core.read_table import Filter, Search, Sort, listed, read_table
+from core.read_table_triggers import listed_triggers
+from core.triggers import Trigger
+
 #: Stands in for a missing birthday where customers are ordered by birthday.
 NO_BIRTHDAY = dt.date(9999, 12, 31)
 
@@ -171,19 +175,32 @@ class CustomerRow(models.Model):
     The list, its counts, the export and the admin's changelist read this
     table alone (see :mod:`core.customers.selectors`).
 
+    **The declaration.** Each column names the field it copies and what the
+    list does with it (:func:`core.read_table.listed`); everything else is
+    derived from these lines and the indexes below: the triggers that keep
+    the table (:mod:`core.read_table_triggers`, frozen by each migration),
+    the API's row, the filters, the orderings, the search, the planning
+    sample, the loader's columns. ``docs/list-query.md`` ("Adding a column")
+    says how to add one.
+
     Nothing in the application writes it. Triggers on the three tables of
-    record rewrite a customer's row in the same transaction as every write
-    of their customer, address or record, whoever writes (migration 0011),
-    and ``generate_data`` loads it by ``COPY`` beside them.
+    record write a customer's row in the same transaction as every write of
+    their customer, address or record, whoever writes: the API's services,
+    the admin, the ORM, raw SQL. ``generate_data`` loads it by ``COPY``
+    beside them.
     """
 
-    id = models.BigIntegerField(primary_key=True)
-    first_name = models.CharField(max_length=64)
-    last_name = models.CharField(max_length=64)
-    gender = models.CharField(max_length=1)
-    customer_id = models.CharField(max_length=64)
-    phone_number = models.CharField(max_length=32)
-    birthday = models.DateField(null=True)
+    id = listed(AppUser.id, filter=Filter.EXACT, sort=Sort.UNIQUE)
+    first_name = listed(
+        AppUser.first_name, filter=Filter.KNOWN, sort=Sort.PAIRED, search=Search.NAME
+    )
+    last_name = listed(AppUser.last_name, filter=Filter.KNOWN, sort=Sort.PAIRED, search=Search.NAME)
+    gender = listed(AppUser.gender, filter=Filter.CHOICE)
+    customer_id = listed(
+        AppUser.customer_id, filter=Filter.EXACT, sort=Sort.UNIQUE, search=Search.EXACT
+    )
+    phone_number = listed(AppUser.phone_number, filter=Filter.SUBSTRING, search=Search.DIGITS)
+    birthday = listed(AppUser.birthday, filter=Filter.RANGE, sort=Sort.FEW_TIES, key="birthday_key")
     #: What ?ordering=birthday sorts by: customers without a birthday last (a
     #: NULL would make the keyset's row comparison unknown). A column, not an
     #: expression, so that a walk of its index hands its order on through
@@ -193,17 +210,19 @@ class CustomerRow(models.Model):
         output_field=models.DateField(),
         db_persist=True,
     )
-    created = models.DateTimeField()
-    last_updated = models.DateTimeField()
-    address_id = models.BigIntegerField()
-    street = models.CharField(max_length=255)
-    street_number = models.CharField(max_length=50)
-    city_code = models.CharField(max_length=20)
-    city = models.CharField(max_length=100)
-    country = models.CharField(max_length=100)
-    points = models.IntegerField(null=True)
-    relationship_created = models.DateTimeField(null=True)
-    last_activity = models.DateTimeField(null=True)
+    created = listed(AppUser.created, filter=Filter.RANGE, sort=Sort.FEW_TIES)
+    last_updated = listed(AppUser.last_updated, sort=Sort.FEW_TIES)
+    address_id = listed(AppUser.address)
+    street = listed(Address.street)
+    street_number = listed(Address.street_number)
+    city_code = listed(Address.city_code, filter=Filter.EXACT)
+    city = listed(Address.city, filter=Filter.KNOWN, sort=Sort.TIES, search=Search.PLACE)
+    country = listed(Address.country, filter=Filter.KNOWN, sort=Sort.TIES)
+    points = listed(CustomerRelationship.points, filter=Filter.RANGE, sort=Sort.TIES)
+    relationship_created = listed(CustomerRelationship.created)
+    last_activity = listed(
+        CustomerRelationship.last_activity, filter=Filter.RANGE, sort=Sort.FEW_TIES
+    )
 
     class Meta:
         db_table = "core_customer_list"
@@ -340,3 +359,9 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"token of {self.user_id}, created {self.created:%Y-%m-%d}"
+
+
+def database_triggers() -> list[Trigger]:
+    """Every trigger the declarations above generate: what the migrations must
+    have frozen (``makemigrations`` adds what they have not, see core.triggers)."""
+    return listed_triggers(read_table(CustomerRow))

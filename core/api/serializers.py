@@ -57,7 +57,7 @@ class StrictFieldsMixin:
 class AddressSerializer(serializers.ModelSerializer):
     class Meta:
         model = Address
-        fields = columns.field_names(columns.ADDRESS)
+        fields = columns.field_names("address")
 
 
 class AddressWriteSerializer(StrictFieldsMixin, AddressSerializer):
@@ -67,7 +67,7 @@ class AddressWriteSerializer(StrictFieldsMixin, AddressSerializer):
 class RelationshipSerializer(serializers.ModelSerializer):
     class Meta:
         model = CustomerRelationship
-        fields = columns.field_names(columns.RELATIONSHIP)
+        fields = columns.field_names("relationship")
 
 
 class RelationshipWriteSerializer(StrictFieldsMixin, serializers.ModelSerializer):
@@ -77,7 +77,7 @@ class RelationshipWriteSerializer(StrictFieldsMixin, serializers.ModelSerializer
 
     class Meta:
         model = CustomerRelationship
-        fields = columns.field_names(columns.RELATIONSHIP)
+        fields = columns.field_names("relationship")
         read_only_fields = ["created"]
         extra_kwargs = {"last_activity": {"required": False}}
 

@@ -1,14 +1,16 @@
-"""The customer row, declared once.
+"""The customer row the API shows, derived from the read table's declaration.
 
 A row of the list is a customer with two nested objects, their ``address``
 and their loyalty record (``relationship``, null for a customer without one),
-read from one row of the read table (:class:`core.models.CustomerRow`).
+read from one row of the read table (:class:`core.models.CustomerRow`). Its
+fields are the read table's columns, named as their sources are and nested
+as their tables join the customer (:func:`core.read_table.read_table`).
 Everything that shows a customer derives from :data:`ROW`: the page query's
 columns (:func:`row_expressions`), the API's JSON objects
 (:func:`customer_rows`), the export's CSV columns and NDJSON objects
 (:mod:`core.customers.export`), the serializers that document them
 (:mod:`core.api.serializers`), and the benchmark's hand-written floor query.
-Add a field here (and to the read table) and every one of them carries it.
+A column declared in the read table is in every one of them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import CharField, Expression, F, Func
+from django.db.models import CharField, DateField, Expression, F, Func
+
+from core.models import CustomerRow
+from core.read_table import JoinKind, read_table
 
 
 class IsoText(Func):
@@ -59,36 +64,30 @@ class Column:
         return IsoText(self.column) if self.iso_text else F(self.column)
 
 
-ADDRESS = "address"
-RELATIONSHIP = "relationship"
+TABLE = read_table(CustomerRow)
 
-#: The row, in the order the page query selects it.
-ROW: tuple[Column, ...] = (
-    Column("id", None, "id"),
-    Column("first_name", None, "first_name"),
-    Column("last_name", None, "last_name"),
-    Column("gender", None, "gender"),
-    Column("customer_id", None, "customer_id"),
-    Column("phone_number", None, "phone_number"),
-    Column("birthday", None, "birthday", iso_text=True),
-    Column("created", None, "created", iso_text=True),
-    Column("last_updated", None, "last_updated", iso_text=True),
-    Column("street", ADDRESS, "street"),
-    Column("street_number", ADDRESS, "street_number"),
-    Column("city_code", ADDRESS, "city_code"),
-    Column("city", ADDRESS, "city"),
-    Column("country", ADDRESS, "country"),
-    Column("points", RELATIONSHIP, "points"),
-    Column("created", RELATIONSHIP, "relationship_created", iso_text=True),
-    Column("last_activity", RELATIONSHIP, "last_activity", iso_text=True),
+#: The row, in the order the page query selects it: every column of the read
+#: table but the join's keys, named as its source field, in its source's group.
+ROW: tuple[Column, ...] = tuple(
+    Column(
+        column.source.name,
+        TABLE.join_of(column).group,
+        column.name,
+        iso_text=isinstance(column.field, DateField),
+    )
+    for column in TABLE.shown()
 )
 
 #: The nested objects, in the order they follow the customer's own fields.
-GROUPS: tuple[str, ...] = (ADDRESS, RELATIONSHIP)
+GROUPS: tuple[str, ...] = tuple(join.group for join in TABLE.joins[1:])
 
 #: A group that may be missing (a customer without a loyalty record), and the
-#: column whose NULL says so: a NOT NULL column of that table.
-OPTIONAL_GROUPS: dict[str, str] = {RELATIONSHIP: "created"}
+#: field whose null says so: one its table holds NOT NULL.
+OPTIONAL_GROUPS: dict[str, str] = {
+    join.group: next(c.source.name for c in join.columns if not c.source.null)
+    for join in TABLE.joins
+    if join.kind is JoinKind.ONE_TO_ONE
+}
 
 
 def field_names(group: str | None) -> list[str]:

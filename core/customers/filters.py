@@ -20,19 +20,26 @@ import django_filters
 import numpy as np
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db.models import F, Q, QuerySet, Value
+from django.db import models
+from django.db.models import F, Q, Value
 from django.db.models.functions import StrIndex, Upper
 from django.db.models.lookups import GreaterThan
 
-from core.models import NO_BIRTHDAY, AppUser, CustomerRow
+from core.models import NO_BIRTHDAY, CustomerRow
+from core.read_table import Column, Filter, ReadTable, read_table
 
-from . import plans
+from . import tunables
 from .sample import ListSample, instant_number
 from .statements import AnyOf, Param
 
-#: Longest accepted substring filter: a longer one cannot match any column
-#: (the widest is 100 characters) and would only cost trigram extraction.
-MAX_SUBSTRING_LENGTH = 100
+#: Longest accepted substring filter: the widest text column the list
+#: filters by substring; a longer text cannot match and would only cost
+#: trigram extraction.
+MAX_SUBSTRING_LENGTH = max(
+    column.field.max_length
+    for column in read_table(CustomerRow).columns
+    if column.listed.filter in (Filter.KNOWN, Filter.SUBSTRING)
+)
 
 BIGINT_MAX = 2**63 - 1
 INTEGER_MIN, INTEGER_MAX = -(2**31), 2**31 - 1
@@ -51,11 +58,6 @@ class ListFilter:
 
     def condition(self, value: Any) -> Q:
         return Q(**{f"{self.field_name}__{self.lookup_expr}": Param(value)})
-
-    def filter(self, qs: QuerySet, value: Any) -> QuerySet:
-        if value is None or value == "":
-            return qs
-        return qs.filter(self.condition(value))
 
     def sample_test(self, sample: ListSample, value: Any) -> np.ndarray:
         """Which of the sample's rows match: a boolean array."""
@@ -145,7 +147,7 @@ def indexed_piece(text: str) -> str:
     """
     words = re.findall(r"[^\W_]+", text)
     longest = max(words, key=len, default="")
-    return longest if len(longest) >= plans.INDEXED_PIECE_LENGTH else text
+    return longest if len(longest) >= tunables.INDEXED_PIECE_LENGTH else text
 
 
 def has_trigram(text: str) -> bool:
@@ -203,10 +205,17 @@ class KnownValueSubstring(Substring):
 
 
 class Exact(ListFilter, django_filters.CharFilter):
-    """Equal to the value: ``customer_id``, ``city_code``."""
+    """Equal to the value as the column's source field stores it (its
+    ``get_prep_value``): ``customer_id``, ``city_code``."""
+
+    #: The field of the table of record the column copies.
+    source: models.Field
+
+    def condition(self, value: str) -> Q:
+        return super().condition(self.source.get_prep_value(value))
 
     def sample_test(self, sample: ListSample, value: str) -> np.ndarray:
-        return sample.equals(self.field_name, value)
+        return sample.equals(self.field_name, self.source.get_prep_value(value))
 
 
 class Choice(ListFilter, django_filters.ChoiceFilter):
@@ -283,15 +292,16 @@ class InstantBound(ListFilter, django_filters.Filter):
         return sample.compare(self.field_name, self.lookup(value), instant_number(value[0]))
 
 
-class BirthdayBound(ListFilter, django_filters.DateFilter):
-    """A bound on the birthday, compared through the read table's
-    ``birthday_key`` (the birthday, or 9999-12-31 for none) that the birthday
-    index holds, so that a range is an index scan. Bounds stop at 9999-12-30,
-    so a missing birthday never falls in a range."""
+class DateBound(ListFilter, django_filters.DateFilter):
+    """A bound on a date column, compared through its key column where the
+    column may be NULL (the birthday's ``birthday_key``: the birthday, or
+    :data:`core.models.NO_BIRTHDAY` for none), which its b-tree holds, so that
+    a range is an index scan. Bounds stop the day before that stand-in, so a
+    missing date never falls in a range."""
 
-    def __init__(self, lookup_expr: str, help_text: str) -> None:
+    def __init__(self, column: Column, lookup_expr: str, help_text: str) -> None:
         super().__init__(
-            field_name="birthday",
+            field_name=column.name,
             lookup_expr=lookup_expr,
             help_text=help_text,
             validators=[
@@ -299,28 +309,91 @@ class BirthdayBound(ListFilter, django_filters.DateFilter):
                 MaxValueValidator(NO_BIRTHDAY - dt.timedelta(days=1)),
             ],
         )
+        self.key = column.key
+        self.nullable = column.key != column.name
 
     def condition(self, value: dt.date) -> Q:
-        if self.lookup_expr == "gte":
-            # Born on or after a date: not the customers without a birthday,
-            # whose key is NO_BIRTHDAY. Still one range of the index.
-            return Q(birthday_key__gte=Param(value), birthday_key__lt=NO_BIRTHDAY)
-        return Q(birthday_key__lte=Param(value))
+        if self.lookup_expr == "gte" and self.nullable:
+            # On or after a date: not the rows without one, whose key is the
+            # stand-in. Still one range of the index.
+            return Q(**{f"{self.key}__gte": Param(value), f"{self.key}__lt": NO_BIRTHDAY})
+        return Q(**{f"{self.key}__{self.lookup_expr}": Param(value)})
 
     def sample_test(self, sample: ListSample, value: dt.date) -> np.ndarray:
-        test = sample.compare("birthday_key", self.lookup_expr, value.toordinal())
-        if self.lookup_expr == "gte":
-            test &= sample.compare("birthday_key", "lt", NO_BIRTHDAY.toordinal())
+        test = sample.compare(self.key, self.lookup_expr, value.toordinal())
+        if self.lookup_expr == "gte" and self.nullable:
+            test &= sample.compare(self.key, "lt", NO_BIRTHDAY.toordinal())
         return test
 
 
-#: Parameters that bound one range: (start, end).
-RANGES = (
-    ("created_from", "created_to"),
-    ("birthday_from", "birthday_to"),
-    ("points_min", "points_max"),
-    ("last_activity_from", "last_activity_to"),
-)
+def list_filters(table: ReadTable) -> dict[str, ListFilter]:
+    """The list's filters, by parameter name, from the read table's
+    declaration (each column's :class:`core.read_table.Filter`)."""
+    filters: dict[str, ListFilter] = {}
+    for column in table.columns:
+        kind, source = column.listed.filter, column.source
+        label = str(source.verbose_name)
+        if kind is Filter.KNOWN:
+            filters[column.name] = KnownValueSubstring(
+                column.name, f"Substring of the {label}, any case."
+            )
+        elif kind is Filter.SUBSTRING:
+            filters[column.name] = Substring(column.name, f"Substring of the {label}, any case.")
+        elif kind is Filter.CHOICE:
+            choices = ", ".join(f"{value} ({name.lower()})" for value, name in source.choices)
+            filters[column.name] = Choice(
+                field_name=column.name, choices=source.choices, help_text=f"{choices}."
+            )
+        elif kind is Filter.EXACT and isinstance(column.field, models.IntegerField):
+            filters[column.name] = BoundedInteger(
+                field_name=column.name,
+                min_value=1,
+                max_value=BIGINT_MAX,
+                help_text=f"Exact {label}.",
+            )
+        elif kind is Filter.EXACT:
+            filters[column.name] = Exact(
+                field_name=column.name, max_length=source.max_length, help_text=f"Exact {label}."
+            )
+            filters[column.name].source = source
+        elif kind is Filter.RANGE:
+            filters.update(range_filters(column, label))
+    return filters
+
+
+def range_filters(column: Column, label: str) -> dict[str, ListFilter]:
+    """The two bounds of an inclusive range: ``_from``/``_to`` of a time or a
+    date, ``_min``/``_max`` of a number."""
+    name, field, label = column.name, column.field, label.capitalize()
+    if isinstance(field, models.DateTimeField):
+        return {
+            f"{name}_from": InstantBound(name, upper=False, help_text=f"{label} on or after."),
+            f"{name}_to": InstantBound(name, upper=True, help_text=f"{label} on or before."),
+        }
+    if isinstance(field, models.DateField):
+        return {
+            f"{name}_from": DateBound(column, "gte", f"{label} on or after (YYYY-MM-DD)."),
+            f"{name}_to": DateBound(column, "lte", f"{label} on or before (YYYY-MM-DD)."),
+        }
+    limits = {"min_value": INTEGER_MIN, "max_value": INTEGER_MAX}
+    return {
+        f"{name}_min": BoundedInteger(
+            field_name=name, lookup_expr="gte", help_text=f"{label}: at least this.", **limits
+        ),
+        f"{name}_max": BoundedInteger(
+            field_name=name, lookup_expr="lte", help_text=f"{label}: at most this.", **limits
+        ),
+    }
+
+
+def range_pairs(names: list[str]) -> tuple[tuple[str, str], ...]:
+    """Parameters that bound one range, as (start, end)."""
+    return tuple(
+        (name, name.removesuffix(low) + high)
+        for name in names
+        for low, high in (("_from", "_to"), ("_min", "_max"))
+        if name.endswith(low)
+    )
 
 
 def range_errors(cleaned: Mapping[str, Any]) -> dict[str, str]:
@@ -347,45 +420,19 @@ class RangeCheckForm(forms.Form):
         return cleaned
 
 
-class CustomerFilter(django_filters.FilterSet):
-    # Case-insensitive substrings.
-    first_name = KnownValueSubstring("first_name", "Substring of the first name, any case.")
-    last_name = KnownValueSubstring("last_name", "Substring of the last name, any case.")
-    city = KnownValueSubstring("city", "Substring of the city, any case.")
-    country = KnownValueSubstring("country", "Substring of the country, any case.")
-    phone_number = Substring("phone_number", "Substring of the phone number.")
-    # Exact.
-    id = BoundedInteger(min_value=1, max_value=BIGINT_MAX, help_text="The customer's id.")
-    gender = Choice(choices=AppUser.Gender.choices, help_text="m (male), f (female) or o (other).")
-    customer_id = Exact(max_length=64, help_text="Exact customer number.")
-    city_code = Exact(field_name="city_code", max_length=20, help_text="Exact postal code.")
-    # Inclusive ranges.
-    created_from = InstantBound("created", upper=False, help_text="Created on or after.")
-    created_to = InstantBound("created", upper=True, help_text="Created on or before.")
-    birthday_from = BirthdayBound("gte", "Born on or after (YYYY-MM-DD).")
-    birthday_to = BirthdayBound("lte", "Born on or before (YYYY-MM-DD).")
-    points_min = BoundedInteger(
-        field_name="points",
-        lookup_expr="gte",
-        min_value=INTEGER_MIN,
-        max_value=INTEGER_MAX,
-        help_text="At least this many loyalty points.",
-    )
-    points_max = BoundedInteger(
-        field_name="points",
-        lookup_expr="lte",
-        min_value=INTEGER_MIN,
-        max_value=INTEGER_MAX,
-        help_text="At most this many loyalty points.",
-    )
-    last_activity_from = InstantBound(
-        "last_activity", upper=False, help_text="Last active on or after."
-    )
-    last_activity_to = InstantBound(
-        "last_activity", upper=True, help_text="Last active on or before."
-    )
+class CustomerFilterMeta:
+    model = CustomerRow
+    fields: list[str] = []
+    form = RangeCheckForm
 
-    class Meta:
-        model = CustomerRow
-        fields: list[str] = []
-        form = RangeCheckForm
+
+#: The list's filters: one, or a range's two, per column the read table
+#: (core.models.CustomerRow) declares filterable.
+CustomerFilter: type[django_filters.FilterSet] = type(
+    "CustomerFilter",
+    (django_filters.FilterSet,),
+    {**list_filters(read_table(CustomerRow)), "Meta": CustomerFilterMeta},
+)
+
+#: Parameters that bound one range: (start, end).
+RANGES = range_pairs(list(CustomerFilter.base_filters))

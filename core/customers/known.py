@@ -19,15 +19,11 @@ from dataclasses import dataclass
 
 from django.db import connections
 
+from core.models import CustomerRow
+from core.read_table import Search, read_table
 from crm.replicas import read_alias
 
-from . import plans
-
-#: How similar a word must be to a city's name to be read as that city: well
-#: above the names' 0.25 (``pg_trgm.similarity_threshold`` on this project's
-#: sessions), so that "mary" (0.25 to "Marseille") stays a name while
-#: "viena" (0.63 to "Vienna") is the city.
-CITY_SIMILARITY = 0.5
+from . import tunables
 
 
 @dataclass(frozen=True)
@@ -42,24 +38,29 @@ class Containing:
         return (
             "(SELECT %s, field, value FROM core_searchterm "
             "WHERE field = %s AND upper(value) LIKE upper(%s) LIMIT %s)",
-            [slot, self.field, pattern + "%", plans.MAX_VALUES + 1],
+            [slot, self.field, pattern + "%", tunables.MAX_VALUES + 1],
         )
+
+
+#: The columns whose known values a search word may be similar to: names, and places.
+NAMES = [c.name for c in read_table(CustomerRow).columns if c.listed.search is Search.NAME]
+PLACES = [c.name for c in read_table(CustomerRow).columns if c.listed.search is Search.PLACE]
 
 
 @dataclass(frozen=True)
 class Similar:
-    """The first and last names trigram-similar to ``word`` (pg_trgm's ``%``,
-    through SearchTerm's trigram index), and the cities clearly similar to it."""
+    """The names trigram-similar to ``word`` (pg_trgm's ``%``, through
+    SearchTerm's trigram index), and the places clearly similar to it."""
 
     word: str
 
     def sql(self, slot: int) -> tuple[str, list]:
         return (
             "(SELECT %s, field, value FROM core_searchterm "
-            "WHERE upper(value) %% %s AND field IN ('first_name', 'last_name') "
+            "WHERE upper(value) %% %s AND field = ANY(%s) "
             "UNION ALL SELECT %s, field, value FROM core_searchterm "
-            "WHERE field = 'city' AND similarity(upper(value), %s) >= %s)",
-            [slot, self.word, slot, self.word, CITY_SIMILARITY],
+            "WHERE field = ANY(%s) AND similarity(upper(value), %s) >= %s)",
+            [slot, self.word, NAMES, slot, PLACES, self.word, tunables.CITY_SIMILARITY],
         )
 
 

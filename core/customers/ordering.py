@@ -2,8 +2,9 @@
 
 ``?ordering=last_name,-created`` becomes an :class:`Ordering`: the requested
 sort keys plus tie-breakers, so that every row has one place and pages never
-overlap or skip rows. Every sortable field is a column of the read table with
-a ``(field, …, id)`` b-tree (:data:`INDEXED_ORDERS`); :func:`rows_after`
+overlap or skip rows. Every sortable field is a column of the read table
+declared sortable (:class:`core.models.CustomerRow`) with a ``(field, …, id)``
+b-tree in its ``Meta.indexes`` (:data:`INDEXED_ORDERS`); :func:`rows_after`
 writes "the rows after this one" as a SQL row comparison on exactly those
 columns, which PostgreSQL turns into an index seek, so page 50,000 costs
 what page 1 costs.
@@ -15,7 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import models
 from django.db.models import BooleanField, Expression, F, Func, OrderBy, Q, Value
+
+from core.models import CustomerRow
+from core.read_table import Column, Filter, ReadTable, Sort, read_table
 
 
 class RowComparison(Expression):
@@ -73,36 +78,85 @@ class SortField:
     few_ties: bool = False
 
 
-#: The ordering whitelist: public name -> how to sort by it.
-SORT_FIELDS: dict[str, SortField] = {
-    "id": SortField(F("id"), "int", unique=True, few_ties=True),
-    "first_name": SortField(F("first_name"), "str"),
-    "last_name": SortField(F("last_name"), "str"),
-    "customer_id": SortField(F("customer_id"), "str", unique=True, few_ties=True),
-    "birthday": SortField(F("birthday_key"), "date", few_ties=True),
-    "created": SortField(F("created"), "datetime", few_ties=True),
-    "last_updated": SortField(F("last_updated"), "datetime", few_ties=True),
-    "address__city": SortField(F("city"), "str"),
-    "address__country": SortField(F("country"), "str"),
-    "relationship__points": SortField(F("points"), "int"),
-    "relationship__last_activity": SortField(F("last_activity"), "datetime", few_ties=True),
-}
+#: How a key value of each column type travels in a cursor.
+KINDS: tuple[tuple[type[models.Field], str], ...] = (
+    (models.DateTimeField, "datetime"),
+    (models.DateField, "date"),
+    (models.IntegerField, "int"),
+    (models.CharField, "str"),
+)
 
-#: The orders the read table's b-trees hold (core.models.CustomerRow's
-#: indexes, and its primary key), as sortable fields: a walk of one, forwards
-#: or backwards, yields any ordering that is a prefix of it in one direction.
-INDEXED_ORDERS: tuple[tuple[str, ...], ...] = (
-    ("id",),
-    ("first_name", "last_name", "id"),
-    ("last_name", "first_name", "id"),
-    ("customer_id",),
-    ("birthday", "id"),
-    ("created", "id"),
-    ("last_updated", "id"),
-    ("address__city", "id"),
-    ("address__country", "address__city", "id"),
-    ("relationship__points", "id"),
-    ("relationship__last_activity", "id"),
+
+def sort_fields(table: ReadTable) -> dict[str, SortField]:
+    """The ordering whitelist, from the read table's declaration: each column
+    declared sortable, by its public name (``address__city``), sorted by its
+    key column (the birthday by ``birthday_key``)."""
+    fields = {}
+    for column in table.columns:
+        if column.listed.sort is None:
+            continue
+        key = CustomerRow._meta.get_field(column.key)
+        key = getattr(key, "output_field", None) or key  # a generated column's type
+        kind = next(kind for field_type, kind in KINDS if isinstance(key, field_type))
+        sort = column.listed.sort
+        fields[public_name(table, column)] = SortField(
+            F(column.key),
+            kind,
+            unique=sort is Sort.UNIQUE,
+            few_ties=sort in (Sort.UNIQUE, Sort.FEW_TIES),
+        )
+    return fields
+
+
+def public_name(table: ReadTable, column: Column) -> str:
+    """A column's name in the API: the source's, under its nested object (``address__city``)."""
+    group = table.join_of(column).group
+    return f"{group}__{column.source.name}" if group else column.source.name
+
+
+def indexed_orders(table: ReadTable) -> tuple[tuple[str, ...], ...]:
+    """The orders the read table's b-trees hold (its primary key and
+    ``Meta.indexes``), in sortable fields' names; a b-tree over a column
+    nobody sorts by (``city_code``) orders nothing the list asks for."""
+    names = {
+        column.key: public_name(table, column) for column in table.columns if column.listed.sort
+    }
+    return tuple(
+        tuple(names[c] for c in order)
+        for order in table.btree_orders()
+        if all(c in names for c in order)
+    )
+
+
+def few_ties_pairs(table: ReadTable) -> set[tuple[str, str]]:
+    """Pairs of fields that lead a b-tree and leave few ties together (a
+    first and a last name: full names are nearly unique)."""
+    paired = {public_name(table, c) for c in table.columns if c.listed.sort is Sort.PAIRED}
+    return {
+        order[:2] for order in indexed_orders(table) if set(order[:2]) <= paired and len(order) > 1
+    }
+
+
+TABLE = read_table(CustomerRow)
+
+#: The ordering whitelist: public name -> how to sort by it.
+SORT_FIELDS: dict[str, SortField] = sort_fields(TABLE)
+
+#: The orders the read table's b-trees hold, as sortable fields: a walk of
+#: one, forwards or backwards, yields any ordering that is a prefix of it in
+#: one direction.
+INDEXED_ORDERS: tuple[tuple[str, ...], ...] = indexed_orders(TABLE)
+
+#: Filter columns one b-tree of the read table holds together, first and
+#: second, each compared with the known values a text matched: both
+#: conditions are read through it at once (``country = 'United States' AND
+#: city IN (…)`` finds the 0 customers of both in the (country, city, id)
+#: index, where either alone reads tens of thousands).
+READ_TOGETHER: tuple[tuple[str, str], ...] = tuple(
+    (order[0], order[1])
+    for order in TABLE.btree_orders()
+    if len(order) > 1
+    and {order[0], order[1]} <= {c.name for c in TABLE.columns if c.listed.filter is Filter.KNOWN}
 )
 
 #: The ranking of ?search= (see core.customers.search); not requestable by name.
@@ -199,9 +253,9 @@ class Unindexed(Func):
         super().__init__(expression, template=self.NO_OPS[kind])
 
 
-#: Index orders whose first two fields leave few ties: full names are
-#: nearly unique, so whatever sorts their ties costs little.
-FEW_TIES_PAIRS = {("first_name", "last_name"), ("last_name", "first_name")}
+#: Index orders whose first two fields leave few ties: whatever sorts their
+#: ties costs little.
+FEW_TIES_PAIRS = few_ties_pairs(TABLE)
 
 
 def indexed_order(fields: Sequence[tuple[str, bool]]) -> tuple[str, ...] | None:

@@ -13,7 +13,7 @@ combination of filters is estimated by counting the sampled rows that meet
 all of them, correlations included, in well under a millisecond and with no
 SQL. How many rows, and how often they are read again in the background (no
 request waits for it but a process's first), are
-:data:`core.customers.plans.SAMPLE_SIZE` and ``SAMPLE_SECONDS``.
+:data:`core.customers.tunables.SAMPLE_SIZE` and ``SAMPLE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -26,32 +26,45 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, models
 
-from .plans import SAMPLE_SECONDS, SAMPLE_SIZE
+from core.models import CustomerRow
+from core.read_table import read_table
 
-#: The sampled columns, and how each is read: text as it is (a substring
+from .tunables import SAMPLE_MAX_DRAWS, SAMPLE_SECONDS, SAMPLE_SIZE, SKIPPED
+
+#: How the sample reads a column of each type: text as it is (a substring
 #: test upper-cases it, see ListSample.upper), times as microseconds since
-#: 1970 and the birthday key as its ordinal, as floats (NaN: none), so that a
-#: range is one NumPy comparison and a walk's order one ``argsort``.
-SAMPLED: dict[str, tuple[str, type]] = {
-    "id": ("id::float8", float),
-    "first_name": ("first_name", str),
-    "last_name": ("last_name", str),
-    "gender": ("gender", str),
-    "customer_id": ("customer_id", str),
-    "phone_number": ("phone_number", str),
-    "birthday_key": ("(birthday_key - date '0001-01-01' + 1)::float8", float),
-    "created": ("extract(epoch FROM created)::float8 * 1e6", float),
-    "last_updated": ("extract(epoch FROM last_updated)::float8 * 1e6", float),
-    "city_code": ("city_code", str),
-    "city": ("city", str),
-    "country": ("country", str),
-    "points": ("points::float8", float),
-    "last_activity": ("extract(epoch FROM last_activity)::float8 * 1e6", float),
+#: 1970 and dates as their ordinal, as floats (NaN: none), so that a range is
+#: one NumPy comparison and a walk's order one ``argsort``.
+READ_AS: dict[type[models.Field], tuple[str, type]] = {
+    models.CharField: ("{}", str),
+    models.DateTimeField: ("extract(epoch FROM {})::float8 * 1e6", float),
+    models.DateField: ("({} - date '0001-01-01' + 1)::float8", float),
+    models.IntegerField: ("{}::float8", float),
 }
 
-TABLE = "core_customer_list"
+
+def sampled_columns() -> dict[str, tuple[str, type]]:
+    """The columns the list filters, sorts or searches by (each one's key
+    column: the birthday's ``birthday_key``), and how each is read."""
+    table = read_table(CustomerRow)
+    columns = {}
+    for column in table.columns:
+        used = column.listed.filter or column.listed.sort or column.listed.search
+        if not used:
+            continue
+        field = CustomerRow._meta.get_field(column.key)
+        field = getattr(field, "output_field", None) or field  # a generated column's type
+        expression, kind = next(v for t, v in READ_AS.items() if isinstance(field, t))
+        columns[column.key] = (expression.format(column.key), kind)
+    return columns
+
+
+#: The sampled columns, and how each is read.
+SAMPLED = sampled_columns()
+
+TABLE = CustomerRow._meta.db_table
 
 
 def instant_number(instant: dt.datetime) -> float:
@@ -212,11 +225,6 @@ class ListSample:
         return (skipped + wanted * spacing) * self.scale
 
 
-#: Spacings of the matches before the first sampled one past which a walk is
-#: taken to pass a stretch without matches first (see :meth:`ListSample.walk`).
-SKIPPED = 5
-
-
 def read_sample(alias: str, size: int = SAMPLE_SIZE, seed: int = 0) -> ListSample:
     """A uniform sample of about ``size`` rows of the read table on ``alias``.
 
@@ -224,7 +232,7 @@ def read_sample(alias: str, size: int = SAMPLE_SIZE, seed: int = 0) -> ListSampl
     largest (primary-key look-ups: a few hundred milliseconds at any size,
     where ``TABLESAMPLE BERNOULLI`` reads the whole table and ``SYSTEM``
     samples whole pages of neighbouring customers); ids nobody has any more
-    draw nothing. A table of fewer than ``2 * size`` rows is read whole.
+    draw nothing. A table of at most ``size`` rows is read whole.
     """
     select = ", ".join(expression for expression, _ in SAMPLED.values())
     with connections[alias].cursor() as cursor:
@@ -238,13 +246,13 @@ def read_sample(alias: str, size: int = SAMPLE_SIZE, seed: int = 0) -> ListSampl
                 0, {name: np.array([], dtype=kind) for name, (_, kind) in SAMPLED.items()}
             )
         span = high - low + 1
-        if estimated < 2 * size or span < 2 * size:
+        if estimated <= size or span <= size:
             cursor.execute(f"SELECT {select} FROM {TABLE}")
             rows = cursor.fetchall()
             table_rows = len(rows)
         else:
             # Ids drawn so that about `size` exist where some are missing.
-            draws = min(span, round(size * span / estimated), 5 * size)
+            draws = min(span, round(size * span / estimated), SAMPLE_MAX_DRAWS * size)
             ids = np.random.default_rng(seed).choice(span, size=draws, replace=False) + low
             cursor.execute(f"SELECT {select} FROM {TABLE} WHERE id = ANY(%s)", [ids.tolist()])
             rows = cursor.fetchall()

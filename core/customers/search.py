@@ -19,6 +19,10 @@ import numpy as np
 from django.db.models import Case, F, FloatField, Q, QuerySet, Value, When
 from django.db.models.functions import Cast, Greatest
 
+from core.models import CustomerRow
+from core.read_table import Column, Search, read_table
+
+from . import tunables
 from .distinct import distinct_values_sql
 from .filters import CustomerFilter, has_trigram, one_of
 from .known import Similar, look_up
@@ -26,12 +30,19 @@ from .ordering import SEARCH_RANK
 from .sample import ListSample
 from .statements import AnyOf, Param
 
-#: Words of a search beyond this many are ignored.
-MAX_SEARCH_WORDS = 4
+TABLE = read_table(CustomerRow)
+
+#: The columns a word of ``?search=`` looks up, by how (each column's
+#: :class:`core.read_table.Search`): similar names, clearly similar places,
+#: the word itself, a word with a digit as a substring.
+SEARCHED: dict[Search, list[Column]] = {
+    kind: [c for c in TABLE.columns if c.listed.search is kind] for kind in Search
+}
 
 
 def search_words(text: str) -> list[str]:
-    return [word.upper() for word in text.split()][:MAX_SEARCH_WORDS]
+    """The words of a search, as typed (the first few)."""
+    return text.split()[: tunables.MAX_SEARCH_WORDS]
 
 
 class UnsearchableWord(ValueError):
@@ -44,58 +55,73 @@ def check_searchable(text: str) -> None:
     for word in search_words(text):
         if re.search(r"\d", word) and not has_trigram(word):
             raise UnsearchableWord(
-                f"{word!r} is too short to look up in phone numbers: give at least "
+                f"{word.upper()!r} is too short to look up in phone numbers: give at least "
                 "three letters or digits in a row."
             )
 
 
 @dataclass(frozen=True)
 class SearchWord:
-    """One word of a search and the known values it stands for: the cities
-    clearly similar to it (then it means those cities), else the similar
-    first and last names."""
+    """One word of a search and the known values it stands for: the places
+    clearly similar to it (then it means those places), else the similar
+    names, by column."""
 
     word: str
-    cities: list[str] = field(default_factory=list)
-    first_names: list[str] = field(default_factory=list)
-    last_names: list[str] = field(default_factory=list)
+    similar: dict[str, list[str]] = field(default_factory=dict)
 
     @property
-    def phone(self) -> bool:
-        """Is it looked up in phone numbers? Only a word with a digit can be in one."""
+    def upper(self) -> str:
+        return self.word.upper()
+
+    @property
+    def places(self) -> list[Column]:
+        return [c for c in SEARCHED[Search.PLACE] if self.similar.get(c.name)]
+
+    @property
+    def digits(self) -> bool:
+        """Is it looked up as a substring? Only a word with a digit can be in a number."""
         return bool(re.search(r"\d", self.word))
 
+    def exact_values(self, column: Column) -> list[str]:
+        """The word as the column's source field stores it, as typed or upper-cased."""
+        return sorted({column.source.get_prep_value(w) for w in (self.word, self.upper)})
+
     def condition(self) -> Q:
-        if self.cities:
-            return one_of("city", self.cities)
-        ways = (
-            one_of("first_name", self.first_names)
-            | one_of("last_name", self.last_names)
-            | Q(customer_id=Param(self.word))
-        )
-        if self.phone:
-            # As ?phone_number= looks it up: through the trigram index.
-            ways |= CustomerFilter.base_filters["phone_number"].condition(self.word)
+        if self.places:
+            ways = Q()
+            for column in self.places:
+                ways |= one_of(column.name, self.similar[column.name])
+            return ways
+        ways = Q()
+        for column in SEARCHED[Search.NAME]:
+            ways |= one_of(column.name, self.similar.get(column.name, []))
+        for column in SEARCHED[Search.EXACT]:
+            ways |= one_of(column.name, self.exact_values(column))
+        if self.digits:
+            for column in SEARCHED[Search.DIGITS]:
+                # As ?<column>= looks it up: through the trigram index.
+                ways |= CustomerFilter.base_filters[column.name].condition(self.upper)
         return ways
 
     def rank(self) -> Any:
-        if self.cities:
-            return closeness_case("city", self.word, self.cities)
-        return Greatest(
-            closeness_case("first_name", self.word, self.first_names),
-            closeness_case("last_name", self.word, self.last_names),
-        )
+        columns = self.places or SEARCHED[Search.NAME]
+        cases = [closeness_case(c.name, self.upper, self.similar.get(c.name, [])) for c in columns]
+        return cases[0] if len(cases) == 1 else Greatest(*cases)
 
     def sample_test(self, sample: ListSample) -> np.ndarray:
-        if self.cities:
-            return sample.isin("city", self.cities)
-        matches = (
-            sample.isin("first_name", self.first_names)
-            | sample.isin("last_name", self.last_names)
-            | sample.equals("customer_id", self.word)
-        )
-        if self.phone:
-            matches |= sample.contains("phone_number", self.word)
+        matches = np.zeros(sample.size, dtype=bool)
+        if self.places:
+            for column in self.places:
+                matches |= sample.isin(column.name, self.similar[column.name])
+            return matches
+        for column in SEARCHED[Search.NAME]:
+            matches |= sample.isin(column.name, self.similar.get(column.name, []))
+        for column in SEARCHED[Search.EXACT]:
+            for value in self.exact_values(column):
+                matches |= sample.equals(column.name, value)
+        if self.digits:
+            for column in SEARCHED[Search.DIGITS]:
+                matches |= sample.contains(column.name, self.upper)
         return matches
 
 
@@ -111,15 +137,7 @@ class SearchMatch:
         """The match of ``words``, given what :class:`core.customers.known.Similar`
         found for each."""
         return cls(
-            tuple(
-                SearchWord(
-                    word,
-                    cities=values.get("city", []),
-                    first_names=values.get("first_name", []),
-                    last_names=values.get("last_name", []),
-                )
-                for word, values in zip(words, found, strict=True)
-            )
+            tuple(SearchWord(word, dict(values)) for word, values in zip(words, found, strict=True))
         )
 
     @property
@@ -158,7 +176,7 @@ class SearchMatch:
 def search_match(text: str) -> SearchMatch:
     """Customers matching every word of ``text``, typos allowed, the closest first.
 
-    A word that is clearly similar to a city's name (see CITY_SIMILARITY)
+    A word that is clearly similar to a city's name (see core.customers.tunables.CITY_SIMILARITY)
     keeps that city's customers; any other word must be trigram-similar to
     the first or last name, be the customer number, or (a word with a
     digit) be part of the phone number. Similar names are looked up among
@@ -175,7 +193,7 @@ def search_match(text: str) -> SearchMatch:
     distinct name, and reaches SQL as a ``CASE`` over those names.
     """
     words = search_words(text)
-    return SearchMatch.of(words, look_up([Similar(word) for word in words]))
+    return SearchMatch.of(words, look_up([Similar(word.upper()) for word in words]))
 
 
 def closeness(word: str, name: str) -> float:
@@ -230,7 +248,7 @@ def closeness_case(column: str, word: str, values: list[str]) -> Any:
 
 #: The read table's columns whose distinct values SearchTerm keeps, each the
 #: first column of one of its b-trees (a loose index scan reads them).
-KNOWN_FIELDS = ("first_name", "last_name", "city", "country")
+KNOWN_FIELDS = tuple(column.name for column in TABLE.known_columns())
 
 
 def search_terms_rebuild(cursor) -> None:
