@@ -92,10 +92,9 @@ def page_of(url: str, size: int = 50) -> tuple[str, list]:
 
     from core.api.params import LIST_PARAMETERS
     from core.customers.page_statement import page_statement
+    from core.customers.plans import PagePosition, plan
     from core.customers.selectors import customer_list
 
     query = LIST_PARAMETERS.validate(QueryDict(url.partition("?")[2]))
     customers = customer_list(filters=query.filters, ordering=query.ordering, search=query.search)
-    return page_statement(
-        customers, reverse=False, offset=0, limit=size, boundary=None, count="none"
-    )
+    return page_statement(plan(customers, PagePosition(0, size), "none"))

@@ -17,7 +17,10 @@ the step itself is timed:
   sort that intersects two filters' indexes pays per entry before it reads
   a row), from the bitmap index scans of such a plan;
 * ``sort_row_us``: a match sorted by a key no index holds (a top-N sort of
-  its page), above reading and counting it.
+  its page), above reading and counting it;
+* ``sample_read_s``: reading the planning sample
+  (:func:`core.customers.sample.read_sample`), statement and arrays, as a
+  process does when it starts and every few minutes after.
 
 Each walk's cost is printed beside how closely its field follows the rows
 (PostgreSQL's own ``pg_stats.correlation``), which is what
@@ -32,6 +35,8 @@ import time
 from dataclasses import dataclass
 
 from django.db import connection
+
+from core.customers.sample import read_sample
 
 #: Entries a walk reads, and rows a read finds, at most (fewer on small data).
 WALKED = 100_000
@@ -50,6 +55,7 @@ class PlanCosts:
     sequential_row_us: float
     index_entry_us: float
     sort_row_us: float
+    sample_read_s: float
     customers: int
     walked: int
     read: int
@@ -62,6 +68,7 @@ class PlanCosts:
             "sequential_row_us": f"{self.sequential_row_us:.3f}",
             "index_entry_us": f"{self.index_entry_us:.3f}",
             "sort_row_us": f"{self.sort_row_us:.3f}",
+            "sample_read_s": f"{self.sample_read_s:.3f}",
             "customers": self.customers,
             "walked": self.walked,
             "read": self.read,
@@ -158,6 +165,11 @@ def measure(repeat: int = 7) -> PlanCosts:
         scanning = _timed(cursor, f"SELECT count(*) FROM core_customer_list WHERE {NOBODY}", [], 3)
         entry = _bitmap_entry_seconds(cursor, bound, repeat)
         cursor.execute("RESET max_parallel_workers_per_gather")
+    sample_reads = []
+    for seed in range(repeat + 1):
+        started = time.perf_counter()
+        read_sample(connection.alias, seed=seed)
+        sample_reads.append(time.perf_counter() - started)
     micro = 1e6
     scattered = [walks[order] for order in SCATTERED_ORDERS] + [reading / found]
     sequential = [walks[order] for order in SEQUENTIAL_ORDERS] + [scanning / customers]
@@ -166,6 +178,7 @@ def measure(repeat: int = 7) -> PlanCosts:
         sequential_row_us=statistics.median(sequential) * micro,
         index_entry_us=entry * micro,
         sort_row_us=max(0.0, sorting - counting) / found * micro,
+        sample_read_s=statistics.median(sample_reads[1:]),
         customers=customers,
         walked=walked,
         read=found,

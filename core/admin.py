@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ORDER_VAR, PAGE_VAR, SEARCH_VAR, ChangeList
@@ -28,6 +27,7 @@ from django.db.models import QuerySet
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
+from .customers import plans
 from .customers.ordering import SEARCH_RANK
 from .customers.search import search_match, search_words
 from .models import Address, AppUser, CustomerRelationship, CustomerRow, SearchTerm
@@ -38,20 +38,19 @@ SEARCH_MAX_LENGTH = 100
 
 
 class EstimatedCountPaginator(Paginator):
-    """A paginator whose count is exact below ``CRM_EXACT_COUNT_THRESHOLD``
-    (counted, stopping just past it) and the planner's estimate above, as
-    the API says "about"."""
+    """A paginator that counts as the API does (:func:`core.customers.plans.bounded_count`):
+    exactly up to ``CRM_EXACT_COUNT_THRESHOLD`` (counting stops just past
+    it), the planner's estimate above, said "about"."""
 
     count_is_estimate = False
 
     @cached_property
     def count(self) -> int:
-        threshold = settings.CRM_EXACT_COUNT_THRESHOLD
+        threshold = plans.exact_count_threshold()
         counted = self.object_list.values("pk")[: threshold + 1].count()
-        if counted <= threshold:
-            return counted
-        self.count_is_estimate = True
-        return max(counted, planner_rows(self.object_list))
+        estimated = planner_rows(self.object_list) if counted > threshold else counted
+        count, self.count_is_estimate = plans.bounded_count(counted, estimated, threshold)
+        return count
 
 
 def planner_rows(queryset: QuerySet) -> int:

@@ -13,7 +13,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import numpy as np
-from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.http import QueryDict
 from django.test import Client
@@ -23,7 +22,7 @@ from core.api.params import LIST_PARAMETERS
 from core.customers.cursors import cursor_position
 from core.customers.page_statement import page_statement
 from core.customers.pagination import CustomerPagination
-from core.customers.plans import count_plan
+from core.customers.plans import PagePosition, plan
 from core.customers.selectors import customer_list
 from core.security.api_users import api_user_create
 
@@ -324,21 +323,15 @@ def time_plans(result: Result, repeat: int) -> None:
     if "page" in query.options:
         offset = (query.options["page"] - 1) * size
     if "cursor" in query.options:
-        boundary, reverse = cursor_position(
+        values, reverse = cursor_position(
             query.options["cursor"], query.ordering, salt=CustomerPagination.cursor_salt
         )
-    counting = count_plan(customers.estimate, "estimated", settings.CRM_EXACT_COUNT_THRESHOLD)
-    for plan in ("chosen", "walk", "sort"):
-        sql, sql_params = page_statement(
-            customers,
-            reverse=reverse,
-            offset=offset,
-            limit=size + 1,
-            boundary=boundary,
-            count=counting,
-            forced=None if plan == "chosen" else plan,
-        )
-        setattr(result, f"{plan}_ms", _timed_sql(sql, sql_params, repeat))
+        boundary = tuple(values)
+    position = PagePosition(offset, size + 1, boundary, reverse)
+    for kind in ("chosen", "walk", "sort"):
+        chosen = plan(customers, position, "estimated", forced=None if kind == "chosen" else kind)
+        sql, sql_params = page_statement(chosen)
+        setattr(result, f"{kind}_ms", _timed_sql(sql, sql_params, repeat))
 
 
 #: A forced plan is timed over about this long at most (its slow ones take

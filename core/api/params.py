@@ -25,6 +25,7 @@ from core.customers.export import FORMATS
 from core.customers.filters import CustomerFilter, InstantField, range_errors
 from core.customers.ordering import SORT_FIELDS, InvalidOrdering, Ordering, customer_ordering
 from core.customers.search import UnsearchableWord, check_searchable
+from core.customers.tunables import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 #: The filters' form class and its fields, built once (django-filter builds
 #: them per FilterSet).
@@ -118,8 +119,8 @@ class CustomerListParams(CustomerQueryParams):
     page_size = serializers.IntegerField(
         required=False,
         min_value=1,
-        max_value=500,
-        help_text="Rows per page, 1 to 500 (default 50).",
+        max_value=MAX_PAGE_SIZE,
+        help_text=f"Rows per page, 1 to {MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE}).",
     )
     cursor = serializers.CharField(
         required=False,
@@ -150,7 +151,7 @@ class CustomerExportParams(CustomerQueryParams):
 
 
 @dataclass(frozen=True)
-class CustomerQuery:
+class CustomerRequest:
     """A validated request for customers: which ones, in which order, and the
     view's own parameters (``page``, ``page_size``, ``cursor``, ``count``;
     ``format``), keyed by name."""
@@ -174,7 +175,7 @@ class StrictParameters:
         self.control_names = frozenset(self.control_fields) | {"format"}
         self.allowed = self.control_names | set(CustomerFilter.base_filters)
 
-    def validate(self, query: QueryDict) -> CustomerQuery:
+    def validate(self, query: QueryDict) -> CustomerRequest:
         """The request's parameters, or a 400 naming each invalid one."""
         errors: dict[str, list[str]] = {}
         for name in query:
@@ -229,7 +230,7 @@ class StrictParameters:
             raise ValidationError({name: [str(exc)]}) from None
         options.pop("ordering", None)
         options.pop("order_by", None)
-        return CustomerQuery(filters, search, ordering, options)
+        return CustomerRequest(filters, search, ordering, options)
 
     def openapi(self) -> list:
         """The OpenAPI parameters of the view, for ``extend_schema``."""

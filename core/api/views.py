@@ -23,6 +23,7 @@ from core.customers import selectors, services
 from core.customers.columns import customer_rows
 from core.customers.export import CustomerExport
 from core.customers.pagination import CustomerPagination
+from core.customers.tunables import MAX_PAGE_SIZE
 from core.customers.versions import customer_version
 from core.models import AppUser
 from core.security.export_slots import export_slot
@@ -33,7 +34,7 @@ from .params import (
     FILTER_FORM,
     LIST_PARAMETERS,
     PARAMETER_ERRORS,
-    CustomerQuery,
+    CustomerRequest,
 )
 from .renderers import DOWNLOAD_RENDERERS, FastJSONRenderer, FilterFormBrowsableAPIRenderer
 from .serializers import (
@@ -45,8 +46,8 @@ from .serializers import (
 )
 
 
-def customers(query: CustomerQuery):
-    """The selector's queryset for a validated query."""
+def customers(query: CustomerRequest) -> selectors.CustomerQuery:
+    """The selector's query for a validated request."""
     return selectors.customer_list(
         filters=query.filters, ordering=query.ordering, search=query.search
     )
@@ -60,7 +61,7 @@ class BrowsableListForm(FILTER_FORM):
     ordering = forms.CharField(
         required=False, max_length=500, help_text="e.g. -relationship__points,last_name"
     )
-    page_size = forms.IntegerField(required=False, min_value=1, max_value=500)
+    page_size = forms.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE)
 
 
 class CustomerApiView(ProtectedApiView):
@@ -177,7 +178,7 @@ class CustomerListApi(CustomerApiView):
     def get(self, request: Request) -> Response:
         query = LIST_PARAMETERS.validate(request.query_params)
         paginator = self.pagination_class()
-        rows = paginator.paginate_queryset(customers(query), request, **query.options)
+        rows = paginator.paginate(customers(query), request, **query.options)
         return paginator.get_paginated_response(customer_rows(rows))
 
     @extend_schema(

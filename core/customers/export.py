@@ -35,7 +35,7 @@ from crm.observability import metrics
 from crm.replicas import read_alias
 
 from .columns import GROUPS, OPTIONAL_GROUPS, ROW, Column
-from .selectors import CustomerList
+from .selectors import CustomerQuery
 
 #: Download formats, the default first.
 FORMATS = ("csv", "ndjson", "json")
@@ -90,16 +90,16 @@ def _json_object(aliases: dict[Column, str]) -> str:
     return ", ".join(parts) + ")"
 
 
-def customer_export_sql(customers: CustomerList, fmt: str) -> tuple[str, list]:
-    """The ``COPY … TO STDOUT`` statement that streams every matching row as ``fmt``."""
+def customer_export_sql(query: CustomerQuery, fmt: str) -> tuple[str, list]:
+    """The ``COPY … TO STDOUT`` statement that streams every matching row as ``fmt``.
+
+    Every match is read, so there is no plan to choose: PostgreSQL's own
+    planner reads them (see :meth:`CustomerQuery.matches`)."""
     aliases = {column: f"_x_{column.flat_name}" for column in ROW}
-    query = (
-        customers.matches()
-        .annotate(**{alias: column.expression() for column, alias in aliases.items()})
-        .values_list(*aliases.values())
-        .order_by(*customers.ordering.order_by())
+    rows = query.matches().annotate(
+        **{alias: column.expression() for column, alias in aliases.items()}
     )
-    sql, params = query.query.sql_with_params()
+    sql, params = rows.values_list(*aliases.values()).query.sql_with_params()
     if fmt == "csv":
         cells = ", ".join(f'{_csv_cell(a, c)} AS "{c.flat_name}"' for c, a in aliases.items())
         return (
@@ -178,14 +178,14 @@ class CustomerExport:
 
     def __init__(
         self,
-        customers: CustomerList,
+        query: CustomerQuery,
         fmt: str,
         *,
         timeout_ms: int,
         guard: AbstractContextManager | None = None,
     ) -> None:
         self.format = fmt
-        self.sql, self.params = customer_export_sql(customers, fmt)
+        self.sql, self.params = customer_export_sql(query, fmt)
         self.timeout_ms = timeout_ms
         self.guard = guard
         # Chosen before the guard opens anything on the primary: a transaction

@@ -1,11 +1,11 @@
 """The page statement: one SQL statement per page, its ids by the plan chosen,
 then their rows and the count.
 
-Written by the ORM once per shape of request and kept
-(:data:`PAGE_STATEMENTS`, see :mod:`core.customers.statements`): the walk of
-the ordering's index, the sort of the matches, or a bounded walk that falls
-back to the sort (:func:`plan_statement`), chosen by :func:`plan_budget` from
-the planning sample. :mod:`core.customers.pagination` runs it.
+Written from a :class:`core.customers.plans.Plan` (the walk of the ordering's
+index, the sort of the matches, or a bounded walk that falls back to the
+sort: :func:`plan_statement`), by the ORM once per shape of request, and kept
+(:data:`PAGE_STATEMENTS`, see :mod:`core.customers.statements`).
+:mod:`core.customers.pagination` runs it.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from django.conf import settings
 from django.db.models import (
     BigIntegerField,
+    BooleanField,
     Expression,
+    ExpressionWrapper,
     F,
+    Func,
     IntegerField,
     Q,
     QuerySet,
@@ -33,9 +35,8 @@ from django.db.models.sql.datastructures import BaseTable
 from core.models import CustomerRow
 
 from .columns import row_expressions
-from .ordering import Ordering, rows_after
-from .plans import BOUNDED, EXACT, walk_budget
-from .selectors import CustomerList, tested
+from .ordering import SEARCH_RANK, Ordering, rows_after
+from .plans import BOUNDED, EXACT, Plan
 from .statements import (
     SENTINELS,
     CompiledStatement,
@@ -43,7 +44,10 @@ from .statements import (
     StatementCache,
     compile_statement,
     compiling_shape,
+    param_values,
+    shape_of,
 )
+from .tunables import STATEMENT_CACHE_SIZE
 
 #: The page statement: the plan finds the page's ids (and the count, where
 #: a sort counts its matches as it reads them); only those rows are then read
@@ -68,89 +72,43 @@ SELECT * FROM ({sort}) sorted WHERE (SELECT needed FROM fallback)
 """
 
 
-#: A forced walk's budget: every entry of the index if need be.
-WALK_AS_FAR_AS_IT_TAKES = 2**62
-
 #: The ``_total`` of a plan that does not count.
 NO_TOTAL = Cast(Value(None), BigIntegerField())
 
-
-#: Compiled page statements kept per process (see
-#: :mod:`core.customers.statements`). A shape is the filters present (and
-#: what kind of value each has: a list of known names, a text to test, an
-#: inclusive or exclusive bound), the ordering and direction, cursor or not,
-#: the plan and the count's plan. bench_matrix's seed 1 at 3M (its 219
-#: combinations without a cursor, each with its next page) makes 291 shapes:
-#: they fit with room (test_statements checks it), so that a client's usual
-#: requests stay compiled while others come and go.
-STATEMENT_CACHE_SIZE = 512
-
-#: The compiled page statements of this process.
+#: The compiled page statements of this process (see
+#: :data:`core.customers.tunables.STATEMENT_CACHE_SIZE`).
 PAGE_STATEMENTS = StatementCache(STATEMENT_CACHE_SIZE)
 
 
-def page_statement(
-    customers: CustomerList,
-    *,
-    reverse: bool,
-    offset: int,
-    limit: int,
-    boundary: Sequence[Any] | None,
-    count: str,
-    forced: str | None = None,
-) -> tuple[str, list]:
+def page_statement(plan: Plan) -> tuple[str, list]:
     """The one statement that reads a page and its count (:data:`PAGE`),
     compiled once per shape (:data:`PAGE_STATEMENTS`) and given this
-    request's values.
-
-    ``forced`` ("walk" or "sort") overrides the plan's choice: what
-    bench_matrix times the choice against."""
-    budget = plan_budget(customers, reverse, offset + limit, boundary, forced)
+    request's values."""
+    position = plan.position
+    trees = (plan.access, plan.tests, plan.start, plan.rank)
     values = {
-        **customers.values,
-        "offset": offset,
-        "limit": limit,
-        "budget": budget,
-        "before_budget": budget - 1,
-        **{f"key{i}": value for i, value in enumerate(boundary or ())},
+        **param_values(*trees),
+        "offset": position.offset,
+        "limit": position.limit,
+        "budget": plan.budget,
+        "before_budget": plan.budget - 1,
+        **{f"key{i}": value for i, value in enumerate(position.boundary or ())},
     }
-    threshold = settings.CRM_EXACT_COUNT_THRESHOLD
-    keys = None if boundary is None else len(boundary)
+    keys = None if position.boundary is None else len(position.boundary)
+    walking = bool(plan.budget)
 
     def build() -> CompiledStatement:
         with compiling_shape():
-            sql, params = build_page_statement(customers, reverse, keys, count, bool(budget))
-        return compile_statement(sql, params)
+            sql, params = build_page_statement(plan, keys, walking)
+        return compile_statement(sql, params, *trees)
 
-    if customers.shape is None:
+    shape = shape_of(*trees, plan.ordering, plan.exact_walk)
+    if shape is None:
         statement = build()
     else:
-        shape = (customers.shape, reverse, keys, count, bool(budget), threshold)
-        statement = PAGE_STATEMENTS.get(shape, build)
+        key = (shape, position.reverse, keys, plan.count, walking, plan.threshold)
+        statement = PAGE_STATEMENTS.get(key, build)
     return statement.sql, statement.params(values)
-
-
-def plan_budget(
-    customers: CustomerList,
-    reverse: bool,
-    needed: int,
-    boundary: Sequence[Any] | None,
-    forced: str | None = None,
-) -> int:
-    """How many entries of the ordering's index a walk may read before the
-    page statement sorts the matches instead (0: sort at once), chosen by
-    :func:`core.customers.plans.walk_budget` from the sample's estimate.
-
-    A list that filters nothing is always walked, however deep: its ids
-    come from the index alone."""
-    if not customers.condition or forced == "walk":
-        return WALK_AS_FAR_AS_IT_TAKES
-    if forced == "sort" or not customers.ordering.indexed:
-        return 0
-    if customers.exact_walk:
-        return WALK_AS_FAR_AS_IT_TAKES  # every entry it reads is a match
-    expected = customers.walk_entries(needed, boundary, reverse)
-    return walk_budget(customers.estimate, expected, needed, customers.walk_follows())
 
 
 #: Where a compiled statement takes the request's paging values: sentinel
@@ -161,35 +119,48 @@ OFFSET, LIMIT, BUDGET, BEFORE_BUDGET = (
 )
 
 
-def build_page_statement(
-    customers: CustomerList, reverse: bool, keys: int | None, count: str, walking: bool
-) -> tuple[str, list]:
+def build_page_statement(plan: Plan, keys: int | None, walking: bool) -> tuple[str, list]:
     """The page statement of a shape: the plan's ids, then their rows, each
-    with the count where ``count`` asks for one (``COUNT(*) OVER ()`` where a
-    sort reads every match anyway; else a count of its own, stopped just
-    past the threshold where ``bounded``)."""
+    with the count where the plan counts (``COUNT(*) OVER ()`` where a sort
+    reads every match anyway; else a count of its own, stopped just past the
+    threshold where ``bounded``)."""
+    reverse = plan.position.reverse
     boundary = None if keys is None else [Param(None, slot=f"key{i}") for i in range(keys)]
-    plan_sql, plan_params = plan_statement(customers, reverse, boundary, count, walking)
-    counted_sql, counted_params = count_sql(customers, count)
+    plan_sql, plan_params = plan_statement(plan, boundary, walking)
+    counted_sql, counted_params = count_sql(plan)
     total = RawSQL(
         f"coalesce((SELECT _total FROM page LIMIT 1), {counted_sql})",
         counted_params,
         output_field=IntegerField(),
     )
-    ids = customers.rows().filter(id__in=RawSQL("SELECT id FROM page", []))
-    rows = selected(ids, customers.ordering, total).order_by(*customers.ordering.order_by(reverse))
+    ids = rows_of(plan).filter(id__in=RawSQL("SELECT id FROM page", []))
+    rows = selected(ids, plan.ordering, total).order_by(*plan.ordering.order_by(reverse))
     rows_sql, rows_params = rows.query.sql_with_params()
     return PAGE.format(plan=plan_sql, rows=rows_sql), [*plan_params, *rows_params]
 
 
-def plan_statement(
-    customers: CustomerList,
-    reverse: bool,
-    boundary: Sequence[Param] | None,
-    count: str,
-    walking: bool,
-) -> tuple[str, list]:
-    """The page's ids (and ``_total``), by the plan :func:`plan_budget` chose:
+def rows_of(plan: Plan) -> QuerySet:
+    """Every row of the read table (with the search's rank, where it orders them)."""
+    rows = CustomerRow.objects.all()
+    return rows.alias(**{SEARCH_RANK: plan.rank}) if plan.rank is not None else rows
+
+
+def tested(condition: Q) -> Q:
+    """``condition`` written so that PostgreSQL tests it on each row it reads,
+    rather than reading rows through its indexes or pulling its subqueries
+    up into joins: ``(condition) IS TRUE``."""
+    if not condition:
+        return condition
+    return Q(IsTrue(ExpressionWrapper(condition, output_field=BooleanField())))
+
+
+class IsTrue(Func):
+    template = "(%(expressions)s) IS TRUE"
+    output_field = BooleanField()
+
+
+def plan_statement(plan: Plan, boundary: Sequence[Param] | None, walking: bool) -> tuple[str, list]:
+    """The page's ids (and ``_total``), by the plan chosen:
 
     * a *walk* of the ordering's index where nothing is filtered, or every
       filter is a range of that index (its ids come from the index alone,
@@ -200,30 +171,30 @@ def plan_statement(
     * else both: the walk, bounded to its budget of index entries, and the
       sort if the walk came up short (:data:`WALK_OR_SORT`).
     """
-    ordering = customers.ordering
-    seek = rows_after(ordering, boundary, reverse) if boundary is not None else Q()
-    if not customers.condition or (walking and customers.exact_walk):
-        ids = walk_start(customers, seek, reverse).annotate(_total=NO_TOTAL)
+    reverse = plan.position.reverse
+    seek = rows_after(plan.ordering, boundary, reverse) if boundary is not None else Q()
+    if not plan.condition or (walking and plan.exact_walk):
+        ids = walk_start(plan, seek).annotate(_total=NO_TOTAL)
         ids = ids.values_list("id", "_total")
         return ids[OFFSET : OFFSET + LIMIT].query.sql_with_params()
-    sort_sql, sort_params = sort_statement(customers, reverse, boundary, count)
+    sort_sql, sort_params = sort_statement(plan, boundary)
     if not walking:
         return sort_sql, sort_params
-    walk_sql, walk_params = walk_statement(customers, seek, reverse)
-    beyond = walk_start(customers, seek, reverse).values("id")[BEFORE_BUDGET : BEFORE_BUDGET + 1]
+    walk_sql, walk_params = walk_statement(plan, seek)
+    beyond = walk_start(plan, seek).values("id")[BEFORE_BUDGET : BEFORE_BUDGET + 1]
     beyond_sql, beyond_params = beyond.query.sql_with_params()
     sql = WALK_OR_SORT.format(walk=walk_sql, beyond=beyond_sql, sort=sort_sql)
     return sql, [*walk_params, Param(None, slot="limit"), *beyond_params, *sort_params]
 
 
-def walk_start(customers: CustomerList, seek: Q, reverse: bool) -> QuerySet:
+def walk_start(plan: Plan, seek: Q) -> QuerySet:
     """The ordering's index from the cursor (and within the bounds the filters
-    put on its own field, see :attr:`CustomerList.start`) on, in order."""
-    start = customers.start & seek
-    return customers.rows().filter(start).order_by(*customers.ordering.order_by(reverse))
+    put on its own field, see :attr:`Plan.start`) on, in order."""
+    order = plan.ordering.order_by(plan.position.reverse)
+    return rows_of(plan).filter(plan.start & seek).order_by(*order)
 
 
-def walk_statement(customers: CustomerList, seek: Q, reverse: bool) -> tuple[str, list]:
+def walk_statement(plan: Plan, seek: Q) -> tuple[str, list]:
     """The ids of the page's matches among the first ``budget`` entries of the
     ordering's index.
 
@@ -239,14 +210,14 @@ def walk_statement(customers: CustomerList, seek: Q, reverse: bool) -> tuple[str
     # Only the columns the outer query reads: PostgreSQL projects each row the
     # window passes, and all 19 columns cost 0.75 ms where these cost 0.65
     # (last_name=smith at 3M: 3,492 rows read for 51).
-    keys = [key.expression for key in customers.ordering.keys]
-    rank = [customers.search.rank] if customers.search is not None else []
-    read = columns_of(customers.condition, customers.start, *keys, *rank) | {"id"}
+    keys = [key.expression for key in plan.ordering.keys]
+    rank = [plan.rank] if plan.rank is not None else []
+    read = columns_of(plan.condition, plan.start, *keys, *rank) | {"id"}
     # (A forced walk of the search's rank orders by an annotation: computed,
     # not a column.)
-    window = walk_start(customers, seek, reverse).only(*(read & TABLE_COLUMNS))[:BUDGET]
-    rows = customers.rows().filter(customers.start, tested(customers.condition))
-    ids = rows.order_by(*customers.ordering.order_by(reverse)).values("id")
+    window = walk_start(plan, seek).only(*(read & TABLE_COLUMNS))[:BUDGET]
+    rows = rows_of(plan).filter(plan.start, tested(plan.condition))
+    ids = rows.order_by(*plan.ordering.order_by(plan.position.reverse)).values("id")
     query = ids[OFFSET : OFFSET + LIMIT].query
     alias = query.get_initial_alias()
     query.alias_map[alias] = WindowTable(window, alias)
@@ -282,35 +253,41 @@ def columns_of(*conditions: Q | Expression) -> set[str]:
     return names
 
 
-def sort_statement(
-    customers: CustomerList, reverse: bool, boundary: Sequence[Param] | None, count: str
-) -> tuple[str, list]:
+def sort_statement(plan: Plan, boundary: Sequence[Param] | None) -> tuple[str, list]:
     """The ids of the page's matches, read through their filters' indexes and
     sorted: an ``ORDER BY`` that no index matches, and the cursor as a
     filter of the matches (as an index condition, PostgreSQL would read the
     cursor's range of the ordering's index instead). Where no cursor
     narrows them, the ids come with ``COUNT(*) OVER ()``: every match."""
-    ordering = customers.ordering
-    rows = customers.matches()
+    ordering, reverse = plan.ordering, plan.position.reverse
+    rows = matches(plan)
     if boundary is not None:
         rows = rows.filter(rows_after(ordering, boundary, reverse, unindexed=True))
-    counting = count in (BOUNDED, EXACT) and boundary is None
+    counting = plan.count in (BOUNDED, EXACT) and boundary is None
     total = Window(RowCount("*")) if counting else NO_TOTAL
     ids = rows.annotate(_total=total).values_list("id", "_total")
     ids = ids.order_by(*ordering.order_by(reverse, unindexed=True))
     return ids[OFFSET : OFFSET + LIMIT].query.sql_with_params()
 
 
-def count_sql(customers: CustomerList, count: str) -> tuple[str, list]:
-    """The count every row of a page carries, as ``count`` plans it: of every
-    match (``exact``), of every match up to just past the threshold
-    (``bounded``), or none (NULL: the estimate stands)."""
-    if count not in (BOUNDED, EXACT):
+def matches(plan: Plan, *, ranked: bool = True) -> QuerySet:
+    """The matching rows, unordered: found through the plan's ``access``
+    conditions' indexes, the others tested on each row (and without the
+    search's rank where nothing orders them: a count)."""
+    rows = rows_of(plan) if ranked else CustomerRow.objects.all()
+    return rows.filter(plan.access, tested(plan.tests))
+
+
+def count_sql(plan: Plan) -> tuple[str, list]:
+    """The count every row of a page carries, as the plan counts: every match
+    (``exact``), every match up to just past the threshold (``bounded``), or
+    none (NULL: the estimate stands)."""
+    if plan.count not in (BOUNDED, EXACT):
         return "NULL::integer", []
-    matches = customers.matches(ranked=False).values("id")
-    if count == BOUNDED:
-        matches = matches[: settings.CRM_EXACT_COUNT_THRESHOLD + 1]
-    sql, params = matches.query.sql_with_params()
+    counted = matches(plan, ranked=False).values("id")
+    if plan.count == BOUNDED:
+        counted = counted[: plan.threshold + 1]
+    sql, params = counted.query.sql_with_params()
     return f"(SELECT count(*) FROM ({sql}) counted)", list(params)
 
 

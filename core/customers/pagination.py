@@ -5,9 +5,11 @@ view uses, in the shape of DRF's own ``CursorPagination``: configuration as
 commented attributes, and one small hook per step (``decode_cursor``,
 ``encode_cursor``, ``get_next_link``, ``get_previous_link``,
 ``get_paginated_response``). Underneath, :func:`keyset_page` and
-:func:`offset_page` fetch a page and its count with one statement
-(:func:`core.customers.page_statement.page_statement`); cursors are sealed
-and opened by :mod:`core.customers.cursors`.
+:func:`offset_page` fetch a page and its count: the page's position goes to
+:func:`core.customers.plans.plan`, whose :class:`~core.customers.plans.Plan`
+becomes one statement (:func:`core.customers.page_statement.page_statement`);
+cursors are sealed and opened by :mod:`core.customers.cursors`. Each step
+hands the next what it needs, and none calls back.
 
 Why not DRF's ``CursorPagination``: its cursor is an offset from the nearest
 unique position of a *single* ordering field and it pages through
@@ -25,7 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.db import connections
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
@@ -34,12 +35,14 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from crm.replicas import read_alias
 
+from . import plans
 from .columns import ROW
 from .cursors import InvalidCursor, cursor_position, cursor_token
 from .ordering import Ordering
 from .page_statement import page_statement
-from .plans import BOUNDED, NONE, count_plan
-from .selectors import CustomerList
+from .plans import BOUNDED, NONE, PagePosition, Plan
+from .selectors import CustomerQuery
+from .tunables import DEFAULT_PAGE_SIZE
 
 # -- one page ----------------------------------------------------------------
 
@@ -67,7 +70,7 @@ class Page:
 
 
 def keyset_page(
-    customers: CustomerList,
+    query: CustomerQuery,
     *,
     size: int,
     after: Sequence[Any] | None = None,
@@ -81,9 +84,8 @@ def keyset_page(
     """
     reverse = before is not None
     boundary = before if reverse else after
-    rows, total = page_rows(
-        customers, reverse=reverse, offset=0, limit=size + 1, boundary=boundary, count=count
-    )
+    position = PagePosition(0, size + 1, None if boundary is None else tuple(boundary), reverse)
+    rows, total = read_page(plans.plan(query, position, count))
     more = len(rows) > size
     rows = rows[:size]
     if reverse:
@@ -94,50 +96,38 @@ def keyset_page(
     return Page(rows, has_next=more, has_previous=after is not None, count=total)
 
 
-def offset_page(customers: CustomerList, *, page: int, size: int, count: str = "estimated") -> Page:
+def offset_page(query: CustomerQuery, *, page: int, size: int, count: str = "estimated") -> Page:
     """Page ``page`` (1-based) by OFFSET, for clients that number their pages.
 
     The deeper the page, the more index entries PostgreSQL skips (see
-    :func:`page_rows`): cursors do not.
+    :func:`read_page`): cursors do not.
     """
     offset = (page - 1) * size
-    rows, total = page_rows(customers, offset=offset, limit=size + 1, count=count)
+    rows, total = read_page(plans.plan(query, PagePosition(offset, size + 1), count))
     more = len(rows) > size
     if not more and rows and count != NONE:
         total = Count(offset + len(rows), False)  # the last page: every match seen
     return Page(rows[:size], has_next=more, has_previous=page > 1, count=total)
 
 
-def page_rows(
-    customers: CustomerList,
-    *,
-    reverse: bool = False,
-    offset: int,
-    limit: int,
-    boundary: Sequence[Any] | None = None,
-    count: str = "estimated",
-) -> tuple[list[tuple], Count]:
-    """The rows ``offset`` to ``offset + limit`` of the list after ``boundary``
-    (a cursor's key values), and the count: one statement (see
+def read_page(plan: Plan) -> tuple[list[tuple], Count]:
+    """The rows of the plan's position, and the count: one statement (see
     :func:`page_statement`)."""
-    threshold = settings.CRM_EXACT_COUNT_THRESHOLD
-    counting = count_plan(customers.estimate, count, threshold)
-    sql, params = page_statement(
-        customers, reverse=reverse, offset=offset, limit=limit, boundary=boundary, count=counting
-    )
+    sql, params = page_statement(plan)
     with connections[read_alias()].cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
     rows = [row[:-1] for row in found]
     total = found[0][-1] if found else None
-    if counting == NONE:
+    position = plan.position
+    if plan.count == NONE:
         return rows, Count(None, False)
-    if total is None and not found and boundary is None and offset == 0:
+    if total is None and not found and position.boundary is None and position.offset == 0:
         return rows, Count(0, False)  # nothing matches
     if total is None:
-        return rows, Count(customers.estimate.matches, True)
-    if counting == BOUNDED and total > threshold:
-        return rows, Count(max(threshold + 1, customers.estimate.matches), True)
+        return rows, Count(plan.estimate.matches, True)
+    if plan.count == BOUNDED:
+        return rows, Count(*plans.bounded_count(total, plan.estimate.matches, plan.threshold))
     return rows, Count(total, False)
 
 
@@ -154,10 +144,9 @@ class CustomerPagination:
     need them; the deeper the page, the more index entries PostgreSQL skips.
     """
 
-    #: Rows per page when the client does not say (``page_size``).
-    page_size = 50
-    #: The most rows a client may ask for in one page.
-    max_page_size = 500
+    #: Rows per page when the client does not say (``page_size``; the most
+    #: it may ask for is core.customers.tunables.MAX_PAGE_SIZE).
+    page_size = DEFAULT_PAGE_SIZE
     #: The query parameter of cursor mode.
     cursor_query_param = "cursor"
     #: The query parameter of page-number mode.
@@ -166,9 +155,9 @@ class CustomerPagination:
     #: value this project seals or signs can pass for a cursor.
     cursor_salt = "core.customers.cursor"
 
-    def paginate_queryset(
+    def paginate(
         self,
-        customers: CustomerList,
+        query: CustomerQuery,
         request: Request,
         *,
         page_size: int | None = None,
@@ -178,19 +167,17 @@ class CustomerPagination:
     ) -> list[tuple]:
         """Fetch the page the request asks for and its count, and remember what
         the links need."""
-        self.request, self.ordering = request, customers.ordering
+        self.request, self.ordering = request, query.ordering
         self.url = request.build_absolute_uri()
         self.size = page_size or self.page_size
         self.number = page
         if page is not None:
-            self.page = offset_page(customers, page=page, size=self.size, count=count)
+            self.page = offset_page(query, page=page, size=self.size, count=count)
             if not self.page.rows and page > 1:
                 raise NotFound(f"Page {page} is past the end of the results.")
         else:
             after, before = self.decode_cursor(cursor)
-            self.page = keyset_page(
-                customers, size=self.size, after=after, before=before, count=count
-            )
+            self.page = keyset_page(query, size=self.size, after=after, before=before, count=count)
         self.count = self.page.count
         return self.page.rows
 

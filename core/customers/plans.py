@@ -1,4 +1,4 @@
-"""How a page of the list is read, and how it is counted: one rule each.
+"""How a page of the list is read, and how it is counted: one rule each, one :class:`Plan`.
 
 A page of a filtered, ordered list can be found two ways, and each is a
 cliff where the other is cheap:
@@ -19,13 +19,36 @@ most that far and sorts the matches if the walk came up short (see
 more than its budget is not tried at all. Whatever the data, a page costs
 at most about twice the cheaper of the two.
 
-Every tunable number is here, beside the measurement that set it.
+:func:`plan` makes every choice for one page, the count's included, and
+returns them as one immutable :class:`Plan`: the page statement is written
+from it and asks nothing back. The numbers the rules weigh are
+:mod:`core.customers.tunables`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db.models import Q
+
+from crm.replicas import read_alias
+
+from .ordering import READ_TOGETHER, Ordering
+from .sample import ListSample, sampled_value, samples
+from .selectors import Condition, CustomerQuery
+from .tunables import (
+    COUNT_MARGIN,
+    EXACT_COUNT_BUDGET_US,
+    INDEX_ENTRY_US,
+    SCATTERED_ROW_US,
+    SEQUENTIAL_ROW_US,
+    SORT_ROW_US,
+)
 
 
 @dataclass(frozen=True)
@@ -46,55 +69,6 @@ class Estimate:
     #: Index entries a sort reads before any row: those of every filter whose
     #: index it intersects (bitmaps ANDed); none for a scan.
     entries: int = 0
-
-    @property
-    def filtered(self) -> bool:
-        return self.matches < self.rows or self.reads < self.rows
-
-
-# The tunable numbers of the list's choices, each beside what set it. The
-# costs are microseconds per row, measured at 3,000,000 customers on the
-# embedded PostgreSQL 18 by `manage.py bench_plans` (the published run is
-# docs/benchmarks/plans/, and a test holds these to it); only their ratios
-# matter.
-
-#: Reading one row out of the table's order, and testing it: a walk of an
-#: index whose field is scattered over the table (a name, the points), or a
-#: customer found through such a filter's index.
-SCATTERED_ROW_US = 0.75
-#: Reading one row in the table's order: a sequential scan, or a walk of an
-#: index whose field follows the rows (the id, the sign-up time).
-SEQUENTIAL_ROW_US = 0.10
-#: Putting one entry of a filter's index in a bitmap, to intersect it with
-#: another filter's before reading any row.
-INDEX_ENTRY_US = 0.045
-#: Sorting one match by a key no index holds (a top-N heap sort), above reading it.
-SORT_ROW_US = 0.045
-
-#: Rows of the planning sample each process holds (core.customers.sample):
-#: about 11 MB of arrays (NumPy's text is fixed-width: a column's longest
-#: value sets its width), more once a text filter's upper-cased copy is
-#: made. One sampled row stands for 150 customers at 3M and 500 at 10M, so
-#: a count of 10,000 matches is read off about 70 (or 20) sampled rows:
-#: within 25% (or 45%) nine times in ten, which is what a choice between
-#: two plans and a count that says "about" need (a test checks it).
-SAMPLE_SIZE = 20_000
-#: How old a sample may get before it is read again, in the background: a
-#: few minutes, so that a load or a day's writes show soon, while reading it
-#: (20,000 look-ups by primary key, about 0.1 s) stays a negligible share of
-#: a worker's time.
-SAMPLE_SECONDS = 300
-
-#: A text filter's look-up among the known values stops past this many (see
-#: core.customers.known): more than that many names contain the text ("a",
-#: "e"), which then matches most customers and is tested on each row a plan
-#: reads instead; an IN list of thousands costs more to plan and to probe
-#: than it saves.
-MAX_VALUES = 500
-#: The shortest word of a phone substring that its trigram index is asked
-#: for alone (core.customers.filters.indexed_piece): three trigrams of its
-#: own; the short words of "+49 30 …" yield trigrams most numbers share.
-INDEXED_PIECE_LENGTH = 5
 
 
 def row_us(follows: float) -> float:
@@ -134,38 +108,212 @@ def walk_budget(estimate: Estimate, expected: float, needed: int, follows: float
     return budget if needed <= budget and expected <= budget else 0
 
 
+def estimate(
+    sample: ListSample, conditions: Sequence[Condition], sampled: dict[int, np.ndarray]
+) -> tuple[Estimate, list[Condition]]:
+    """What the sample expects of ``conditions`` (each one's sampled rows in
+    ``sampled``, by ``id``): the customers that meet them all, and the
+    cheapest way for a sort to read them, with the conditions it reads
+    through (returned; none for a scan of every customer, where no condition
+    has an index or the scan costs less).
+
+    The narrowest indexed condition first; each next narrowest joins it
+    while intersecting their indexes' entries (bitmaps ANDed) costs less
+    than the rows it spares: two filters of 90,000 customers each that 2,700
+    meet are 180,000 entries and 2,700 rows (20 ms at 3M), not 90,000 rows
+    (80 ms). A pair one index holds together counts as one.
+    """
+    matches = sample.everyone()
+    for condition in conditions:
+        matches &= sampled[id(condition)]
+    expected = min([sample.scaled(matches), *(c.at_most for c in conditions if c.at_most)])
+    by_column = {c.column: c for c in conditions if c.indexed and c.column}
+    ways = [[c] for c in conditions if c.indexed]
+    ways += [[by_column[a], by_column[b]] for a, b in READ_TOGETHER if {a, b} <= set(by_column)]
+
+    def found(way: list[Condition]) -> int:
+        count = sample.scaled(np.logical_and.reduce([sampled[id(c)] for c in way]))
+        return min([count, *(c.at_most for c in way if c.at_most is not None)])
+
+    ways.sort(key=found)
+    access: list[list[Condition]] = []
+    best, entries, reads, follows = math.inf, 0, sample.rows, 1.0
+    for way in ways:
+        candidate = [*access, way]
+        together = [c for w in candidate for c in w]
+        candidate_reads = found(together)
+        candidate_entries = sum(found(w) for w in candidate) if len(candidate) > 1 else 0
+        lead = candidate[0][0].column
+        candidate_follows = sample.follows(lead) if lead else 0.0
+        cost = read_us(candidate_entries, candidate_reads, candidate_follows)
+        if cost >= best:
+            break
+        access, best = candidate, cost
+        entries, reads, follows = candidate_entries, candidate_reads, candidate_follows
+    if not access or not index_reads_pay(entries, reads, sample.rows, follows):
+        return Estimate(sample.rows, expected, sample.rows, follows=1.0), []
+    chosen = [c for way in access for c in way]
+    return Estimate(sample.rows, expected, reads, follows, entries), chosen
+
+
 # -- counts --------------------------------------------------------------------
 
-#: Estimates up to this many times the exact-count threshold are checked by a
-#: count that stops just past the threshold: a count under the threshold must
-#: be exact, and a sampled estimate is within 2x of the truth near it (see
-#: core.customers.sample) for nine combinations in ten.
-COUNT_MARGIN = 2
-#: A count under the threshold is skipped (the estimate stands, and says so)
-#: where reading the matches would cost more than this (µs, as priced by
-#: :func:`sort_us`): about what a page costs. It admits a count of any rare
-#: filter's matches through its index (3,000 customers: 2 ms). An exact count
-#: of 17,019 customers born since 1980 with "2 4" in their phone number
-#: reads every customer (190 ms at 3M), and one of the 4,103 Germans with
-#: 5,000 points or more reads the 26,725 customers with that many points
-#: (38 ms): cliffs their pages (walks of 32 and 1 ms) do not have.
-EXACT_COUNT_BUDGET_US = 10_000
+NONE, BOUNDED, EXACT, SAMPLED = "none", "bounded", "exact", "sampled"
 
-NONE, BOUNDED, EXACT, ESTIMATE = "none", "bounded", "exact", "estimate"
+
+def exact_count_threshold() -> int:
+    """Up to this many matches a count is exact (``CRM_EXACT_COUNT_THRESHOLD``)."""
+    return settings.CRM_EXACT_COUNT_THRESHOLD
 
 
 def count_plan(estimate: Estimate, mode: str, threshold: int) -> str:
-    """How the page's count is made, for ``?count=`` ``mode``:
+    """How the page's count is made, for ``?count=`` ``mode`` (``exact``,
+    ``estimated`` or ``none``):
 
     * ``none``: no count;
     * ``exact``: ``COUNT(*)`` of every match;
-    * ``estimate``: the sample's estimate, no SQL (many matches, or a count
+    * ``sampled``: the sample's estimate, no SQL (many matches, or a count
       that would cost more than :data:`EXACT_COUNT_BUDGET_US`);
     * ``bounded``: counted up to ``threshold + 1``: exact below it, and the
-      estimate (at least the threshold) above.
+      estimate (at least the threshold) above (:func:`bounded_count`).
     """
     if mode in (NONE, EXACT):
         return mode
     if estimate.matches > threshold * COUNT_MARGIN or sort_us(estimate) > EXACT_COUNT_BUDGET_US:
-        return ESTIMATE
+        return SAMPLED
     return BOUNDED
+
+
+def bounded_count(counted: int, estimated: int, threshold: int) -> tuple[int, bool]:
+    """A count that stopped just past ``threshold`` (at ``counted``), as the
+    API and the admin say it: exact up to the threshold, else the estimate,
+    which is then at least past it. Returns (count, is it an estimate)."""
+    if counted <= threshold:
+        return counted, False
+    return max(threshold + 1, estimated), True
+
+
+# -- one page's plan ---------------------------------------------------------------
+
+#: A walk's budget that is no limit: every entry of the index if need be.
+WALK_AS_FAR_AS_IT_TAKES = 2**62
+
+
+@dataclass(frozen=True)
+class PagePosition:
+    """Where a page lies: ``limit`` rows after ``offset`` others, after (or,
+    ``reverse``, before) the cursor's key values ``boundary``."""
+
+    offset: int
+    limit: int
+    boundary: tuple[Any, ...] | None = None
+    reverse: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the page statement needs, decided: which conditions a sort
+    reads its matches through (``access``) and which it tests on each row
+    (``tests``); where a walk of the ordering's index starts (``start``) and
+    how many entries it may read (``budget``: 0 sorts at once); how the page
+    is counted (``count``, one of :func:`count_plan`'s), and what the sample
+    expects (``estimate``)."""
+
+    ordering: Ordering
+    access: Q
+    tests: Q
+    start: Q
+    rank: Any
+    exact_walk: bool
+    position: PagePosition
+    budget: int
+    count: str
+    estimate: Estimate
+    threshold: int
+
+    @property
+    def condition(self) -> Q:
+        return self.access & self.tests
+
+
+def plan(
+    query: CustomerQuery, position: PagePosition, count: str, *, forced: str | None = None
+) -> Plan:
+    """The plan of one page of ``query``, chosen from the planning sample.
+
+    ``forced`` ("walk" or "sort") overrides the choice: what bench_matrix
+    times the choice against. A list that filters nothing is always walked,
+    however deep: its ids come from the index alone."""
+    sample = samples.get(read_alias())
+    conditions = [*query.conditions, *query.bounds]
+    sampled = {id(c): c.test(sample) for c in conditions}
+    expected, access_conditions = estimate(sample, query.conditions, sampled)
+    access, tests, start = Q(), Q(), Q()
+    for condition in query.conditions:
+        if any(condition is way for way in access_conditions):
+            access &= condition.q
+        else:
+            tests &= condition.q
+    for bound in query.bounds:
+        start &= bound.q
+    threshold = exact_count_threshold()
+    return Plan(
+        ordering=query.ordering,
+        access=access,
+        tests=tests,
+        start=start,
+        rank=query.rank,
+        exact_walk=query.exact_walk,
+        position=position,
+        budget=_budget(query, sample, sampled, expected, position, forced),
+        count=count_plan(expected, count, threshold),
+        estimate=expected,
+        threshold=threshold,
+    )
+
+
+def _budget(
+    query: CustomerQuery,
+    sample: ListSample,
+    sampled: dict[int, np.ndarray],
+    expected: Estimate,
+    position: PagePosition,
+    forced: str | None,
+) -> int:
+    """How many entries of the ordering's index a walk may read before the
+    page statement sorts the matches instead (0: sort at once)."""
+    if not query.conditions or forced == "walk":
+        return WALK_AS_FAR_AS_IT_TAKES
+    if forced == "sort" or not query.ordering.indexed:
+        return 0
+    if query.exact_walk:
+        return WALK_AS_FAR_AS_IT_TAKES  # every entry it reads is a match
+    walked = walk_entries(query, position, sample, sampled)
+    needed = position.offset + position.limit
+    return walk_budget(expected, walked, needed, sample.follows(query.ordering.keys[0].column))
+
+
+def walk_entries(
+    query: CustomerQuery,
+    position: PagePosition,
+    sample: ListSample,
+    sampled: dict[int, np.ndarray],
+) -> float:
+    """How many entries of the ordering's index a walk reads to find the
+    page's matches (and those before it), as the sample walked the same way
+    says (see :meth:`ListSample.walk`)."""
+    matched, within = sample.everyone(), sample.everyone()
+    for condition in query.conditions:
+        matched &= sampled[id(condition)]
+    for bound in query.bounds:
+        within &= sampled[id(bound)]
+    lead = query.ordering.keys[0]
+    after = None if position.boundary is None else sampled_value(position.boundary[0])
+    return sample.walk(
+        lead.column,
+        lead.descending != position.reverse,
+        matched,
+        within,
+        after,
+        position.offset + position.limit,
+    )

@@ -16,9 +16,11 @@ ORM still writes every statement, once per *shape*, and the text is kept:
   from sentinel numbers (:data:`SENTINELS`) and turned back into
   placeholders;
 * :func:`compile_statement` records, for each placeholder, which value of
-  the request it takes (a :class:`CompiledStatement`'s recipe), and
-  :class:`StatementCache` keeps the statements by shape, the least recently
-  used dropped first.
+  the request it takes (a :class:`CompiledStatement`'s recipe): a named
+  slot (``"limit"``), or the position of its :class:`Param` among the
+  shape's (:func:`params_in`, in the order of the conditions' structure,
+  which requests of one shape share); and :class:`StatementCache` keeps the
+  statements by shape, the least recently used dropped first.
 
 Whatever the ORM writes with a plain value instead of a :class:`Param`
 makes that value part of the shape (the ``Q``'s identity holds it): such a
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import itertools
 import re
 import threading
 from collections import OrderedDict
@@ -68,11 +71,17 @@ OUTPUT_FIELDS: tuple[tuple[type, Callable[[], Field]], ...] = (
 )
 
 
+#: Serial numbers of Params, unique in the process.
+_serials = itertools.count()
+
+
 class Param(Expression):
     """A value of the request, bound as a parameter of the statement.
 
-    ``slot`` names it among the request's values: given where it is made
-    (the pagination's ``"limit"``), or numbered by :func:`number_params`.
+    ``slot`` names it among the request's values where it is made (the page
+    statement's ``"limit"``); a Param without one is found by its position
+    among the shape's (see :func:`compile_statement`), through ``serial``:
+    the ORM copies expressions as it compiles them, and a copy keeps it.
     """
 
     def __init__(self, value: Any, *, slot: Hashable | None = None) -> None:
@@ -81,11 +90,12 @@ class Param(Expression):
         )
         super().__init__(output_field=output)
         self.value, self.slot = value, slot
+        self.serial = next(_serials)
 
     @property
     def identity(self) -> tuple:
         # Its kind, never its value: a condition's identity is its shape.
-        return (Param, type(self.value).__name__, self.slot if isinstance(self.slot, str) else None)
+        return (Param, type(self.value).__name__, self.slot)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Param) and other.identity == self.identity
@@ -129,16 +139,10 @@ def params_in(*trees: Any) -> Iterator[Param]:
             yield from params_in(*tree)
 
 
-def number_params(*trees: Any) -> dict[int, Any]:
-    """Number the :class:`Param` objects of ``trees`` (their ``slot``) in
-    :func:`params_in`'s order, and return their values by number."""
-    values: dict[int, Any] = {}
-    for position, param in enumerate(params_in(*trees)):
-        # A condition in two places (a walk's bound is also a filter) is
-        # numbered twice; its last number stands for both.
-        param.slot = position
-        values[position] = param.value
-    return values
+def param_values(*trees: Any) -> dict[int, Any]:
+    """The values of the :class:`Param` objects of ``trees``, by position in
+    :func:`params_in`'s order (a statement's recipe names these positions)."""
+    return {position: param.value for position, param in enumerate(params_in(*trees))}
 
 
 def shape_of(*parts: Any) -> Hashable | None:
@@ -185,9 +189,14 @@ class CompiledStatement:
         return [values[item] if is_slot else item for is_slot, item in self.recipe]
 
 
-def compile_statement(sql: str, params: Iterable[Any]) -> CompiledStatement:
+def compile_statement(sql: str, params: Iterable[Any], *trees: Any) -> CompiledStatement:
     """The statement ``sql, params`` compiled under :func:`compiling_shape`,
-    with its :class:`Param` placeholders and sentinel numbers as slots."""
+    with its :class:`Param` placeholders and sentinel numbers as slots: a
+    Param's slot is its name, or its position among the Params of ``trees``
+    (its first, where one Param stands in two places)."""
+    positions: dict[int, int] = {}
+    for position, param in enumerate(params_in(*trees)):
+        positions.setdefault(param.serial, position)
     given = iter(params)
     recipe: list[tuple[bool, Any]] = []
 
@@ -199,9 +208,10 @@ def compile_statement(sql: str, params: Iterable[Any]) -> CompiledStatement:
             return "%s"
         param = next(given)
         if isinstance(param, Param):
-            if param.slot is None:
-                raise ValueError(f"{param!r} has no slot: number the request's params first")
-            recipe.append((True, param.slot))
+            slot = param.slot if param.slot is not None else positions.get(param.serial)
+            if slot is None:
+                raise ValueError(f"{param!r} is in none of the shape's conditions")
+            recipe.append((True, slot))
         else:
             recipe.append((False, param))
         return "%s"

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from bench.plan_costs import measure
 from core import run_records
-from core.customers import plans
+from core.customers import tunables
 
 #: Below this, the cache holds everything and the costs mean little.
 MINIMUM_CUSTOMERS = 1000
@@ -20,8 +20,8 @@ FILE = "plans.csv"
 class Command(BaseCommand):
     help = (
         "Measure what a walk of an index, a read through an index, a sequential scan and a "
-        "sort cost per row on the loaded data (core.customers.plans' constants), beside the "
-        "constants in use."
+        "sort cost per row on the loaded data , beside the "
+        "constants in use (core.customers.tunables)."
     )
 
     def add_arguments(self, parser) -> None:
@@ -52,8 +52,12 @@ class Command(BaseCommand):
         )
         for name in ("scattered_row_us", "sequential_row_us", "index_entry_us", "sort_row_us"):
             self.stdout.write(
-                f"  {name:<18} {getattr(costs, name):7.3f}  {getattr(plans, name.upper()):7.3f}"
+                f"  {name:<18} {getattr(costs, name):7.3f}  {getattr(tunables, name.upper()):7.3f}"
             )
+        self.stdout.write(
+            f"reading the planning sample: {costs.sample_read_s:.3f} s "
+            f"(in use: {tunables.SAMPLE_READ_SECONDS} s)"
+        )
         self.stdout.write("walks, microseconds per entry:")
         for order, cost in costs.walks.items():
             self.stdout.write(f"  ORDER BY {order:<28} {cost:7.3f}")

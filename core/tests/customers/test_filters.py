@@ -149,7 +149,7 @@ def test_a_name_is_found_however_the_customer_was_written(dataset):
 
 
 def test_a_text_in_too_many_names_is_tested_on_each_row(dataset, monkeypatch):
-    from core.customers import plans
+    from core.customers import tunables
 
     client = api_client()
     orderings = ("id", "-relationship__points", "address__city", "-birthday")
@@ -167,7 +167,7 @@ def test_a_text_in_too_many_names_is_tested_on_each_row(dataset, monkeypatch):
 
     looked_up = listed()
     assert len(containing("last_name", "s")) > 2
-    monkeypatch.setattr(plans, "MAX_VALUES", 2)
+    monkeypatch.setattr(tunables, "MAX_VALUES", 2)
     assert listed() == looked_up
     assert len(looked_up["id"]) == sum(1 for r in dataset if "S" in r["last_name"].upper())
 

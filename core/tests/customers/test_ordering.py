@@ -7,7 +7,7 @@ import re
 import pytest
 from django.db import connection
 
-from core.customers import page_statement, pagination, selectors
+from core.customers import page_statement, pagination, plans, selectors
 from core.customers.ordering import INDEXED_ORDERS, SORT_FIELDS, customer_ordering
 
 pytestmark = pytest.mark.django_db
@@ -30,9 +30,8 @@ def test_keyset_seek_is_an_index_condition(dataset, spec, index):
     customers = selectors.customer_list(ordering=parsed)
     page = pagination.keyset_page(customers, size=10)
     boundary = page.key_values(page.rows[-1], parsed)
-    sql, params = page_statement.page_statement(
-        customers, reverse=False, offset=0, limit=10, boundary=boundary, count="none"
-    )
+    position = plans.PagePosition(0, 10, tuple(boundary))
+    sql, params = page_statement.page_statement(plans.plan(customers, position, "none"))
     with connection.cursor() as cursor:
         # A 300-row table is cheaper to sort than to walk by index; forbid the
         # sort to see that the index can serve the page.

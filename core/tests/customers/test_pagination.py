@@ -154,9 +154,9 @@ def test_a_count_that_would_cost_more_than_its_budget_settles_for_the_estimate(
 
 
 def test_a_sort_counts_its_matches_as_it_reads_them(dataset, monkeypatch):
-    from core.customers import page_statement
+    from core.customers import plans
 
-    monkeypatch.setattr(page_statement, "walk_budget", lambda *arguments: 0)
+    monkeypatch.setattr(plans, "walk_budget", lambda *arguments: 0)
     client = api_client()
     client.get(URL)
     with CaptureQueriesContext(connection) as queries:

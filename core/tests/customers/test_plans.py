@@ -3,26 +3,21 @@ every plan returns the same pages, and each is chosen where it is cheaper."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-from pathlib import Path
 
 import numpy as np
 import pytest
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.test.utils import CaptureQueriesContext
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.customers import page_statement as statement
 from core.customers import plans, selectors
 from core.customers.ordering import customer_ordering
 from core.customers.page_statement import page_statement
-from core.customers.plans import Estimate, walk_budget
-from core.customers.sample import ListSample
-from core.dataset.generation import CustomerDataset
+from core.customers.plans import Estimate, PagePosition, walk_budget
+from core.customers.sample import ListSample, samples
 from core.models import AppUser, CustomerRelationship
 from core.tests.clients import api_client
 from core.tests.list_model import (
@@ -53,7 +48,7 @@ def forced(kind: str):
 @pytest.fixture(params=["chosen", "sort", "walk", "fallback"])
 def plan_kind(request, monkeypatch):
     if request.param != "chosen":
-        monkeypatch.setattr(statement, "walk_budget", forced(request.param))
+        monkeypatch.setattr(plans, "walk_budget", forced(request.param))
     return request.param
 
 
@@ -81,17 +76,25 @@ def test_every_plan_numbers_pages_and_counts_like_the_model(
     assert (body["count"], body["count_is_estimate"]) == (len(expected), False)
 
 
+def first_page(customers: selectors.CustomerQuery, *, limit: int = 51) -> plans.Plan:
+    return plans.plan(customers, PagePosition(0, limit), plans.NONE)
+
+
+def walk_entries(customers: selectors.CustomerQuery, needed: int) -> float:
+    sample = samples.get("default")
+    sampled = {id(c): c.test(sample) for c in (*customers.conditions, *customers.bounds)}
+    return plans.walk_entries(customers, PagePosition(0, needed), sample, sampled)
+
+
 def explain(customers, *, limit: int = 51) -> str:
-    sql, params = page_statement(
-        customers, reverse=False, offset=0, limit=limit, boundary=None, count=plans.NONE
-    )
+    sql, params = page_statement(first_page(customers, limit=limit))
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN {sql}", params)
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
 def test_a_walk_reads_the_orderings_index_and_tests_each_row(dataset, monkeypatch):
-    monkeypatch.setattr(statement, "walk_budget", forced("walk"))
+    monkeypatch.setattr(plans, "walk_budget", forced("walk"))
     customers = selectors.customer_list(
         filters={"points_min": 100, "city": "vienna"}, ordering=customer_ordering("created")
     )
@@ -103,7 +106,7 @@ def test_a_walk_reads_the_orderings_index_and_tests_each_row(dataset, monkeypatc
 
 
 def test_a_sort_reads_the_matches_through_the_narrowest_filters_index(dataset, monkeypatch):
-    monkeypatch.setattr(statement, "walk_budget", forced("sort"))
+    monkeypatch.setattr(plans, "walk_budget", forced("sort"))
     customers = selectors.customer_list(
         filters={"customer_id": "EDGE-1", "gender": "o"}, ordering=customer_ordering("created")
     )
@@ -117,7 +120,7 @@ def test_a_sort_reads_the_matches_through_the_narrowest_filters_index(dataset, m
 def test_a_walk_that_comes_up_short_falls_back_to_the_sort(dataset, monkeypatch):
     """A walk bounded to a few entries finds too few matches: the statement
     sorts the matches instead, and the page is the model's."""
-    monkeypatch.setattr(statement, "walk_budget", forced("fallback"))
+    monkeypatch.setattr(plans, "walk_budget", forced("fallback"))
     customers = selectors.customer_list(
         filters={"gender": "o"}, ordering=customer_ordering("-created")
     )
@@ -184,12 +187,12 @@ def test_counts_are_exact_where_cheap_and_estimated_where_many_match():
     threshold = 10_000
     assert plans.count_plan(Estimate(MILLION, 500, 500), "estimated", threshold) == plans.BOUNDED
     many = Estimate(MILLION, 500_000, 500_000)
-    assert plans.count_plan(many, "estimated", threshold) == plans.ESTIMATE
+    assert plans.count_plan(many, "estimated", threshold) == plans.SAMPLED
     assert plans.count_plan(many, "exact", threshold) == plans.EXACT
     assert plans.count_plan(many, "none", threshold) == plans.NONE
     # Few matches, but finding them reads every customer: the estimate stands.
     costly = Estimate(MILLION, 3_000, MILLION, follows=1)
-    assert plans.count_plan(costly, "estimated", threshold) == plans.ESTIMATE
+    assert plans.count_plan(costly, "estimated", threshold) == plans.SAMPLED
 
 
 # -- the sample's walk ------------------------------------------------------------
@@ -202,8 +205,8 @@ def test_the_sample_sees_matches_at_the_far_end_of_a_walk(dataset):
     filters = {"created_from": (newest, False)}
     by_id = selectors.customer_list(filters=filters, ordering=customer_ordering("id"))
     by_newest = selectors.customer_list(filters=filters, ordering=customer_ordering("-id"))
-    assert by_id.walk_entries(5, None, False) > 0.6 * len(dataset)
-    assert by_newest.walk_entries(5, None, False) < 0.1 * len(dataset)
+    assert walk_entries(by_id, 5) > 0.6 * len(dataset)
+    assert walk_entries(by_newest, 5) < 0.1 * len(dataset)
 
 
 def test_a_filter_on_the_walked_field_bounds_the_walk(dataset):
@@ -212,7 +215,7 @@ def test_a_filter_on_the_walked_field_bounds_the_walk(dataset):
     )
     assert "customer_list_points" in explain(customers)
     # Every match lies at the start of the walk: a walk, not a sort.
-    assert customers.walk_entries(5, None, False) <= 6
+    assert walk_entries(customers, 5) <= 6
 
 
 def test_a_walk_by_last_update_starts_where_the_sign_ups_do(dataset):
@@ -222,7 +225,7 @@ def test_a_walk_by_last_update_starts_where_the_sign_ups_do(dataset):
     customers = selectors.customer_list(
         filters={"created_from": (since, False)}, ordering=customer_ordering("last_updated")
     )
-    assert "last_updated" in str(customers.start)
+    assert "last_updated" in str(first_page(customers).start)
     customer = AppUser.objects.first()
     with pytest.raises(IntegrityError), transaction.atomic():
         AppUser.objects.filter(pk=customer.pk).update(
@@ -244,90 +247,7 @@ def test_a_record_is_created_after_its_customer_and_active_since(dataset):
         filters={"created_from": (record.appuser.created, False)},
         ordering=customer_ordering("relationship__last_activity"),
     )
-    assert "last_activity" in str(customers.start)
-
-
-# -- each tunable number, against what set it ------------------------------------
-
-
-def published_costs() -> dict[str, float]:
-    """The latest published bench_plans run (docs/benchmarks/plans/plans.csv)."""
-    path = Path(settings.BASE_DIR) / "docs" / "benchmarks" / "plans" / "plans.csv"
-    with path.open() as f:
-        *_, latest = csv.DictReader(f)
-    return {name: float(value) for name, value in latest.items() if name.endswith("_us")}
-
-
-@pytest.mark.parametrize(
-    "name", ["scattered_row_us", "sequential_row_us", "index_entry_us", "sort_row_us"]
-)
-def test_each_cost_is_the_published_measurement(name):
-    """A cost set by hand, or left behind by a new measurement, fails here."""
-    assert getattr(plans, name.upper()) == pytest.approx(published_costs()[name], rel=0.15)
-
-
-def sampled_shares(matches: int, rows: int, draws: int = 2000) -> np.ndarray:
-    """What the planning sample estimates for ``matches`` of ``rows``, ``draws`` times."""
-    sampled = np.random.default_rng(7).binomial(plans.SAMPLE_SIZE, matches / rows, draws)
-    return sampled * rows / plans.SAMPLE_SIZE
-
-
-@pytest.mark.parametrize(("rows", "within"), [(3_000_000, 0.25), (10_000_000, 0.45)])
-def test_the_sample_estimates_the_count_threshold_within_its_stated_error(rows, within):
-    """SAMPLE_SIZE's docstring: 10,000 matches within 25% (3M) or 45% (10M),
-    nine times in ten."""
-    estimates = sampled_shares(10_000, rows)
-    assert np.mean(np.abs(estimates / 10_000 - 1) <= within) >= 0.9
-
-
-def test_a_true_count_under_the_threshold_is_almost_never_estimated_past_the_margin():
-    """COUNT_MARGIN: a count that must be exact is counted unless the sample
-    puts it past the margin, which it does (at 10M, the sparsest sample
-    measured) less than once in a hundred."""
-    estimates = sampled_shares(10_000, 10_000_000)
-    assert np.mean(estimates > 10_000 * plans.COUNT_MARGIN) < 0.01
-
-
-def test_the_exact_count_budget_admits_rare_filters_and_refuses_a_scan():
-    # A rare filter (the matrix's band: under 0.1% of 3M) counted through its index...
-    assert 3_000 * plans.row_us(0) <= plans.EXACT_COUNT_BUDGET_US
-    # ...but not every customer read to find a few.
-    assert 3_000_000 * plans.row_us(1) > plans.EXACT_COUNT_BUDGET_US
-
-
-def test_reading_the_sample_again_is_a_negligible_share_of_a_worker():
-    reading_us = plans.SAMPLE_SIZE * plans.row_us(0)
-    assert reading_us / (plans.SAMPLE_SECONDS * 1e6) < 0.001
-    # Yet a load, or a day's writes, show within minutes.
-    assert plans.SAMPLE_SECONDS <= 600
-
-
-def test_a_text_in_more_names_than_the_look_up_keeps_matches_many_customers():
-    """MAX_VALUES: any one- or two-letter text that more known names contain
-    matches at least 5% of customers (in the generator's name pools, drawn as
-    generate_data draws them), so a walk of any ordering finds its page
-    within a few thousand entries and the look-up is not missed."""
-    dataset = CustomerDataset(seed=42, as_of=dt.date(2026, 1, 1), n=1)
-    rng = np.random.default_rng(0)
-    for pool in (dataset.first_names, dataset.last_names):
-        names = {str(value).upper() for value in pool.values}
-        groups = rng.integers(0, pool.group.max() + 1, 50_000)
-        drawn = [str(pool.values[i]).upper() for i in pool.sample(groups, rng.random(50_000))]
-        texts = {name[i : i + n] for name in names for n in (1, 2) for i in range(len(name))}
-        for text in texts:
-            if sum(text in name for name in names) > plans.MAX_VALUES:
-                assert sum(text in name for name in drawn) / len(drawn) >= 0.05, text
-
-
-def test_a_phone_substring_is_looked_up_by_a_word_with_three_trigrams_of_its_own():
-    """INDEXED_PIECE_LENGTH: pg_trgm takes len - 2 trigrams from a word inside
-    a LIKE pattern; three of them narrow a phone number's lookup to a few rows."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM unnest(show_trgm(%s)) t WHERE t !~ ' '",
-            ["7896512"[: plans.INDEXED_PIECE_LENGTH]],
-        )
-        assert cursor.fetchone()[0] == 3
+    assert "last_activity" in str(first_page(customers).start)
 
 
 # -- what a sort reads through ---------------------------------------------------
@@ -339,14 +259,20 @@ def sample_of(rows: int, **columns: np.ndarray) -> ListSample:
 
 
 def condition(sampled: np.ndarray, column: str, **kwargs) -> selectors.Condition:
-    return selectors.Condition(Q(**{f"{column}__isnull": False}), sampled, True, column, **kwargs)
+    return selectors.Condition(
+        Q(**{f"{column}__isnull": False}), lambda sample: sampled, True, column, **kwargs
+    )
+
+
+def estimate(sample: ListSample, conditions: list[selectors.Condition]):
+    return plans.estimate(sample, conditions, {id(c): c.test(sample) for c in conditions})
 
 
 def test_a_sort_intersects_two_filters_indexes_where_that_spares_rows():
     rng = np.random.default_rng(1)
     a, b = rng.random(20_000) < 0.03, rng.random(20_000) < 0.03
     sample = sample_of(MILLION, points=rng.random(20_000), created=np.arange(20_000.0))
-    expected, access = selectors.estimate(sample, [condition(a, "points"), condition(b, "city")])
+    expected, access = estimate(sample, [condition(a, "points"), condition(b, "city")])
     # 3% and 3%, 0.09% together: both indexes, and only the rows both find.
     assert len(access) == 2
     assert expected.reads == sample.scaled(a & b)
@@ -358,16 +284,14 @@ def test_a_sort_reads_through_one_index_where_another_spares_little():
     a = rng.random(20_000) < 0.01
     everyone_but_a_few = rng.random(20_000) < 0.95
     sample = sample_of(MILLION, points=rng.random(20_000))
-    _, access = selectors.estimate(
-        sample, [condition(everyone_but_a_few, "city"), condition(a, "points")]
-    )
+    _, access = estimate(sample, [condition(everyone_but_a_few, "city"), condition(a, "points")])
     assert [c.column for c in access] == ["points"]
 
 
 def test_a_customer_number_is_read_by_its_index_whatever_the_sample_says():
     sample = sample_of(MILLION, points=np.zeros(1000), customer_id=np.arange(1000).astype(str))
     nobody = np.zeros(1000, dtype=bool)
-    expected, access = selectors.estimate(
+    expected, access = estimate(
         sample, [condition(nobody, "customer_id", at_most=1), condition(~nobody, "points")]
     )
     assert [c.column for c in access] == ["customer_id"]
@@ -378,6 +302,6 @@ def test_a_walk_ordered_by_city_stays_within_the_one_country_filtered(dataset):
     customers = selectors.customer_list(
         filters={"country": "austria"}, ordering=customer_ordering("address__city")
     )
-    assert "country" in str(customers.start)
+    assert "country" in str(first_page(customers).start)
     plan = explain(customers)
     assert "customer_list_country" in plan, plan

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from core.api.params import LIST_PARAMETERS
 from core.customers import page_statement as pages
-from core.customers import selectors
+from core.customers import plans, selectors
 from core.customers.ordering import customer_ordering
 from core.customers.statements import (
     SENTINELS,
@@ -26,30 +26,47 @@ from core.customers.statements import (
     StatementCache,
     compile_statement,
     compiling_shape,
-    number_params,
+    param_values,
     shape_of,
 )
+from core.customers.tunables import STATEMENT_CACHE_SIZE
 from core.tests.clients import api_client
 from core.tests.list_model import HYPOTHESIS, filter_values, orderings, query
 
 pytestmark = pytest.mark.django_db
 
 
-def statement_text(customers, *, fresh: bool, **page) -> str:
+def statement_text(plan: plans.Plan, *, fresh: bool) -> str:
     """The page statement with its values, as PostgreSQL receives it: from
     the process's statements, or compiled afresh."""
     kept = pages.PAGE_STATEMENTS
     if fresh:
         pages.PAGE_STATEMENTS = StatementCache(1)
     try:
-        sql, params = pages.page_statement(customers, **page)
+        sql, params = pages.page_statement(plan)
     finally:
         pages.PAGE_STATEMENTS = kept
     with connection.cursor() as cursor:
         return cursor.cursor.mogrify(sql, params)
 
 
-def list_of(params: dict) -> selectors.CustomerList:
+def plan_of(
+    customers: selectors.CustomerQuery,
+    *,
+    reverse: bool = False,
+    offset: int = 0,
+    limit: int,
+    boundary: list | None = None,
+    count: str,
+    forced: str | None = None,
+) -> plans.Plan:
+    position = plans.PagePosition(
+        offset, limit, None if boundary is None else tuple(boundary), reverse
+    )
+    return plans.plan(customers, position, count, forced=forced)
+
+
+def list_of(params: dict) -> selectors.CustomerQuery:
     validated = LIST_PARAMETERS.validate(QueryDict(query(params).split("?", 1)[1]))
     return selectors.customer_list(
         filters=validated.filters, ordering=validated.ordering, search=validated.search
@@ -84,12 +101,16 @@ def test_a_kept_statement_given_new_values_is_the_statement_compiled_afresh(
     boundary = None
     if cursor:
         boundary = [KEY_VALUES[key.kind] for key in customers.ordering.keys]
-    page = dict(
-        reverse=reverse, offset=offset, limit=limit, boundary=boundary, count=count, forced=forced
+    plan = plan_of(
+        customers,
+        reverse=reverse,
+        offset=offset,
+        limit=limit,
+        boundary=boundary,
+        count=count,
+        forced=forced,
     )
-    assert statement_text(customers, fresh=False, **page) == statement_text(
-        customers, fresh=True, **page
-    )
+    assert statement_text(plan, fresh=False) == statement_text(plan, fresh=True)
 
 
 #: A key value of each kind, as a cursor carries it.
@@ -133,11 +154,20 @@ def test_a_value_outside_a_param_is_part_of_the_shape():
     assert shape_of(Q(points__gte=Param(5))) != shape_of(Q(points__gte=Param("5")))
 
 
-def test_params_are_numbered_by_their_place_in_the_conditions():
+def test_params_are_found_by_their_place_in_the_conditions_and_left_as_built():
     first = Q(points__gte=Param(1)) & Q(city=Param("Vienna")) | Q(id=Param(3))
     second = Q(points__gte=Param(2)) & Q(city=Param("Graz")) | Q(id=Param(4))
-    assert number_params(first) == {0: 1, 1: "Vienna", 2: 3}
-    assert number_params(second) == {0: 2, 1: "Graz", 2: 4}
+    assert param_values(first) == {0: 1, 1: "Vienna", 2: 3}
+    assert param_values(second) == {0: 2, 1: "Graz", 2: 4}
+    assert first == second  # one shape: no Param was given a number
+
+
+def test_a_param_in_two_places_takes_one_value():
+    bound = Param(5)
+    where = Q(points__gte=bound)
+    with compiling_shape():
+        statement = compile_statement("SELECT %s, %s", [bound, bound], where, where)
+    assert statement.params(param_values(where, where)) == [5, 5]
 
 
 def test_limits_and_offsets_become_placeholders():
@@ -186,7 +216,8 @@ def test_a_matrix_run_keeps_every_statement(dataset, settings):
         if response.status_code == 200 and response.json()["next"]:
             parts = urlsplit(response.json()["next"])
             client.get(f"{parts.path}?{parts.query}")
-    assert 100 < len(pages.PAGE_STATEMENTS) <= pages.STATEMENT_CACHE_SIZE
+    # With room, but not too much: no more than twice the shapes.
+    assert 100 < len(pages.PAGE_STATEMENTS) <= STATEMENT_CACHE_SIZE < 2 * len(pages.PAGE_STATEMENTS)
     assert pages.PAGE_STATEMENTS.misses == len(pages.PAGE_STATEMENTS)  # none dropped
 
 
@@ -199,10 +230,8 @@ def test_a_walk_bound_and_its_filter_take_their_own_values(dataset):
             filters=dict(LIST_PARAMETERS.validate(QueryDict(f"created_from={low}")).filters),
             ordering=customer_ordering("created"),
         )
-        page = dict(reverse=False, offset=0, limit=11, boundary=None, count="exact")
-        assert statement_text(customers, fresh=False, **page) == statement_text(
-            customers, fresh=True, **page
-        )
+        plan = plan_of(customers, limit=11, count="exact")
+        assert statement_text(plan, fresh=False) == statement_text(plan, fresh=True)
 
 
 def test_no_statement_is_prepared_on_the_server(dataset, settings):
