@@ -341,10 +341,12 @@ class CustomerExportApi(CustomerApiView):
         description=(
             "Takes every list filter, `search` and `ordering`; no pages, every row. The format "
             "is `format=` if given, else the `Accept` header's (text/csv, application/x-ndjson, "
-            "application/json), else CSV. CSV and NDJSON end with a trailer line that gives "
-            'the row count (`# end of export: N rows`, `{"end_of_export": {"rows": N}}`); '
-            'JSON is `{"results": [...], "count": N}`. A file without its end is cut. '
-            "At most `CRM_EXPORT_CONCURRENCY` exports per user at once (429 beyond)."
+            "application/json), else CSV. CSV is a header and exactly the rows; NDJSON ends "
+            'with `{"end_of_export": {"rows": N}}`; JSON is `{"results": [...], "count": N}`. '
+            "The response is chunked: a stream that breaks off lacks HTTP's final chunk, which "
+            "HTTP clients report as an error (curl exits with 18), so a download that ends "
+            "without one is complete. At most `CRM_EXPORT_CONCURRENCY` exports per user at once "
+            "(429 beyond)."
         ),
     )
     def get(self, request: Request) -> StreamingHttpResponse:
