@@ -59,10 +59,39 @@ class ProtectedApiView(APIView):
         super().check_throttles(request)
         self.take_worker_slot(request)
 
+    def dispatch(self, request, *args, **kwargs):
+        """DRF's dispatch, in a ``finally`` that gives the user's slot back on
+        every exit.
+
+        The slot was given back when Django closed the response, through
+        ``finalize_response``: DRF skips that hook for an exception it does
+        not handle (a 500), which left the slot to the garbage collector (a
+        user got 429s for minutes after two 500s), and a sequential client's
+        next request could reach another worker before the server had closed
+        the last response (11 of 300 refused). Now a response is rendered and
+        the slot given back before the response leaves the view; only a
+        streaming one (an export) keeps it until it is closed, when its
+        client has read it or gone.
+        """
+        try:
+            response = super().dispatch(request, *args, **kwargs)
+            if response.streaming:
+                slot = getattr(self.request, "_crm_slot", None)
+                if slot is not None:
+                    response._resource_closers.append(slot.release)
+                    self.request._crm_slot = None
+            elif callable(getattr(response, "render", None)):
+                response.render()
+            return response
+        finally:
+            slot = getattr(getattr(self, "request", None), "_crm_slot", None)
+            if slot is not None:
+                slot.release()
+
     def take_worker_slot(self, request: Request) -> None:
         """One of the user's ``CRM_USER_CONCURRENCY`` slots on this machine, held
-        until the response has been sent (exports: until their client has
-        read them), or a 429 when all are held.
+        while the view works (exports: until their client has read them), or
+        a 429 when all are held.
 
         A sync worker serves one request at a time: a user sending heavy
         requests (a deep page of 500 rows in a sort without an index) from
@@ -87,10 +116,6 @@ class ProtectedApiView(APIView):
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
-        slot = getattr(request, "_crm_slot", None)
-        if slot is not None:
-            # Django closes a response once the server has sent all of it.
-            response._resource_closers.append(slot.release)
         if response.streaming:
             # The export is streamed to its client as it is read, not into
             # the proxy's buffers and temporary files (nginx honours this

@@ -138,7 +138,7 @@ def test_an_export_cut_by_a_database_stop_is_visibly_incomplete_then_503(served)
         first = response.read(65_536)
         assert first.startswith(b"id,first_name")
         embedded.stop(served.data_dir)
-        body, error = read_slowly(response, 65_536, 0)
+        _, error = read_slowly(response, 65_536, 0)
     finally:
         sock.close()
     assert error is not None, "the stream broke off: the client's HTTP library says so"

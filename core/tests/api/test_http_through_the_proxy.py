@@ -74,7 +74,9 @@ def test_a_created_customer_is_at_its_location_and_a_held_version_is_a_304(stack
     assert (held.status, held.body, held.headers["ETag"]) == (304, b"", etag)
 
 
-def open_export(url: str, token: str) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+def open_export(
+    url: str, token: str
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
     parts = urlsplit(url)
     client = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     client.request(
