@@ -29,7 +29,11 @@ from gunicorn.workers.sync import SyncWorker as GunicornSyncWorker
 #: the status and the detail (a fixed text, never a part of the request).
 ANSWERS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], int, str], ...] = (
     # A header the application tried to send: its fault, not the client's.
-    ((errors.InvalidResponseHeader, errors.InvalidResponseHeaderName), 500, "Internal server error."),
+    (
+        (errors.InvalidResponseHeader, errors.InvalidResponseHeaderName),
+        500,
+        "Internal server error.",
+    ),
     (errors.LimitRequestLine, 414, "The request line is too long."),
     (errors.LimitRequestHeaders, 431, "The request's headers are too large."),
     (

@@ -16,9 +16,7 @@ from django.views import defaults
 
 def answers_in_json(request: HttpRequest) -> bool:
     """Under /api/, always; elsewhere unless the client asks for HTML."""
-    return request.path.startswith("/api/") or "text/html" not in request.headers.get(
-        "Accept", ""
-    )
+    return request.path.startswith("/api/") or "text/html" not in request.headers.get("Accept", "")
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
