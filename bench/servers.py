@@ -32,7 +32,7 @@ NGINX_DIR = Path(settings.BASE_DIR) / "deploy" / "nginx"
 NGINX_HTTP_CONF = NGINX_DIR / "crm-http.conf"
 NGINX_PROXY_CONF = NGINX_DIR / "crm-proxy.conf"
 
-#: The test server stands in for the TLS-terminating server of crm-site.conf:
+#: The test server stands in for the TLS-terminating server of nginx.conf:
 #: it speaks plain HTTP on loopback but tells the application what the real
 #: proxy would, that the client came over HTTPS.
 NGINX_SITE = """

@@ -16,6 +16,7 @@ from typing import NoReturn
 from crm import env
 from crm.errors import ConfigurationError, SetupError
 from crm.observability import multiprocess
+from crm.slots_folder import remove_slots_folder
 
 
 def stop(error: Exception) -> NoReturn:
@@ -133,3 +134,4 @@ def child_exit(server, worker) -> None:
 
 def on_exit(server) -> None:
     multiprocess.remove_directory()
+    remove_slots_folder(os.getpid())

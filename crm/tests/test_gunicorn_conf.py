@@ -9,6 +9,7 @@ import secrets
 import pytest
 
 from bench import servers
+from core.security.api_users import api_user_create
 from crm import gunicorn_conf
 
 
@@ -55,3 +56,33 @@ def test_gunicorn_opens_no_control_socket(tmp_path):
         assert not (tmp_path / ".gunicorn").exists()
     finally:
         servers.stop(process)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_clean_stop_leaves_nothing_in_the_temporary_folder(tmp_path):
+    """The workers' slots folder (crm-slots-<uid>-<pid>) stayed after every
+    clean stop (26 had piled up on one machine); the metrics folder went."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    token = api_user_create(username="stopper", read_only=True)
+    env = {
+        **servers.production_environment(secrets.token_urlsafe(64)),
+        "TMPDIR": str(temporary),
+        # The request takes a slot (the test stacks turn the cap off).
+        "CRM_USER_CONCURRENCY": "1",
+    }
+    port = servers.free_port()
+    process = servers.start_gunicorn(
+        f"127.0.0.1:{port}", env=env, log=tmp_path / "gunicorn.log", workers=2
+    )
+    try:
+        servers.wait_ready(
+            f"http://127.0.0.1:{port}/api/users/?page_size=1",
+            [process],
+            {"X-Forwarded-Proto": "https", "Authorization": f"Token {token}"},
+        )
+        assert any(path.name.startswith("crm-slots-") for path in temporary.iterdir())
+    finally:
+        servers.stop(process)
+    assert process.returncode == 0, "a clean stop"
+    assert sorted(path.name for path in temporary.iterdir()) == []
