@@ -258,7 +258,7 @@ def curl_http2(site: Site, path: str, *args: str) -> tuple[str, str, bytes]:
         timeout=60,
     )  # fmt: skip
     body, _, written = result.stdout.rpartition(b"\n")
-    status, version, content_type = (written.decode().split(" ") + ["", ""])[:3]
+    status, version, content_type = [*written.decode().split(" "), "", ""][:3]
     return f"{status} {version}", content_type, body
 
 
