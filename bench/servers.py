@@ -88,6 +88,8 @@ def production_environment(secret_key: str, database_env: Mapping[str, str] | No
         # token: the cap on one user's concurrent requests would measure
         # itself. The tests of that cap set it.
         "CRM_USER_CONCURRENCY": "0",
+        # Nor its share of the worker time, for the same reason.
+        "CRM_USER_WORKER_MS": "0",
     }
 
 

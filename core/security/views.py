@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import time
+
 from django.conf import settings
 from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.request import Request
@@ -9,7 +12,7 @@ from rest_framework.views import APIView
 
 from crm.observability import metrics
 
-from . import local_slots
+from . import local_slots, worker_time
 from .throttling import AnonThrottle, counter, rate_of
 
 
@@ -57,6 +60,7 @@ class ProtectedApiView(APIView):
             return
         request._crm_throttled = True
         super().check_throttles(request)
+        self.check_worker_time(request)
         self.take_worker_slot(request)
 
     def dispatch(self, request, *args, **kwargs):
@@ -73,9 +77,11 @@ class ProtectedApiView(APIView):
         streaming one (an export) keeps it until it is closed, when its
         client has read it or gone.
         """
+        started, streaming = time.perf_counter(), False
         try:
             response = super().dispatch(request, *args, **kwargs)
-            if response.streaming:
+            streaming = response.streaming
+            if streaming:
                 slot = getattr(self.request, "_crm_slot", None)
                 if slot is not None:
                     response._resource_closers.append(slot.release)
@@ -84,9 +90,15 @@ class ProtectedApiView(APIView):
                 response.render()
             return response
         finally:
-            slot = getattr(getattr(self, "request", None), "_crm_slot", None)
+            drf_request = getattr(self, "request", None)
+            slot = getattr(drf_request, "_crm_slot", None)
             if slot is not None:
                 slot.release()
+            charged = getattr(drf_request, "_crm_charged_user", None)
+            if charged is not None and not streaming:
+                worker_time.charge(
+                    charged, time.perf_counter() - started, settings.CRM_USER_WORKER_MS
+                )
 
     def take_worker_slot(self, request: Request) -> None:
         """One of the user's ``CRM_USER_CONCURRENCY`` slots on this machine, held
@@ -113,6 +125,27 @@ class ProtectedApiView(APIView):
                 ),
             )
         request._crm_slot = slot
+
+    def check_worker_time(self, request: Request) -> None:
+        """A 429 while the user has taken more than its share of this machine's
+        worker time (``CRM_USER_WORKER_MS``, see core.security.worker_time);
+        otherwise the request is charged what it takes (in :meth:`dispatch`)."""
+        share = settings.CRM_USER_WORKER_MS
+        if not share or not request.user.is_authenticated:
+            return
+        wait = worker_time.wait(request.user.pk)
+        if wait is not None:
+            metrics.throttle_rejected("worker_time")
+            raise Throttled(
+                wait=wait,
+                detail=(
+                    f"Your requests have taken more of this server's time than one user's "
+                    f"share ({share} ms a second); try again in {math.ceil(wait)} s, or ask "
+                    "for cheaper pages (by cursor rather than deep page numbers, fewer rows, "
+                    "narrower filters)."
+                ),
+            )
+        request._crm_charged_user = request.user.pk
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
