@@ -89,7 +89,9 @@ class JsonErrors:
             self.log.exception("Error handling request %s %s", getattr(req, "method", ""), path)
         else:
             self.log.warning("Refused a request from ip=%s: %s", address, type(exc).__name__)
-        request = req if req is not None else getattr(exc, "req", None)
+        request = req
+        if request is None and isinstance(exc, errors.InvalidHeader):
+            request = exc.req  # the request whose header was refused, for the access log
         if request is not None:
             environ = default_environ(request, client, self.cfg)
             environ["REMOTE_ADDR"] = address
