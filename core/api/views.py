@@ -318,6 +318,7 @@ class CustomerExportApi(CustomerApiView):
 
     name = "Customer export"
     renderer_classes = DOWNLOAD_RENDERERS
+    charges_worker_time = False  # an export's slots bound it (core.security.export_slots)
 
     def handle_exception(self, exc):
         # Errors are JSON (as documented), whichever download format was asked for.

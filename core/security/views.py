@@ -16,6 +16,13 @@ from . import local_slots, worker_time
 from .throttling import AnonThrottle, counter, rate_of
 
 
+def held(request: Request) -> list[local_slots.Slot]:
+    """The slots the request holds (given back in :meth:`ProtectedApiView.dispatch`)."""
+    if not hasattr(request, "_crm_slots"):
+        request._crm_slots = []
+    return request._crm_slots
+
+
 class ProtectedApiView(APIView):
     """An API view whose rate limits see every request, refused ones included.
 
@@ -37,6 +44,10 @@ class ProtectedApiView(APIView):
     3. the throttles (per user, and per address for the anonymous) run before
        the permissions, so an anonymous request is counted before its 401.
     """
+
+    #: Whether the view's requests are charged to their user's share of the
+    #: worker time (core.security.worker_time); exports have their own limits.
+    charges_worker_time = True
 
     def perform_authentication(self, request: Request) -> None:
         try:
@@ -82,17 +93,15 @@ class ProtectedApiView(APIView):
             response = super().dispatch(request, *args, **kwargs)
             streaming = response.streaming
             if streaming:
-                slot = getattr(self.request, "_crm_slot", None)
-                if slot is not None:
+                for slot in getattr(self.request, "_crm_slots", ()):
                     response._resource_closers.append(slot.release)
-                    self.request._crm_slot = None
+                self.request._crm_slots = []
             elif callable(getattr(response, "render", None)):
                 response.render()
             return response
         finally:
             drf_request = getattr(self, "request", None)
-            slot = getattr(drf_request, "_crm_slot", None)
-            if slot is not None:
+            for slot in getattr(drf_request, "_crm_slots", ()):
                 slot.release()
             charged = getattr(drf_request, "_crm_charged_user", None)
             if charged is not None and not streaming:
@@ -124,28 +133,45 @@ class ProtectedApiView(APIView):
                     "send the next when one has been answered."
                 ),
             )
-        request._crm_slot = slot
+        held(request).append(slot)
 
     def check_worker_time(self, request: Request) -> None:
         """A 429 while the user has taken more than its share of this machine's
         worker time (``CRM_USER_WORKER_MS``, see core.security.worker_time);
         otherwise the request is charged what it takes (in :meth:`dispatch`)."""
         share = settings.CRM_USER_WORKER_MS
-        if not share or not request.user.is_authenticated:
+        if not share or not self.charges_worker_time or not request.user.is_authenticated:
             return
-        wait = worker_time.wait(request.user.pk)
-        if wait is not None:
+        ahead = worker_time.ahead(request.user.pk)
+        cheaper = (
+            "ask for cheaper pages (by cursor rather than deep page numbers, fewer rows, "
+            "narrower filters)"
+        )
+        if ahead > worker_time.BURST_SECONDS:
+            wait = ahead - worker_time.BURST_SECONDS
             metrics.throttle_rejected("worker_time")
             raise Throttled(
                 wait=wait,
                 detail=(
                     f"Your requests have taken more of this server's time than one user's "
-                    f"share ({share} ms a second); try again in {math.ceil(wait)} s, or ask "
-                    "for cheaper pages (by cursor rather than deep page numbers, fewer rows, "
-                    "narrower filters)."
+                    f"share ({share} ms a second); try again in {math.ceil(wait)} s, or "
+                    f"{cheaper}."
                 ),
             )
         request._crm_charged_user = request.user.pk
+        if ahead > worker_time.SERIAL_SECONDS:
+            slot = local_slots.take(f"user-over-share-{request.user.pk}", 1)
+            if slot is None:
+                metrics.throttle_rejected("worker_time")
+                raise Throttled(
+                    wait=1,
+                    detail=(
+                        "Your requests have taken more than one user's share of this server's "
+                        "time lately: they are served one at a time; send the next when one "
+                        f"has been answered, or {cheaper}."
+                    ),
+                )
+            held(request).append(slot)
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)

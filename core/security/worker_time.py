@@ -14,8 +14,13 @@ rest, while everyone else keeps the other workers and cores.
 
 The budget is a GCRA (the token bucket's one-timestamp form, as the admin's
 sign-ins, :mod:`core.security.admin_login`): a theoretical arrival time per
-user, moved ``cost / share`` seconds on by each request, and a request is
-refused while it lies more than :data:`BURST_SECONDS` ahead. It is kept per
+user, moved ``cost / share`` seconds on by each request. While it lies more
+than :data:`SERIAL_SECONDS` ahead (the user has been taking more than its
+share), the user's requests are served one at a time; more than
+:data:`BURST_SECONDS` ahead, they are refused. One at a time first, because
+a user refused and let through in turn still ran two heavy requests at once
+whenever it was let through, and the other users met both cores busy half
+the time. It is kept per
 machine, as the worker slots are (worker time is a machine's), in an 8-byte
 file per user beside the slots' lock files, under ``flock``: no query, a
 few microseconds a request. Exports are not charged: they hold their own
@@ -32,11 +37,15 @@ from pathlib import Path
 
 from .local_slots import slots_dir
 
-#: How far ahead a user's budget may run: ten seconds of its share in one go
-#: (at one worker's share, ten seconds of worker time) before it is held to
-#: the share. An occasional slow page never meets the limit; two connections
-#: of heavy requests meet it after five seconds.
+#: How far ahead a user's budget may run before its requests are refused: ten
+#: seconds of its share (at one worker's share, ten seconds of worker time).
 BURST_SECONDS = 10.0
+
+#: How far ahead before its requests are served one at a time: a second of
+#: its share. Cheap requests never get there (a hundred first pages a second
+#: take half a worker's time); one slow page alone does not either, but two
+#: connections of heavy ones do within a second or two.
+SERIAL_SECONDS = 1.0
 
 #: The theoretical arrival time, in seconds of CLOCK_MONOTONIC (one clock for
 #: every process of the machine).
@@ -52,18 +61,17 @@ def _read(fd: int) -> float:
     return _TIME.unpack(data)[0] if len(data) == _TIME.size else 0.0
 
 
-def wait(user_id: int) -> float | None:
-    """Seconds until the user's next request is let through, or None if it is now."""
+def ahead(user_id: int) -> float:
+    """Seconds the user's budget runs ahead of now (0 or less: within its share)."""
     try:
         fd = os.open(_path(user_id), os.O_RDONLY)
     except FileNotFoundError:
-        return None
+        return 0.0
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
-        ahead = _read(fd) - time.monotonic() - BURST_SECONDS
+        return _read(fd) - time.monotonic()
     finally:
         os.close(fd)
-    return ahead if ahead > 0 else None
 
 
 def charge(user_id: int, seconds: float, share_ms: int) -> None:

@@ -7,11 +7,13 @@ import concurrent.futures
 import time
 
 import pytest
+from django.contrib.auth import get_user_model
 
 from bench import servers
 from core.dataset.loader import customer_dataset_replace
-from core.security import worker_time
+from core.security import local_slots, worker_time
 from core.security.api_users import api_user_create
+from core.tests.clients import api_client
 from crm.tests.http_client import call
 from crm.tests.processes import needs_programs, table_locked
 
@@ -56,11 +58,33 @@ def test_a_user_past_its_share_of_worker_time_waits_while_another_is_served(tmp_
     assert other.status == 200
 
 
-def test_a_share_is_a_rate_with_a_burst_of_ten_seconds(monkeypatch, tmp_path):
+def test_a_share_is_a_rate_that_may_run_ahead(monkeypatch, tmp_path):
     monkeypatch.setattr(worker_time, "slots_dir", lambda: tmp_path)
-    assert worker_time.wait(1) is None
-    worker_time.charge(1, 0.9, share_ms=100)  # nine seconds ahead: within the burst
-    assert worker_time.wait(1) is None
-    worker_time.charge(1, 0.3, share_ms=100)  # twelve: two past it
-    assert worker_time.wait(1) == pytest.approx(2, abs=0.2)
-    assert worker_time.wait(2) is None, "per user"
+    assert worker_time.ahead(1) == 0
+    worker_time.charge(1, 0.9, share_ms=100)  # nine seconds of a 100 ms share
+    assert worker_time.ahead(1) == pytest.approx(9, abs=0.2)
+    worker_time.charge(1, 0.3, share_ms=100)  # twelve: past the burst
+    assert worker_time.ahead(1) == pytest.approx(12, abs=0.2)
+    assert worker_time.ahead(2) == 0, "per user"
+
+
+@pytest.mark.django_db
+def test_a_user_over_its_share_is_served_one_request_at_a_time(settings):
+    """Refused and let through in turn, a user still ran two heavy requests
+    at once whenever it was let through: past a second ahead of its share,
+    a second request under way is a 429."""
+    settings.CRM_USER_WORKER_MS = 1000
+    customer_dataset_replace(n=10, chunk=10, seed=1)
+    client = api_client("over-share")
+    user = get_user_model().objects.get(username="over-share")
+    assert client.get("/api/users/").status_code == 200
+    worker_time.charge(user.pk, 3.0, share_ms=1000)  # three seconds ahead
+    under_way = local_slots.take(f"user-over-share-{user.pk}", 1)  # as a request elsewhere
+    try:
+        refused = client.get("/api/users/")
+    finally:
+        under_way.release()
+    assert refused.status_code == 429
+    assert "one at a time" in refused.json()["detail"]
+    assert client.get("/api/users/").status_code == 200
+    assert api_client("within-share").get("/api/users/").status_code == 200
