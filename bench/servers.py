@@ -32,7 +32,7 @@ NGINX_DIR = Path(settings.BASE_DIR) / "deploy" / "nginx"
 NGINX_HTTP_CONF = NGINX_DIR / "crm-http.conf"
 NGINX_PROXY_CONF = NGINX_DIR / "crm-proxy.conf"
 
-#: The test server stands in for the TLS-terminating server of crm-site.conf:
+#: The test server stands in for the TLS-terminating server of nginx.conf:
 #: it speaks plain HTTP on loopback but tells the application what the real
 #: proxy would, that the client came over HTTPS.
 NGINX_SITE = """
@@ -88,6 +88,8 @@ def production_environment(secret_key: str, database_env: Mapping[str, str] | No
         # token: the cap on one user's concurrent requests would measure
         # itself. The tests of that cap set it.
         "CRM_USER_CONCURRENCY": "0",
+        # Nor its share of the worker time, for the same reason.
+        "CRM_USER_WORKER_MS": "0",
     }
 
 

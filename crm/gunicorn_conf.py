@@ -16,6 +16,7 @@ from typing import NoReturn
 from crm import env
 from crm.errors import ConfigurationError, SetupError
 from crm.observability import multiprocess
+from crm.slots_folder import remove_slots_folder
 
 
 def stop(error: Exception) -> NoReturn:
@@ -44,8 +45,13 @@ try:
     #: at once (deploy/nginx/crm-proxy.conf), so no worker ever waits on a slow
     #: client, and a worker that serves one request at a time is the cheapest.
     #: GUNICORN_WORKER_CLASS=gthread and GUNICORN_THREADS exist for comparison
-    #: (bench_http measures either).
+    #: (bench_http measures either). Both are gunicorn's own with its refusals
+    #: answered in JSON and logged without the request (crm/gunicorn_workers.py).
     worker_class = env.string("GUNICORN_WORKER_CLASS", "sync")
+    worker_class = {
+        "sync": "crm.gunicorn_workers.SyncWorker",
+        "gthread": "crm.gunicorn_workers.ThreadWorker",
+    }.get(worker_class, worker_class)
     threads = env.integer("GUNICORN_THREADS", 1, minimum=1)
 
     #: A worker that stops answering gunicorn's heartbeat for this long is killed.
@@ -69,15 +75,18 @@ except ConfigurationError as error:
 #: project is managed by signals (HUP, TERM) and its supervisor; no socket.
 control_socket_disable = True
 
-#: gunicorn's limits on a request's head, above nginx's (4 kB a line, 16 kB
-#: in all: deploy/nginx/crm-proxy.conf), so that whatever is too long is
-#: refused by nginx with a JSON error rather than by gunicorn's HTML page
-#: (its defaults, a 4,094-byte request line and 100 headers, are below
-#: what nginx lets through). 8,190 is gunicorn's largest line, 32,768 its
-#: most headers.
-limit_request_line = 8190
+#: gunicorn's limits on a request's head: a request line of 4 kB, a header
+#: line of 4 kB, where nginx in front (deploy/nginx/crm-proxy.conf) lets
+#: through 16 kB a line. Over HTTP/2 nginx cannot answer a header field
+#: longer than its buffer (it ends the connection), and the request line of
+#: HTTP/2 is not a line: nginx held it to no limit. Set here, behind nginx,
+#: the limits are the same whichever protocol the client spoke, and their
+#: refusals are JSON (crm/gunicorn_workers.py): 414 for the line, 431 for a
+#: header. Any number of headers (32,768, gunicorn's most): nginx bounds
+#: their total.
+limit_request_line = 4094
 limit_request_fields = 32768
-limit_request_field_size = 8190
+limit_request_field_size = 4096
 
 
 #: An access log (``--access-logfile``) names the path without its query,
@@ -125,3 +134,4 @@ def child_exit(server, worker) -> None:
 
 def on_exit(server) -> None:
     multiprocess.remove_directory()
+    remove_slots_folder(os.getpid())

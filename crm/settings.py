@@ -136,6 +136,13 @@ CRM_EXPORT_CONCURRENCY = env.integer("CRM_EXPORT_CONCURRENCY", 2, minimum=1)
 _SPARE_WORKERS = max(1, env.gunicorn_workers() - 1) if PRODUCTION else 0
 CRM_EXPORT_TOTAL = env.integer("CRM_EXPORT_TOTAL", _SPARE_WORKERS, minimum=0)
 CRM_USER_CONCURRENCY = env.integer("CRM_USER_CONCURRENCY", _SPARE_WORKERS, minimum=0)
+# What one user's requests may take of one machine's worker time, in ms per
+# second on average (see core.security.worker_time): by default half the
+# cores' worth (a worker per two cores, one with three workers on two), so
+# that a user of expensive requests leaves the other half to everyone else;
+# off in development (0).
+_HALF_THE_CORES_MS = 1000 * max(1, (env.gunicorn_workers() - 1) // 2) if PRODUCTION else 0
+CRM_USER_WORKER_MS = env.integer("CRM_USER_WORKER_MS", _HALF_THE_CORES_MS, minimum=0)
 
 # DATABASE_URL when set, otherwise the embedded PostgreSQL 18; hot standbys
 # for reads from DATABASE_REPLICA_URLS (see crm.postgres.config).

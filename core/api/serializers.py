@@ -10,9 +10,11 @@ produces exactly this shape.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from django.db import models
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
@@ -24,6 +26,26 @@ from core.models import Address, AppUser, CustomerRelationship
 EARLIEST_BIRTHDAY = dt.date(1900, 1, 1)
 #: A client's clock may lag the server's: "now" a few seconds ago is still now.
 LAST_ACTIVITY_TOLERANCE = dt.timedelta(seconds=60)
+
+
+class CalendarDateField(serializers.DateField):
+    """An ISO 8601 date, where a well-formed day the calendar lacks (``1990-02-29``)
+    is "not a date", not DRF's "wrong format" (which sent clients looking for a
+    format they had got right)."""
+
+    default_error_messages = {
+        **serializers.DateField.default_error_messages,
+        "not_a_date": "Not a date: {value} is not a day of the calendar.",
+    }
+    well_formed = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+    def to_internal_value(self, value: Any) -> dt.date:
+        if isinstance(value, str) and self.well_formed.fullmatch(value):
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError:
+                self.fail("not_a_date", value=value)
+        return super().to_internal_value(value)
 
 
 class StrictFieldsMixin:
@@ -103,6 +125,10 @@ class CustomerWriteSerializer(StrictFieldsMixin, CustomerSerializer):
 
     address = AddressWriteSerializer()
     relationship = RelationshipWriteSerializer(required=False)
+    serializer_field_mapping = {
+        **CustomerSerializer.serializer_field_mapping,
+        models.DateField: CalendarDateField,
+    }
 
     class Meta(CustomerSerializer.Meta):
         read_only_fields = ["id", "created", "last_updated"]

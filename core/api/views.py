@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from django import forms
 from django.conf import settings
 from django.http import StreamingHttpResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.http import parse_etags
@@ -109,6 +110,16 @@ def if_match(request: Request) -> list[str] | None:
     return None if header is None else parse_etags(header)
 
 
+def if_none_match(request: Request, etag: str) -> bool:
+    """Whether ``If-None-Match`` names ``etag`` (or ``*``): the client has this
+    version already. Compared weakly, as RFC 9110 says for this header."""
+    header = request.headers.get("If-None-Match")
+    if header is None:
+        return False
+    tags = {tag.removeprefix("W/") for tag in parse_etags(header)}
+    return "*" in tags or etag in tags
+
+
 def refuse_query_parameters(request: Request) -> None:
     """One customer and the writes take no query parameters: naming one is a 400."""
     unknown = [name for name in request.query_params if name != "format"]
@@ -136,6 +147,13 @@ IF_MATCH = OpenApiParameter(
         "Write only if the customer is still the version an earlier answer's ETag named "
         "(several may be given, comma-separated; * for any); otherwise 412."
     ),
+)
+#: ``If-None-Match`` as the OpenAPI document describes it.
+IF_NONE_MATCH = OpenApiParameter(
+    "If-None-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="The ETag of the version you hold (several comma-separated, or *): 304 if current.",
 )
 CHANGED = OpenApiResponse(ErrorSerializer, description="If-Match names an older version.")
 COLLIDED = OpenApiResponse(
@@ -186,7 +204,10 @@ class CustomerListApi(CustomerApiView):
         summary="Create a customer",
         request=CustomerWriteSerializer,
         responses={201: CustomerSerializer, 400: WRITE_ERRORS, 409: COLLIDED},
-        description=f"A new customer with their address and loyalty record. {JSON_ONLY}",
+        description=(
+            "A new customer with their address and loyalty record; `Location` is its URL. "
+            f"{JSON_ONLY}"
+        ),
     )
     def post(self, request: Request) -> Response:
         """A new customer with their address and loyalty record, in one transaction."""
@@ -195,7 +216,11 @@ class CustomerListApi(CustomerApiView):
         serializer.is_valid(raise_exception=True)
         with service_errors():
             customer = services.customer_create(**serializer.validated_data)
-        return customer_response(customer.pk, status=201)
+        response = customer_response(customer.pk, status=201)
+        response["Location"] = request.build_absolute_uri(
+            reverse("customer-detail", args=[customer.pk])
+        )
+        return response
 
 
 # -- one customer, and writes ---------------------------------------------------
@@ -221,12 +246,23 @@ class CustomerDetailApi(CustomerApiView):
     @extend_schema(
         operation_id="customers_retrieve",
         summary="Read one customer",
-        responses={200: CustomerSerializer, 404: ErrorSerializer},
-        description="One customer, as the list shows them; `ETag` names this version.",
+        parameters=[IF_NONE_MATCH],
+        responses={
+            200: CustomerSerializer,
+            304: OpenApiResponse(description="If-None-Match names this version."),
+            404: ErrorSerializer,
+        },
+        description=(
+            "One customer, as the list shows them; `ETag` names this version. With "
+            "`If-None-Match` naming it, a 304 without a body."
+        ),
     )
     def get(self, request: Request, pk: int) -> Response:
         refuse_query_parameters(request)
-        return customer_response(pk)
+        response = customer_response(pk)
+        if if_none_match(request, response["ETag"]):
+            return Response(status=304, headers={"ETag": response["ETag"]})
+        return response
 
     def write(self, request: Request, pk: int, *, partial: bool) -> Response:
         refuse_query_parameters(request)
@@ -283,6 +319,7 @@ class CustomerExportApi(CustomerApiView):
 
     name = "Customer export"
     renderer_classes = DOWNLOAD_RENDERERS
+    charges_worker_time = False  # an export's slots bound it (core.security.export_slots)
 
     def handle_exception(self, exc):
         # Errors are JSON (as documented), whichever download format was asked for.
@@ -306,10 +343,12 @@ class CustomerExportApi(CustomerApiView):
         description=(
             "Takes every list filter, `search` and `ordering`; no pages, every row. The format "
             "is `format=` if given, else the `Accept` header's (text/csv, application/x-ndjson, "
-            "application/json), else CSV. CSV and NDJSON end with a trailer line that gives "
-            'the row count (`# end of export: N rows`, `{"end_of_export": {"rows": N}}`); '
-            'JSON is `{"results": [...], "count": N}`. A file without its end is cut. '
-            "At most `CRM_EXPORT_CONCURRENCY` exports per user at once (429 beyond)."
+            "application/json), else CSV. CSV is a header and exactly the rows; NDJSON ends "
+            'with `{"end_of_export": {"rows": N}}`; JSON is `{"results": [...], "count": N}`. '
+            "The response is chunked: a stream that breaks off lacks HTTP's final chunk, which "
+            "HTTP clients report as an error (curl exits with 18), so a download that ends "
+            "without one is complete. At most `CRM_EXPORT_CONCURRENCY` exports per user at once "
+            "(429 beyond)."
         ),
     )
     def get(self, request: Request) -> StreamingHttpResponse:

@@ -14,12 +14,16 @@ list's (:data:`core.customers.columns.ROW`), in three formats:
 * ``json``: one document, ``{"results": [rows…], "count": n}`` (what a
   client asking for ``application/json`` gets).
 
-A cut export can be told from a complete one. CSV and NDJSON end with a
-trailer line that gives the row count (see :data:`TRAILERS`; it has no
-newline after it, so ``wc -l`` still counts the rows), and a JSON document
-only parses once complete. Either way, a stream that breaks (the database
-stops, the statement timeout cancels the COPY) ends the chunked HTTP
-response without its final chunk, which HTTP clients report as an error.
+A cut export can be told from a complete one. The response is chunked
+(no length is known in advance), and a stream that breaks (the database
+stops, the statement timeout cancels the COPY, a worker is killed) ends
+without HTTP's final empty chunk, which HTTP clients report as an error
+(curl exits with 18, Python's http.client raises IncompleteRead). So the CSV
+is the header and exactly the rows, nothing else: a trailer line of its own
+was read as one more row by ``csv.reader``, pandas and spreadsheets. NDJSON
+also ends with a JSON object that gives the row count (see :data:`TRAILERS`;
+no newline after it, so ``wc -l`` still counts the rows), which a reader
+skips by its key, and a JSON document only parses once complete.
 """
 
 from __future__ import annotations
@@ -43,9 +47,9 @@ FORMATS = ("csv", "ndjson", "json")
 #: First characters that make a spreadsheet evaluate a cell (OWASP, CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
-#: The last line of a complete export, given its row count.
+#: What ends a complete export, given its row count (CSV: nothing, see above).
 TRAILERS: dict[str, Callable[[int], bytes]] = {
-    "csv": lambda rows: f"# end of export: {rows} rows".encode(),
+    "csv": lambda rows: b"",
     "ndjson": lambda rows: b'{"end_of_export": {"rows": %d}}' % rows,
     "json": lambda rows: b'], "count": %d}\n' % rows,
 }
@@ -221,4 +225,5 @@ class CustomerExport:
         )
         yield from _json_array(blocks) if self.format == "json" else blocks
         # Reached only when PostgreSQL has sent every row: rowcount is COPY's count.
-        yield TRAILERS[self.format](raw.rowcount)
+        if trailer := TRAILERS[self.format](raw.rowcount):
+            yield trailer

@@ -238,6 +238,10 @@ class BoundedInteger(ListFilter, django_filters.NumberFilter):
         return sample.compare(self.field_name, self.lookup_expr, value)
 
 
+#: The offsets time zones use, from Baker Island's to Kiribati's.
+EARLIEST_OFFSET, LATEST_OFFSET = -dt.timedelta(hours=12), dt.timedelta(hours=14)
+
+
 class InstantField(forms.CharField):
     """An ISO 8601 date or date-time, cleaned to ``(instant, exclusive)``.
 
@@ -269,6 +273,12 @@ class InstantField(forms.CharField):
             ) from None
         if instant.tzinfo is None:
             instant = instant.replace(tzinfo=dt.UTC)
+        elif not EARLIEST_OFFSET <= instant.utcoffset() <= LATEST_OFFSET:
+            # Python takes offsets up to ±23:59, PostgreSQL only to ±15:59 (a
+            # 500 with the value in its traceback); no time zone is beyond these.
+            raise forms.ValidationError(
+                "The offset is outside those time zones use (-12:00 to +14:00).", code="offset"
+            )
         return instant, False
 
 

@@ -11,7 +11,10 @@ here would bound nothing. So, end to end:
   machines (advisory locks on the primary);
 * each machine streams at most ``CRM_EXPORT_TOTAL`` exports at once (by
   default one fewer than its workers, so that one is always left for the
-  rest of the API: :mod:`core.security.local_slots`);
+  rest of the API: :mod:`core.security.local_slots`), and at most one fewer
+  than that for one user (one export slot is always left for the others:
+  one user reading two exports slowly held every export slot, and two of
+  three workers, for ten minutes);
 * each user may start ``CRM_THROTTLE_EXPORT`` exports an hour.
 
 An export beyond any of them is refused with a 429 and ``Retry-After``.
@@ -68,8 +71,17 @@ def export_slot(user_id: int, limit: int) -> Iterator[int]:
     its process.
     """
     total = settings.CRM_EXPORT_TOTAL
+    mine = per_user_on_one_machine(total)
+    own = local_slots.take(f"exports-user-{user_id}", mine) if mine else local_slots.NO_SLOT
+    if own is None:
+        metrics.throttle_rejected("export")
+        raise ExportsBusy(
+            f"{_exports(mine)} of yours already under way on this server, the most it "
+            "streams for one user at once; try again when one has finished."
+        )
     machine = local_slots.take("exports", total) if total else local_slots.NO_SLOT
     if machine is None:
+        own.release()
         metrics.throttle_rejected("export")
         raise ExportsBusy(
             f"This server is streaming {_exports(total)}, the most it streams at once; "
@@ -97,6 +109,14 @@ def export_slot(user_id: int, limit: int) -> Iterator[int]:
             yield slot
     finally:
         machine.release()
+        own.release()
+
+
+def per_user_on_one_machine(total: int) -> int:
+    """How many of a machine's ``total`` export slots one user may hold: all
+    but one, so that another user can always start an export (one, when the
+    machine streams only one at a time; 0, no cap, when ``total`` is)."""
+    return max(1, total - 1) if total else 0
 
 
 def spend_export_budget(user_id: int) -> None:

@@ -8,22 +8,24 @@ closes the file or dies (a worker killed with SIGKILL leaks nothing), it
 costs a few microseconds, and it counts the workers of this machine, which
 are the ones a request would take.
 
-The files live in a folder per gunicorn (named after the master, the
-workers' parent process), so that two servers on one machine, a test stack
-beside ``make run`` say, never count each other.
+The files live in a folder per gunicorn (:mod:`crm.slots_folder`: named
+after the master, the workers' parent process, and removed when it exits),
+so that two servers on one machine, a test stack beside ``make run`` say,
+never count each other.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-import tempfile
 from pathlib import Path
+
+from crm.slots_folder import slots_folder
 
 
 def slots_dir() -> Path:
     """This server's folder: one per user and parent process."""
-    path = Path(tempfile.gettempdir()) / f"crm-slots-{os.getuid()}-{os.getppid()}"
+    path = slots_folder(os.getppid())
     path.mkdir(mode=0o700, exist_ok=True)
     return path
 

@@ -40,11 +40,13 @@ def manage(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
 
 def missing_programs(*names: str) -> list[str]:
     """The programs of ``names`` found neither on the PATH nor in /usr/sbin (where
-    Debian puts nginx and pgbouncer, off an ordinary user's PATH)."""
+    Debian puts nginx and pgbouncer, off an ordinary user's PATH); a name that
+    is a path (an nginx module's file) must exist."""
     return [
         name
         for name in names
-        if shutil.which(name) is None and not Path(f"/usr/sbin/{name}").exists()
+        if (not Path(name).exists() if "/" in name else shutil.which(name) is None)
+        and not Path(f"/usr/sbin/{name}").exists()
     ]
 
 

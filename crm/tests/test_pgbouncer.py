@@ -93,10 +93,8 @@ def test_writes_and_the_export_go_through_the_pooler(pooled):
     assert (status, json.loads(body)["first_name"]) == (200, "Pina")
     status, body = call(stack, token, "/api/users/export/?format=csv")
     assert status == 200
-    *lines, trailer = body.decode().splitlines()
-    assert trailer == "# end of export: 301 rows"  # the export ran to its end
-    rows = list(csv.DictReader(io.StringIO("\n".join(lines))))
-    assert len(rows) == 301
+    rows = list(csv.DictReader(io.StringIO(body.decode(), newline="")))
+    assert len(rows) == 301  # the export ran to its end
     assert any(row["first_name"] == "Pina" for row in rows)
     assert call(stack, token, f"/api/users/{pk}/", "DELETE")[0] == 204
     assert call(stack, token, f"/api/users/{pk}/")[0] == 404

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
+import socket
+from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -34,28 +37,69 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 @needs_programs("nginx")
-def test_what_nginx_refuses_is_json(stack):
+def test_what_nginx_or_gunicorn_refuses_is_json(stack):
     running, token = stack
     assert_json_error(call(running.url, "/api/users/", method="TRACE"), 405)
+    # The API's limits, 4 kB a line, are gunicorn's, in JSON (crm/gunicorn_workers.py).
     assert_json_error(call(running.url, "/api/users/?search=" + "a" * 5000, token=token), 414)
     assert_json_error(
-        call(running.url, "/api/users/", token=token, headers={"X-Big": "b" * 5000}), 400
+        call(running.url, "/api/users/", token=token, headers={"X-Big": "b" * 5000}), 431
+    )
+    # nginx's, past 16 kB a line.
+    assert_json_error(
+        call(running.url, "/api/users/", token=token, headers={"X-Big": "b" * 20_000}), 400
     )
     assert_json_error(call(running.url, "/_crm_error/502"), 404)
     too_large = call(running.url, "/api/users/", method="POST", token=token, body=b"x" * 9_000_000)
     assert_json_error(too_large, 413)
 
 
+def raw_request(url: str, head: bytes) -> Answer:
+    """Send ``head`` as it is (http.client refuses raw non-ASCII and control
+    bytes, which curl and other clients send), read the answer to its end."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=15) as sock:
+        sock.sendall(head)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return Answer(response.status, response.headers, response.read())
+
+
 @needs_programs("nginx")
-def test_what_gets_past_nginx_is_answered_by_the_application_not_by_gunicorns_html(stack):
-    """gunicorn's own limits (a 4,094-byte request line, 100 headers) were
-    below nginx's: its HTML 400 or 414 reached the client."""
+def test_raw_bytes_in_the_request_are_a_json_400_and_reach_no_log(stack, tmp_path):
+    """A raw "ü" in the request line, and a control character in a header's
+    value, got gunicorn's HTML 400, and gunicorn's error log recorded the
+    whole request line: a customer's name, past the application's masking."""
     running, token = stack
-    many = {f"X-Header-{n}": "1" for n in range(150)}
-    assert call(running.url, "/api/users/?page_size=1", token=token, headers=many).status == 200
-    long_line = call(running.url, "/api/users/?search=" + "a" * 4000, token=token)
-    # The application's own 400: search is at most 100 characters.
-    assert_json_error(long_line, 400, keys={"search"})
+    host = f"Host: {urlsplit(running.url).netloc}\r\nAuthorization: Token {token}\r\n"
+    encoded = raw_request(
+        running.url,
+        f"GET /api/users/?last_name=Müller HTTP/1.1\r\n{host}Connection: close\r\n\r\n".encode(),
+    )
+    assert_json_error(encoded, 400)
+    assert "M%C3%BCller" in encoded.json()["detail"], "says how to send it"
+    control = raw_request(
+        running.url,
+        f"GET /api/users/ HTTP/1.1\r\n{host}X-Note: Hofer\x01Anna\r\n"
+        "Connection: close\r\n\r\n".encode(),
+    )
+    assert_json_error(control, 400)
+    assert "control character" in control.json()["detail"]
+    # Each layer's logs: gunicorn's own and what the workers wrote.
+    logs = b"".join(path.read_bytes() for path in tmp_path.glob("gunicorn.*"))
+    assert b"Refused a request" in logs
+    for secret in ("Müller".encode(), "Müller".encode("latin-1"), b"Hofer", b"Anna"):
+        assert secret not in logs
+
+
+@needs_programs("nginx")
+def test_a_path_outside_the_api_is_a_json_404_unless_a_browser_asks(stack):
+    running, _ = stack
+    assert_json_error(call(running.url, "/no-such-page/"), 404)
+    assert_json_error(call(running.url, "/static/no-such-file.css", headers={"Accept": "*/*"}), 404)
+    page = call(running.url, "/no-such-page/", headers={"Accept": "text/html,*/*;q=0.8"})
+    assert page.status == 404
+    assert page.headers["Content-Type"].startswith("text/html")
 
 
 @needs_programs("nginx")

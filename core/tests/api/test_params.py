@@ -43,6 +43,9 @@ URL = "/api/users/"
         ("birthday_to=9999-12-31", "birthday_to"),
         ("created_from=yesterday", "created_from"),
         ("last_activity_to=2024-13-01", "last_activity_to"),
+        # Offsets Python parses and PostgreSQL refuses (it was a 500).
+        ("created_to=2024-01-01T00:00:00%2B16:00", "created_to"),
+        ("last_activity_from=2024-06-30T12:00:00-23:59", "last_activity_from"),
         ("created_from=2024-02-01&created_to=2024-01-01", "created_from"),
         ("points_min=10&points_max=5", "points_min"),
         ("ordering=password", "ordering"),
@@ -65,6 +68,13 @@ def test_bad_parameters_are_a_400_naming_the_parameter(dataset, params, named):
     assert all(isinstance(message, str) and message for message in body[named])
 
 
+def test_offsets_of_every_time_zone_are_taken(dataset):
+    client = api_client()
+    for offset in ("-12:00", "+14:00", "+05:45", "Z"):
+        value = quote(f"2024-01-01T00:00:00{offset}")
+        assert client.get(f"{URL}?created_from={value}").status_code == 200, offset
+
+
 @pytest.fixture
 def customers(db):
 
@@ -84,6 +94,7 @@ HOSTILE_VALUES = {
     "percent": "%",
     "underscore": "_",
     "impossible date": "2023-02-30",
+    "offset beyond any time zone": "2024-01-01T00:00:00+16:00",
     "far date": "99999-01-01",
     "unicode": "Zoë 😀",
     "whitespace": "  ",

@@ -266,6 +266,35 @@ def test_answers_with_personal_data_are_never_stored_by_caches(editor):
         assert "no-store" in response["Cache-Control"], response
 
 
+def test_a_created_customer_is_at_its_location(editor):
+    created = editor.post(URL, payload(), content_type="application/json")
+    assert created.status_code == 201
+    assert created["Location"] == f"http://testserver{URL}{created.json()['id']}/"
+    assert editor.get(created["Location"]).json() == created.json()
+
+
+def test_if_none_match_with_the_current_etag_is_a_304_without_a_body(editor):
+    pk = editor.post(URL, payload(), content_type="application/json").json()["id"]
+    etag = editor.get(f"{URL}{pk}/")["ETag"]
+    for header in (etag, f"W/{etag}", f'"older", {etag}', "*"):
+        unchanged = editor.get(f"{URL}{pk}/", HTTP_IF_NONE_MATCH=header)
+        assert (unchanged.status_code, unchanged.content) == (304, b""), header
+        assert unchanged["ETag"] == etag
+    editor.patch(f"{URL}{pk}/", {"first_name": "Mine"}, content_type="application/json")
+    changed = editor.get(f"{URL}{pk}/", HTTP_IF_NONE_MATCH=etag)
+    assert changed.status_code == 200
+    assert changed.json()["first_name"] == "Mine"
+
+
+@pytest.mark.parametrize("day", ["1990-02-29", "2023-04-31", "2024-13-01", "2024-00-10"])
+def test_a_day_the_calendar_lacks_is_not_a_date_rather_than_a_wrong_format(editor, day):
+    response = editor.post(URL, payload(birthday=day), content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"birthday": [f"Not a date: {day} is not a day of the calendar."]}
+    malformed = editor.post(URL, payload(birthday="17.05.1984"), content_type="application/json")
+    assert "wrong format" in malformed.json()["birthday"][0]
+
+
 def test_etag_names_the_version_and_if_match_refuses_a_stale_write(editor):
     pk = editor.post(URL, payload(), content_type="application/json").json()["id"]
     read = editor.get(f"{URL}{pk}/")

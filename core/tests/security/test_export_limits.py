@@ -94,3 +94,25 @@ def exported(client) -> int:
         if response.streaming:
             b"".join(response.streaming_content)
     return response.status_code
+
+
+@pytest.mark.django_db(transaction=True)
+@needs_programs("nginx")
+def test_one_user_leaves_an_export_slot_of_the_machine_to_the_others(tmp_path):
+    """Three workers stream two exports at once (CRM_EXPORT_TOTAL's default):
+    one user reading two slowly held both, and everyone else's export was a
+    429 for up to ten minutes. One user now holds at most one of them."""
+    customer_dataset_replace(n=50_000, chunk=25_000, seed=5)
+    slow = api_user_create(username="slow-reader", read_only=True)
+    other = api_user_create(username="other-exporter", read_only=True)
+    with servers.serving_stack(tmp_path, secret_key="e" * 64, token=other, workers=3) as stack:
+        opened = [open_unread_export(stack.url, slow) for _ in range(2)]
+        try:
+            heads = [head for _, head in opened]
+            sock, head = open_unread_export(stack.url, other)
+            sock.close()
+        finally:
+            for held, _ in opened:
+                held.close()
+    assert heads == [b"HTTP/1.1 200", b"HTTP/1.1 429"]
+    assert head == b"HTTP/1.1 200"
