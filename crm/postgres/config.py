@@ -10,6 +10,7 @@ combination in-process.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,14 @@ def database_from_url(url: str, source: str) -> dict[str, Any]:
     config["ENGINE"] = "crm.postgres"
     config["SOURCE"] = source
     return config
+
+
+def replica_urls(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """``DATABASE_REPLICA_URLS``: URLs separated by commas, where a comma
+    inside one URL's host list (``…@a:5432,b:5432/crm``) is not a separator:
+    only one followed by the next URL's scheme is."""
+    value = environ.get("DATABASE_REPLICA_URLS", "")
+    return [url.strip() for url in re.split(r",(?=\s*[a-z]+://)", value) if url.strip()]
 
 
 def _host_list(netloc: str) -> list[tuple[str, str]] | None:
@@ -206,7 +215,7 @@ def databases(
     primary["TEST"] = {"NAME": environ.get("DATABASE_TEST_NAME") or None}
     result = {"default": primary}
 
-    for number, replica_url in enumerate(env.items("DATABASE_REPLICA_URLS", [], environ), 1):
+    for number, replica_url in enumerate(replica_urls(environ), 1):
         replica = database_from_url(replica_url, f"DATABASE_REPLICA_URLS (replica {number})")
         if name:
             replica["NAME"] = name

@@ -40,6 +40,19 @@ def test_a_multi_host_url_becomes_libpqs_host_and_port_lists():
     assert (same_port["HOST"], same_port["PORT"]) == ("a,b,c", "5432,6432,5432")
     no_port = database_from_url("postgresql://u@a,b/db", "DATABASE_URL")
     assert (no_port["HOST"], no_port["PORT"]) == ("a,b", "")
+    config = databases(
+        {
+            "DATABASE_REPLICA_URLS": "postgresql://u@a:1,b:2/db?target_session_attrs=standby,"
+            "postgresql://u@c/db"
+        },
+        statement_timeout_ms=2000,
+    )
+    assert [
+        (config[alias]["HOST"], config[alias]["PORT"]) for alias in ("replica_1", "replica_2")
+    ] == [
+        ("a,b", "1,2"),
+        ("c", ""),
+    ]
 
 
 @pytest.mark.parametrize(
