@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from django.conf import settings
 
 from bench import servers
 from crm.postgres import ha_cluster
@@ -265,7 +266,11 @@ def api_on_cluster(
 ) -> Iterator[tuple[ha_cluster.Cluster, str, str]]:
     """The cluster with ``customers`` loaded, the API's gunicorn on it, and a
     writer's token: (cluster, the API's URL, token)."""
-    with ha_cluster.running_cluster(workdir / "cluster", bin_dir) as cluster:
+    limits = {
+        "statement_timeout_ms": settings.CRM_STATEMENT_TIMEOUT_MS,
+        "lock_timeout_ms": settings.CRM_LOCK_TIMEOUT_MS,
+    }
+    with ha_cluster.running_cluster(workdir / "cluster", bin_dir, **limits) as cluster:
         owner = {**cluster.urls(ha_cluster.OWNER_ROLE), "DATABASE_REPLICA_URLS": ""}
         owner = {**owner, "DATABASE_NAME": ha_cluster.DATABASE, "CRM_BENCHMARKS": "0"}
         manage("migrate", "--no-input", env=owner)

@@ -202,10 +202,13 @@ class Cluster:
 
     # -- processes -------------------------------------------------------------------
 
-    def start(self, timeout: float = 120) -> None:
+    def start(
+        self, timeout: float = 120, *, statement_timeout_ms: int = 2000, lock_timeout_ms: int = 1500
+    ) -> None:
         """Start etcd and every node that is not running; wait until the
         cluster has a leader and a synchronous standby; create the database
-        and its roles the first time."""
+        and its roles the first time (the API's with these request timeouts:
+        the settings' ``CRM_STATEMENT_TIMEOUT_MS`` and ``CRM_LOCK_TIMEOUT_MS``)."""
         _prepare_system_user(self.workdir)
         self.save()
         if not _alive(self.etcd_pid):
@@ -221,7 +224,9 @@ class Cluster:
                     self.wait_for(lambda members: self._leader_of(members) is not None, timeout)
         self.wait_healthy(timeout)
         if first:
-            self._create_database()
+            self._create_database(
+                statement_timeout_ms=statement_timeout_ms, lock_timeout_ms=lock_timeout_ms
+            )
             (self.workdir / "bootstrapped").touch()
 
     def start_node(self, name: str) -> None:
@@ -434,11 +439,14 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def running_cluster(workdir: Path, bin_dir: Path, timeout: float = 180) -> Iterator[Cluster]:
-    """A new cluster in ``workdir``, stopped when the block ends (also on failure)."""
+def running_cluster(
+    workdir: Path, bin_dir: Path, timeout: float = 180, **limits: int
+) -> Iterator[Cluster]:
+    """A new cluster in ``workdir``, stopped when the block ends (also on
+    failure); ``limits``: the API role's timeouts (see :meth:`Cluster.start`)."""
     cluster = Cluster.create(workdir, bin_dir)
     try:
-        cluster.start(timeout)
+        cluster.start(timeout, **limits)
         yield cluster
     finally:
         cluster.stop()

@@ -90,7 +90,10 @@ class Command(BaseCommand):
                 )
             cluster = ha_cluster.Cluster.create(folder, bin_dir, pg_port=port)
         self.stdout.write(f"starting etcd and {len(cluster.nodes)} nodes in {folder} …")
-        cluster.start()
+        cluster.start(
+            statement_timeout_ms=settings.CRM_STATEMENT_TIMEOUT_MS,
+            lock_timeout_ms=settings.CRM_LOCK_TIMEOUT_MS,
+        )
         return cluster
 
     def show(self, cluster: ha_cluster.Cluster) -> None:
