@@ -158,7 +158,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def get_new_connection(self, conn_params: dict):
         try:
-            return super().get_new_connection(conn_params)
+            new = super().get_new_connection(conn_params)
         except self.Database.OperationalError as exc:
             source = self.settings_dict.get("SOURCE", "settings.DATABASES")
             host = conn_params.get("host") or "localhost"
@@ -170,3 +170,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 f"cannot connect to PostgreSQL at {host}:{port} "
                 f"(database {conn_params.get('dbname')!r}, from {source}): {reason}"
             ) from exc
+        # A failed attempt before this one noted a lost server: this
+        # connection is new, through the multi-host string, and is kept.
+        self.crm_lost_server = False
+        return new
