@@ -10,8 +10,8 @@ trying the cluster (``manage.py ha_cluster``), for the failover test and for
 * three Patroni processes reading ``patroni.yml`` itself, each told its name,
   addresses and folders by Patroni's ``PATRONI_*`` variables. Each node has a
   loopback address of its own (127.0.0.11, .12, .13), so that to each other,
-  to libpq's multi-host strings and to Patroni's own checks (which refuse
-  127.0.0.1 as a node's address) they are three machines;
+  to libpq's multi-host strings and to ``patroni --validate-config`` (which
+  refuses 127.0.0.1 as a node's address) they are three machines;
 * as root, every process runs as the embedded server's system user
   (PostgreSQL refuses to run as root);
 * the passwords (superuser, replication, rewind, the application's two
