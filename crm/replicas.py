@@ -88,6 +88,10 @@ def replica_health(alias: str) -> ReplicaHealth:
         lag = 0.0 if caught_up else max(0.0, float(lag))
         if not in_recovery:
             problem = "not a standby (promoted?)"
+            # A standby promoted by a failover keeps this session: drop it, so
+            # that the next check connects anew, and a multi-host URL with
+            # target_session_attrs=prefer-standby finds a standby that is left.
+            connections[alias].close()
         elif lag > settings.CRM_REPLICA_MAX_LAG_SECONDS:
             problem = "lagging"
         else:

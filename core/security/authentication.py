@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import router
+from django.db import DatabaseError, router
 from django.utils import timezone
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
@@ -28,7 +29,17 @@ class CachedTokenAuthentication(TokenAuthentication):
     in the cache under the digest, so a deleted or rotated token, or a removed
     permission, takes effect within that many seconds; an expired token is
     refused at once (its expiry is cached with it).
+
+    While the primary cannot answer (a failover: tokens are read where they
+    are written), a token whose cache time ran out is still taken for up to
+    :attr:`OUTAGE_GRACE_SECONDS` more, as it was last read: otherwise every
+    process would stop serving reads from the standbys during a failover as
+    its users' cache entries expired, one by one.
     """
+
+    #: How long past its cache time a token's last reading stands in while
+    #: the primary cannot be read (longer than a failover, see docs/scaling.md).
+    OUTAGE_GRACE_SECONDS = 120
 
     @staticmethod
     def cache_key(digest: str) -> str:
@@ -39,22 +50,29 @@ class CachedTokenAuthentication(TokenAuthentication):
         seconds = settings.CRM_TOKEN_CACHE_SECONDS
         cache_key = self.cache_key(digest)
         cached = cache_get(cache_key) if seconds else None
-        if cached is None:
-            token = (
-                # Where tokens are written (the primary): one created a moment
-                # ago must work at once, whatever replica the reads go to.
-                ApiToken.objects.db_manager(router.db_for_write(ApiToken))
-                .select_related("user")
-                .filter(digest=digest)
-                .first()
-            )
-            if token is None:
-                raise AuthenticationFailed("Invalid token.")
-            token.user.get_all_permissions()  # loads them into the user's own caches
-            cached = (token.user, token)
-            if seconds:
-                cache_set(cache_key, cached, seconds)
-        user, token = cached
+        if cached is None or time.time() - cached[2] >= seconds:
+            try:
+                token = (
+                    # Where tokens are written (the primary): one created a moment
+                    # ago must work at once, whatever replica the reads go to.
+                    ApiToken.objects.db_manager(router.db_for_write(ApiToken))
+                    .select_related("user")
+                    .filter(digest=digest)
+                    .first()
+                )
+            except DatabaseError:
+                if cached is None:
+                    raise
+                logger.warning("token read from the cache: the primary did not answer")
+                token = cached[1]
+            else:
+                if token is None:
+                    raise AuthenticationFailed("Invalid token.")
+                token.user.get_all_permissions()  # loads them into the user's own caches
+                cached = (token.user, token, time.time())
+                if seconds:
+                    cache_set(cache_key, cached, seconds + self.OUTAGE_GRACE_SECONDS)
+        user, token = cached[0], cached[1]
         if token.expires is not None and token.expires <= timezone.now():
             raise AuthenticationFailed("Token expired; ask for a new one.")
         if not user.is_active:

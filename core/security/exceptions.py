@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 
 import psycopg
-from django.db import OperationalError
+from django.db import DatabaseError, OperationalError
 from rest_framework import status
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from core.customers.services import is_collision
+from crm.errors import DatabaseUnavailable
+from crm.postgres import failover
 
 logger = logging.getLogger(__name__)
 
@@ -20,9 +22,14 @@ def api_exception_handler(exc, context) -> Response | None:
     """DRF's handler, plus: a query cancelled by ``statement_timeout``, a lock
     not granted within ``lock_timeout`` and a database that cannot be reached
     are 503s with a message and ``Retry-After``, so that clients and load
-    balancers back off instead of seeing a crash. Every error is JSON."""
+    balancers back off instead of seeing a crash; so is a failover's (a
+    primary gone, or turned into a standby: :mod:`crm.postgres.failover`).
+    Every error is JSON."""
     response = exception_handler(exc, context)
-    if response is None and not isinstance(exc, OperationalError | psycopg.OperationalError):
+    if response is None and not (
+        isinstance(exc, OperationalError | psycopg.OperationalError)
+        or (isinstance(exc, DatabaseError | psycopg.Error) and failover.lost_server(exc))
+    ):
         return None  # a crash: Django's 500 (JSON under /api/, see crm.views)
     answer_in_json(context)
     if response is not None:
@@ -48,11 +55,34 @@ def api_exception_handler(exc, context) -> Response | None:
     elif isinstance(cause, psycopg.errors.LockNotAvailable):
         # lock_timeout: the data is locked (a migration, a maintenance task).
         detail = "The data is locked by maintenance; try again shortly."
+    elif failover.read_only(exc):
+        logger.warning("the primary became a standby: %s", exc)
+        detail = "The database is changing its primary; nothing was written. Try again shortly."
+    elif write_outcome_unknown(exc, context):
+        logger.warning("database connection lost during a write: %s", exc)
+        detail = (
+            "The database connection was lost during the write: it may or may not have been "
+            "saved. Read the customer before writing again (a POST with the same customer_id "
+            "is refused if it was saved; send If-Match with a PATCH, PUT or DELETE)."
+        )
     else:
         logger.warning("database unavailable: %s", exc)
         detail = "The database is unavailable; try again shortly."
     return Response(
         {"detail": detail}, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"}
+    )
+
+
+def write_outcome_unknown(exc: Exception, context) -> bool:
+    """Whether a writing request lost its connection after it may have
+    committed: the server neither refused the write (read-only) nor was
+    unreachable from the start (no connection, nothing sent)."""
+    request = context.get("request")
+    return (
+        request is not None
+        and request.method not in ("GET", "HEAD", "OPTIONS")
+        and not isinstance(exc, DatabaseUnavailable)
+        and failover.lost_server(exc)
     )
 
 

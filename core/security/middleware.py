@@ -7,10 +7,11 @@ from collections.abc import Callable
 from contextvars import ContextVar
 
 from django.conf import settings
-from django.db import OperationalError, connection
+from django.db import DatabaseError, OperationalError, connection
 from django.db.backends.signals import connection_created
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from crm.postgres import failover
 from crm.postgres.config import request_limits
 from crm.replicas import PRIMARY
 
@@ -100,8 +101,12 @@ class StatementTimeoutMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         """A database failure in a view outside DRF's (the admin's): a 503 that
-        says so, not a 500. (The API's own views answer theirs in JSON.)"""
-        if not isinstance(exception, OperationalError):
+        says so, not a 500; a failover's too (a write on a primary that became
+        a standby, see crm.postgres.failover). (The API's own views answer
+        theirs in JSON.)"""
+        if not isinstance(exception, OperationalError) and not (
+            isinstance(exception, DatabaseError) and failover.lost_server(exception)
+        ):
             return None
         logger.warning("database failure in %s: %s", request.path, exception)
         detail = "The database did not answer in time or is unavailable; try again shortly."

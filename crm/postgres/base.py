@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import select
 from pathlib import Path
 
 from django.db.backends.postgresql import base
+from django.db.utils import DatabaseErrorWrapper
+from django.utils.functional import cached_property
 
 from crm.errors import DatabaseUnavailable
 
-from . import embedded
+from . import embedded, failover
+
+logger = logging.getLogger(__name__)
 
 # Data folders whose server this process has already made sure of; later
 # connections go straight to the socket.
 _started: set[Path] = set()
+
+
+class FailoverErrorWrapper(DatabaseErrorWrapper):
+    """Django's translation of psycopg's errors, which also notes on the
+    connection an error that means its server is gone or no longer the
+    primary (:func:`crm.postgres.failover.lost_server`)."""
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        if exc_value is not None and failover.lost_server(exc_value):
+            self.wrapper.crm_lost_server = True
+        return super().__exit__(exc_type, exc_value, traceback)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -26,6 +43,48 @@ class DatabaseWrapper(base.DatabaseWrapper):
         Where the connection settings came from ("DATABASE_URL", ...), named
         in the error when a connection fails.
     """
+
+    #: Set when a statement failed in a way that says this connection's server
+    #: is gone or no longer the primary: the connection is then discarded when
+    #: the request ends (see close_if_unusable_or_obsolete).
+    crm_lost_server = False
+
+    @cached_property
+    def wrap_database_errors(self) -> FailoverErrorWrapper:
+        return FailoverErrorWrapper(self)
+
+    def close_if_unusable_or_obsolete(self) -> None:
+        """Django's rule (after an error, a connection that still answers
+        ``SELECT 1`` is kept), except after an error of
+        :mod:`crm.postgres.failover`: a demoted primary answers ``SELECT 1``
+        and refuses every write, so such a connection is discarded, and with
+        psycopg's pool so is every idle connection the pool holds (they lead
+        to the same server). The next request connects through the multi-host
+        ``DATABASE_URL`` and finds the new primary."""
+        if self.connection is not None and self.crm_lost_server:
+            self.discard_connection()
+            return
+        super().close_if_unusable_or_obsolete()
+
+    def discard_connection(self) -> None:
+        """Close this connection for good, never returning it to a pool."""
+        self.crm_lost_server = False
+        logger.warning(
+            "discarding the connection to %s: its server is gone or no longer the primary",
+            self.alias,
+        )
+        pool = self.pool
+        if pool is not None and self.connection is not None:
+            # psycopg's pool replaces a connection that comes back closed, and
+            # keeps one that comes back open, whatever server it leads to.
+            with contextlib.suppress(Exception):
+                self.connection.close()
+            with contextlib.suppress(Exception):
+                pool.drain()
+        with contextlib.suppress(Exception):
+            self.close()
+        # Closed in any case: a pool's putconn can fail after the close above.
+        self.connection = None
 
     def child_environment(self) -> dict[str, str]:
         """Environment variables that make a child process of this project
@@ -99,7 +158,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def get_new_connection(self, conn_params: dict):
         try:
-            return super().get_new_connection(conn_params)
+            new = super().get_new_connection(conn_params)
         except self.Database.OperationalError as exc:
             source = self.settings_dict.get("SOURCE", "settings.DATABASES")
             host = conn_params.get("host") or "localhost"
@@ -111,3 +170,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 f"cannot connect to PostgreSQL at {host}:{port} "
                 f"(database {conn_params.get('dbname')!r}, from {source}): {reason}"
             ) from exc
+        # A failed attempt before this one noted a lost server: this
+        # connection is new, through the multi-host string, and is kept.
+        self.crm_lost_server = False
+        return new

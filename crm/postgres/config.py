@@ -10,6 +10,7 @@ combination in-process.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,30 @@ def default_data_dir(environ: Mapping[str, str] = os.environ) -> Path:
 
 
 def database_from_url(url: str, source: str) -> dict[str, Any]:
-    """Parse a PostgreSQL URL, naming ``source`` (the variable) in every error."""
+    """Parse a PostgreSQL URL, naming ``source`` (the variable) in every error.
+
+    libpq's multi-host form is understood too:
+    ``postgresql://u:p@node1:5432,node2:5432,node3:5432/crm?target_session_attrs=read-write``
+    (``HOST`` and ``PORT`` become libpq's comma-separated lists): libpq tries
+    the hosts in turn and keeps the first that is what
+    ``target_session_attrs`` asks for (the primary of a Patroni cluster,
+    whichever node it is now; ``prefer-standby``: a standby if any answers).
+    """
     try:
         parts = urlsplit(url)
+        hosts = _host_list(parts.netloc)
+        if hosts is not None:
+            # dj-database-url reads one host: give it the first, then the list.
+            userinfo = parts.netloc.rpartition("@")[0]
+            url = parts._replace(netloc=f"{userinfo}@{hosts[0][0]}" if userinfo else hosts[0][0])
+            url = url.geturl()
         config = dj_database_url.parse(url, conn_max_age=0)
     except ValueError as exc:
         raise ConfigurationError(f"{source} is malformed: {exc}") from None
+    if hosts is not None:
+        config["HOST"] = ",".join(host for host, _ in hosts)
+        ports = [port for _, port in hosts]
+        config["PORT"] = ",".join(port or "5432" for port in ports) if any(ports) else ""
     if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
         raise ConfigurationError(
             f"{source} must be a postgresql:// URL (this project runs on PostgreSQL only), "
@@ -57,6 +76,36 @@ def database_from_url(url: str, source: str) -> dict[str, Any]:
     config["ENGINE"] = "crm.postgres"
     config["SOURCE"] = source
     return config
+
+
+def replica_urls(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """``DATABASE_REPLICA_URLS``: URLs separated by commas, where a comma
+    inside one URL's host list (``…@a:5432,b:5432/crm``) is not a separator:
+    only one followed by the next URL's scheme is."""
+    value = environ.get("DATABASE_REPLICA_URLS", "")
+    return [url.strip() for url in re.split(r",(?=\s*[a-z]+://)", value) if url.strip()]
+
+
+def _host_list(netloc: str) -> list[tuple[str, str]] | None:
+    """``[(host, port), …]`` of a multi-host URL's ``netloc`` (None for one host).
+
+    A port must be digits (``ValueError`` otherwise, as for one host); an
+    IPv6 address is bracketed (``[::1]:5432``).
+    """
+    hostlist = netloc.rpartition("@")[2]
+    if "," not in hostlist:
+        return None
+    hosts = []
+    for item in hostlist.split(","):
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port = rest.removeprefix(":")
+        else:
+            host, _, port = item.partition(":")
+        if not host or (port and not port.isdigit()):
+            raise ValueError(f"bad host {item!r} in the host list")
+        hosts.append((host, port))
+    return hosts
 
 
 def session_settings(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
@@ -166,7 +215,7 @@ def databases(
     primary["TEST"] = {"NAME": environ.get("DATABASE_TEST_NAME") or None}
     result = {"default": primary}
 
-    for number, replica_url in enumerate(env.items("DATABASE_REPLICA_URLS", [], environ), 1):
+    for number, replica_url in enumerate(replica_urls(environ), 1):
         replica = database_from_url(replica_url, f"DATABASE_REPLICA_URLS (replica {number})")
         if name:
             replica["NAME"] = name

@@ -26,9 +26,40 @@ def test_database_url_selects_an_external_postgresql():
     assert "EMBEDDED_DATA_DIR" not in config
 
 
+def test_a_multi_host_url_becomes_libpqs_host_and_port_lists():
+    """What a Patroni cluster's clients connect with: libpq picks the node."""
+    config = database_from_url(
+        "postgresql://crm:pw@127.0.0.11:5441,127.0.0.12:5442,[::1]:5443/crm"
+        "?target_session_attrs=read-write&connect_timeout=2",
+        "DATABASE_URL",
+    )
+    assert (config["HOST"], config["PORT"]) == ("127.0.0.11,127.0.0.12,::1", "5441,5442,5443")
+    assert (config["USER"], config["PASSWORD"], config["NAME"]) == ("crm", "pw", "crm")
+    assert config["OPTIONS"] == {"target_session_attrs": "read-write", "connect_timeout": 2}
+    same_port = database_from_url("postgresql://u@a,b:6432,c/db", "DATABASE_URL")
+    assert (same_port["HOST"], same_port["PORT"]) == ("a,b,c", "5432,6432,5432")
+    no_port = database_from_url("postgresql://u@a,b/db", "DATABASE_URL")
+    assert (no_port["HOST"], no_port["PORT"]) == ("a,b", "")
+    config = databases(
+        {
+            "DATABASE_REPLICA_URLS": "postgresql://u@a:1,b:2/db?target_session_attrs=standby,"
+            "postgresql://u@c/db"
+        },
+        statement_timeout_ms=2000,
+    )
+    assert [
+        (config[alias]["HOST"], config[alias]["PORT"]) for alias in ("replica_1", "replica_2")
+    ] == [
+        ("a,b", "1,2"),
+        ("c", ""),
+    ]
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
+        ("postgresql://u@a:1,b:x/db", "DATABASE_URL is malformed"),
+        ("postgresql://u@a:1,,b/db", "DATABASE_URL is malformed"),
         ("mysql://u@h/db", "must be a postgresql:// URL"),
         ("sqlite:///db.sqlite3", "must be a postgresql:// URL"),
         ("postgresql://u@h:notaport/db", "DATABASE_URL is malformed"),
