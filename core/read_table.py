@@ -218,7 +218,8 @@ class ReadTable:
         return self.joins[0]
 
     def column(self, name: str) -> Column:
-        return next(column for column in self.columns if column.name == name)
+        """The column named ``name``, or whose key column it is (``birthday_key``)."""
+        return next(column for column in self.columns if name in (column.name, column.key))
 
     def join_of(self, column: Column) -> Join:
         return next(join for join in self.joins if column in join.columns)

@@ -94,7 +94,7 @@ def service_errors() -> Iterator[None]:
         raise NotFound("No customer with this id.") from None
     except services.CustomerConflict as exc:
         raise ValidationError(
-            {exc.field: ["A customer with this customer_id exists already."]}
+            {exc.field: [f"A customer with this {exc.field} exists already."]}
         ) from None
     except services.CustomerChanged as exc:
         raise PreconditionFailed(

@@ -363,7 +363,7 @@ def list_filters(table: ReadTable) -> dict[str, ListFilter]:
             )
         elif kind is Filter.EXACT:
             filters[column.name] = Exact(
-                field_name=column.name, max_length=source.max_length, help_text=f"Exact {label}."
+                field_name=column.key, max_length=source.max_length, help_text=f"Exact {label}."
             )
             filters[column.name].source = source
         elif kind is Filter.RANGE:

@@ -96,7 +96,7 @@ class SearchWord:
         for column in SEARCHED[Search.NAME]:
             ways |= one_of(column.name, self.similar.get(column.name, []))
         for column in SEARCHED[Search.EXACT]:
-            ways |= one_of(column.name, self.exact_values(column))
+            ways |= one_of(column.key, self.exact_values(column))
         if self.digits:
             for column in SEARCHED[Search.DIGITS]:
                 # As ?<column>= looks it up: through the trigram index.
@@ -118,7 +118,7 @@ class SearchWord:
             matches |= sample.isin(column.name, self.similar.get(column.name, []))
         for column in SEARCHED[Search.EXACT]:
             for value in self.exact_values(column):
-                matches |= sample.equals(column.name, value)
+                matches |= sample.equals(column.key, value)
         if self.digits:
             for column in SEARCHED[Search.DIGITS]:
                 matches |= sample.contains(column.name, self.upper)

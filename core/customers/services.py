@@ -47,9 +47,26 @@ class CustomerNotFound(Exception):
 
 
 class CustomerConflict(Exception):
-    """A write would break a uniqueness rule (a customer_id taken meanwhile)."""
+    """A write would break a uniqueness rule (a customer_id taken meanwhile):
+    ``field`` names the field whose value is taken."""
 
-    field = "customer_id"
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+    @classmethod
+    def of(cls, exc: IntegrityError) -> CustomerConflict:
+        """The conflict PostgreSQL reported: the field of the customer's unique
+        constraint it names (each constraint is on one field)."""
+        name = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None)
+        fields = {
+            constraint.name: constraint.fields[0]
+            for constraint in AppUser._meta.constraints
+            if isinstance(constraint, models.UniqueConstraint)
+        }
+        if name not in fields:
+            raise exc
+        return cls(fields[name])
 
 
 class CustomerChanged(Exception):
@@ -128,7 +145,7 @@ def customer_create(*, address: dict, relationship: dict | None = None, **fields
         with transaction.atomic():
             customer = AppUser.objects.create(address=Address.objects.create(**address), **fields)
     except IntegrityError as exc:
-        raise CustomerConflict("customer_id") from exc
+        raise CustomerConflict.of(exc) from exc
     CustomerRelationship.objects.create(appuser=customer, **(relationship or {}))
     return customer
 
@@ -181,7 +198,7 @@ def customer_update(
             with transaction.atomic():
                 customer.save(update_fields=[*changed, "last_updated"])
         except IntegrityError as exc:
-            raise CustomerConflict("customer_id") from exc
+            raise CustomerConflict.of(exc) from exc
     return customer
 
 
