@@ -139,17 +139,18 @@ def changes(frozen: dict[str, Trigger], generated: Iterable[Trigger]) -> SyncTri
 
 
 class TriggerSerializer(BaseSerializer):
-    """A frozen trigger as a migration writes it: its body as the SQL it is,
-    one statement per line, rather than one long line of escapes."""
+    """A frozen trigger as a migration writes it: its body one string literal
+    per line of SQL, rather than one long line of escapes. (Not a triple-quoted
+    string: the migration writer indents every line it writes, and would
+    indent the SQL inside one.)"""
 
     def serialize(self) -> tuple[str, set[str]]:
         trigger: Trigger = self.value
-        body = trigger.body
-        readable = '"""' not in body and "\\" not in body
-        text = f'"""\\\n{body}"""' if readable else repr(body)
+        lines = trigger.body.splitlines(keepends=True) or [""]
+        body = "\n".join(f"        {line!r}" for line in lines)
         return (
             f"core.triggers.Trigger(\n    name={trigger.name!r},\n    table={trigger.table!r},\n"
-            f"    event={trigger.event!r},\n    body={text},\n)",
+            f"    event={trigger.event!r},\n    body=(\n{body}\n    ),\n)",
             {"import core.triggers"},
         )
 
