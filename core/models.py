@@ -27,7 +27,7 @@ from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models import Value
-from django.db.models.functions import Coalesce, Upper
+from django.db.models.functions import Coalesce, Lower, Upper
 from django.utils import timezone
 
 from core.read_table import Filter, Search, Sort, listed, read_table
@@ -61,6 +61,15 @@ class Address(models.Model):
         return f"{self.street} {self.street_number}, {self.city_code} {self.city}, {self.country}"
 
 
+class LowercaseEmailField(models.EmailField):
+    """An e-mail address, kept in lower case (so that two that differ only in
+    case are one, and a look-up of either finds it); an empty one is none."""
+
+    def get_prep_value(self, value):
+        value = super().get_prep_value(value)
+        return value.lower() if value else None
+
+
 class AppUser(models.Model):
     """A customer."""
 
@@ -73,6 +82,7 @@ class AppUser(models.Model):
     last_name = models.CharField(max_length=64)
     gender = models.CharField(max_length=1, choices=Gender.choices)
     customer_id = models.CharField(max_length=64)
+    email = LowercaseEmailField(null=True, blank=True)
     phone_number = models.CharField(max_length=32)
     birthday = models.DateField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
@@ -89,6 +99,12 @@ class AppUser(models.Model):
             # A customer number is unique: the services answer a duplicate
             # with a 400 naming customer_id (the read table repeats it).
             models.UniqueConstraint(fields=["customer_id"], name="appuser_customer_id_key"),
+            # An e-mail address belongs to one customer, in any case: it is
+            # stored in lower case (whoever writes), and unique when present.
+            models.UniqueConstraint(fields=["email"], name="appuser_email_key"),
+            models.CheckConstraint(
+                condition=models.Q(email=Lower("email")), name="appuser_email_lower_case"
+            ),
             # A customer is updated at the earliest when created (auto_now and
             # auto_now_add stamp them in that order). The list relies on it:
             # ?created_from=X implies last_updated >= X, a bound a walk of the
@@ -199,6 +215,16 @@ class CustomerRow(models.Model):
     customer_id = listed(
         AppUser.customer_id, filter=Filter.EXACT, sort=Sort.UNIQUE, search=Search.EXACT
     )
+    email = listed(
+        AppUser.email, filter=Filter.EXACT, sort=Sort.TIES, search=Search.EXACT, key="email_key"
+    )
+    #: What ?email= compares and ?ordering=email sorts by: the address, or ""
+    #: for a customer without one (first; a NULL cannot take part in a keyset).
+    email_key = models.GeneratedField(
+        expression=Coalesce("email", Value("")),
+        output_field=models.CharField(max_length=254),
+        db_persist=True,
+    )
     phone_number = listed(AppUser.phone_number, filter=Filter.SUBSTRING, search=Search.DIGITS)
     birthday = listed(AppUser.birthday, filter=Filter.RANGE, sort=Sort.FEW_TIES, key="birthday_key")
     #: What ?ordering=birthday sorts by: customers without a birthday last (a
@@ -257,6 +283,9 @@ class CustomerRow(models.Model):
             # ?ordering=address__country (a country's customers by city),
             # ?ordering=address__country,address__city, and ?country=.
             models.Index(fields=["country", "city", "id"], name="customer_list_country"),
+            # ?email= (exact; stored in lower case), ?search= of an address,
+            # and ?ordering=email.
+            models.Index(fields=["email_key", "id"], name="customer_list_email"),
             # ?city_code= (exact).
             models.Index(fields=["city_code"], name="customer_list_city_code"),
             # ?ordering=relationship__points and ?points_min=/_max=; the

@@ -32,6 +32,7 @@ them and clamped back, which would pile rows up on the bound.
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from functools import cached_property
 
 import numpy as np
@@ -69,6 +70,36 @@ S_CITY, S_STREET, S_STREET_NUMBER, S_POSTCODE = 1, 2, 3, 4
 S_GENDER, S_FIRST_NAME, S_LAST_NAME, S_PHONE = 5, 6, 7, 8
 S_BIRTHDAY, S_CREATED, S_UPDATED = 9, 10, 11
 S_POINTS, S_REL_CREATED, S_ACTIVITY = 12, 13, 14
+S_EMAIL = 15
+
+#: Customers who gave an e-mail address; the others have none (NULL).
+EMAIL_SHARE = 0.9
+#: Mail providers by locale: a customer's address is at one of their
+#: country's, drawn uniformly.
+EMAIL_DOMAINS = {
+    "de_AT": ("gmx.at", "gmail.com", "outlook.com", "aon.at"),
+    "de_CH": ("bluewin.ch", "gmail.com", "gmx.ch", "outlook.com"),
+    "de_DE": ("web.de", "gmx.de", "gmail.com", "t-online.de"),
+    "en_GB": ("gmail.com", "outlook.com", "btinternet.com", "yahoo.co.uk"),
+    "en_US": ("gmail.com", "yahoo.com", "outlook.com", "aol.com"),
+    "es_ES": ("gmail.com", "hotmail.es", "yahoo.es", "outlook.es"),
+    "fr_CH": ("bluewin.ch", "gmail.com", "outlook.com", "sunrise.ch"),
+    "fr_FR": ("orange.fr", "gmail.com", "free.fr", "laposte.net"),
+    "it_IT": ("libero.it", "gmail.com", "virgilio.it", "outlook.it"),
+    "nl_NL": ("gmail.com", "ziggo.nl", "outlook.com", "kpnmail.nl"),
+    "pl_PL": ("wp.pl", "gmail.com", "onet.pl", "interia.pl"),
+}
+#: A NULL in binary COPY: a length of -1 and no bytes.
+NULL_FIELD = (-1).to_bytes(4, "big", signed=True)
+#: Letters that Unicode's decomposition does not take to ASCII.
+TRANSLITERATION = str.maketrans({"ß": "ss", "ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "æ": "ae"})
+
+
+def mailbox_part(name: str) -> bytes:
+    """A name as the local part of an address: ASCII, lower case, letters only
+    ("Jürgen" → "jurgen", "O'Brien" → "obrien")."""
+    folded = unicodedata.normalize("NFKD", name.translate(TRANSLITERATION))
+    return "".join(c for c in folded if c.isascii() and c.isalpha()).lower().encode()
 
 
 def _between(earliest: np.ndarray, latest: int, fraction: np.ndarray) -> np.ndarray:
@@ -135,6 +166,23 @@ class CustomerDataset:
         return GroupedPool(groups)
 
     @cached_property
+    def email_domains(self) -> GroupedPool:
+        """Each locale's mail providers (group = locale), ``encoded`` as bytes."""
+        pool = GroupedPool(
+            [[("@" + domain, 1.0) for domain in EMAIL_DOMAINS[locale]] for locale in self.locales]
+        )
+        pool.encoded = np.array([value.encode() for value in pool.values], dtype=object)
+        return pool
+
+    @cached_property
+    def mailbox_parts(self) -> tuple[np.ndarray, np.ndarray]:
+        """The first and the last names as local parts of an address."""
+        return tuple(
+            np.array([mailbox_part(str(name)) for name in pool.values], dtype=object)
+            for pool in (self.first_names, self.last_names)
+        )
+
+    @cached_property
     def street_number_fields(self) -> np.ndarray:
         return binary_copy.text_fields(str(k) for k in range(self.MAX_STREET_NUMBER + 1))
 
@@ -179,6 +227,8 @@ class CustomerDataset:
             "last_names",
             "streets",
             "street_number_fields",
+            "email_domains",
+            "mailbox_parts",
             "postcode_city_country_fields",
             "phone_patterns",
         ):
@@ -254,6 +304,7 @@ class CustomerDataset:
         "first_name",
         "last_name",
         "phone_number",
+        "email",
     )
 
     def appuser_rows(self, start: int, stop: int) -> bytes:
@@ -292,7 +343,38 @@ class CustomerDataset:
                 binary_copy.Encoded(self.first_names.fields[first]),
                 binary_copy.Encoded(self.last_names.fields[last]),
                 binary_copy.Encoded(self._phones(city, self.uniform(S_PHONE, start, stop))),
+                binary_copy.Encoded(self._emails(ids, first, last, locale, start, stop)),
             ],
+        )
+
+    def _emails(
+        self,
+        ids: np.ndarray,
+        first: np.ndarray,
+        last: np.ndarray,
+        locale: np.ndarray,
+        start: int,
+        stop: int,
+    ) -> np.ndarray:
+        """``first.last<id>@provider`` for most customers (the id makes it
+        theirs alone), NULL for the others, as COPY fields."""
+        u = self.uniform(S_EMAIL, start, stop)
+        given = u < EMAIL_SHARE
+        first_parts, last_parts = self.mailbox_parts
+        domain = self.email_domains.sample(locale, u / EMAIL_SHARE)
+        addresses = (
+            first_parts[first]
+            + b"."
+            + last_parts[last]
+            + np.char.encode(ids.astype(str)).astype(object)
+            + self.email_domains.encoded[domain]
+        )
+        return np.array(
+            [
+                len(address).to_bytes(4, "big") + address if has else NULL_FIELD
+                for address, has in zip(addresses.tolist(), given.tolist(), strict=True)
+            ],
+            dtype=object,
         )
 
     @staticmethod
