@@ -133,6 +133,7 @@ FILTERS: dict[str, FilterSpec] = {
         FilterSpec("id", "exact", "u.id", APPUSER, _own("id"), "int"),
         FilterSpec("gender", "exact", "u.gender", APPUSER, _own("gender")),
         FilterSpec("customer_id", "exact", "u.customer_id", APPUSER, _own("customer_id")),
+        FilterSpec("email", "exact", "u.email", APPUSER, _own("email")),
         FilterSpec("city_code", "exact", "a.city_code", ADDRESS, _address("city_code")),
         FilterSpec("created_from", "lower", "u.created", APPUSER, _own("created"), "instant"),
         FilterSpec("created_to", "upper", "u.created", APPUSER, _own("created"), "instant"),
@@ -237,15 +238,17 @@ def search_sql(ref: Reference, text: str, cities: Sequence[str]) -> tuple[str, l
                 "WHERE field = 'first_name' AND upper(value) %% %s) "
                 "OR u.last_name IN (SELECT value FROM core_searchterm "
                 "WHERE field = 'last_name' AND upper(value) %% %s) "
-                "OR u.customer_id = %s OR upper(u.phone_number) LIKE %s)"
+                "OR u.customer_id = %s OR u.email = lower(%s) OR upper(u.phone_number) LIKE %s)"
             )
-            params += [word, word, word, f"%{like_escape(word)}%"]
+            params += [word, word, word, word, f"%{like_escape(word)}%"]
     return "(" + " AND ".join(clauses or ["TRUE"]) + ")", params
 
 
 def _sort_value(name: str, row: dict) -> Any:
     if name == "birthday":
         return row["birthday"] or NO_BIRTHDAY_TEXT
+    if name == "email":  # customers without one first (README, "Ordering")
+        return row["email"] or ""
     if name.startswith("address__"):
         return row["address"][name.removeprefix("address__")]
     if name.startswith("relationship__"):

@@ -71,6 +71,7 @@ def model_rows() -> list[dict[str, Any]]:
                 "last_name": user.last_name,
                 "gender": user.gender,
                 "customer_id": user.customer_id,
+                "email": user.email,
                 "phone_number": user.phone_number,
                 "birthday": user.birthday,
                 "created": user.created,

@@ -49,6 +49,8 @@ EXACT = {"id": "id", "gender": "gender", "customer_id": "customer_id", "city_cod
 
 
 def matches(row: dict, name: str, value: str) -> bool:
+    if name == "email":  # stored in lower case: any case finds it
+        return row["email"] is not None and row["email"] == value.lower()
     if name in SUBSTRING:
         return upper(value) in upper(row[SUBSTRING[name]])
     if name in EXACT:
@@ -74,6 +76,7 @@ def matches(row: dict, name: str, value: str) -> bool:
 def sort_value(row: dict, field: str):
     return {
         "birthday": row["birthday"] or NO_BIRTHDAY,
+        "email": row["email"] or "",
         "address__city": row["city"],
         "address__country": row["country"],
         "relationship__points": row["points"],
@@ -127,6 +130,7 @@ def filter_values(draw, rows: list[dict]) -> dict[str, str]:
                     "id",
                     "gender",
                     "customer_id",
+                    "email",
                     "city_code",
                     "created_from",
                     "created_to",
@@ -149,6 +153,9 @@ def filter_values(draw, rows: list[dict]) -> dict[str, str]:
             start = draw(st.integers(0, max(0, len(text) - 1)))
             piece = text[start : start + draw(st.integers(1, 4))]
             filters[name] = draw(st.sampled_from([piece, piece.lower(), piece.upper(), "%", "_"]))
+        elif name == "email":
+            address = row["email"] or "nobody@example.com"
+            filters[name] = draw(st.sampled_from([address, address.upper()]))
         elif name in EXACT:
             filters[name] = str(row[EXACT[name]])
         elif name.startswith("points"):
