@@ -358,8 +358,8 @@ def writes_table(published: Path) -> list[str]:
 
 # -- the list's tunable numbers ------------------------------------------------------
 
-#: The modules whose tunable numbers the list's choices use.
-TUNABLE_MODULES = ("core/customers/plans.py", "core/customers/sample.py", "core/customers/known.py")
+#: The module of every tunable number the list's choices use.
+TUNABLE_MODULES = ("core/customers/tunables.py",)
 CONSTANT = re.compile(r"((?:^#: .*\n)+)^([A-Z][A-Z0-9_]*) = (.+)$", re.MULTILINE)
 
 
