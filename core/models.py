@@ -30,6 +30,7 @@ from django.db.models import Value
 from django.db.models.functions import Coalesce, Lower, Upper
 from django.utils import timezone
 
+from core.history_triggers import history_triggers
 from core.read_table import Filter, Search, Sort, listed, read_table
 from core.read_table_triggers import listed_triggers
 from core.triggers import Trigger
@@ -95,6 +96,12 @@ class AppUser(models.Model):
 
     class Meta:
         verbose_name = "customer"
+        permissions = [
+            # GET /api/users/{id}/history/ and /personal-data/: history is personal data too.
+            ("view_history", "Can view a customer's history"),
+            # POST /api/users/{id}/erase/: the right to erasure, not a delete.
+            ("erase_appuser", "Can erase a customer and their history"),
+        ]
         constraints = [
             # A customer number is unique: the services answer a duplicate
             # with a 400 naming customer_id (the read table repeats it).
@@ -321,6 +328,76 @@ class ThrottleWindow(models.Model):
         return f"{self.key}: {self.hits} since {self.window_start:%H:%M:%S}"
 
 
+class HistoryEvent(models.Model):
+    """A change of a customer, an address or a loyalty record, as PostgreSQL saw it.
+
+    Written by triggers on the three tables of record
+    (:mod:`core.history_triggers`), in the same transaction as the change,
+    whoever writes: one event per row a statement inserted, updated or
+    deleted, with only the fields that changed (``{"address.city": ["Wien",
+    "Graz"]}``), the customer it concerns (an address's change, once per
+    customer living there), and who wrote it: the context the application
+    sets per transaction (:mod:`core.history.context`), or ``database`` for
+    anything without one (``psql``, the shell).
+    """
+
+    class Entity(models.IntegerChoices):
+        CUSTOMER = 1
+        ADDRESS = 2
+        RELATIONSHIP = 3
+        #: The whole data set (generate_data replaced it).
+        DATASET = 4
+
+    class Kind(models.TextChoices):
+        INSERT = "I", "created"
+        UPDATE = "U", "changed"
+        DELETE = "D", "deleted"
+        TRUNCATE = "T", "truncated"
+        #: A person erased on request: their events are gone, this one says so.
+        ERASED = "E", "erased"
+        #: The data set replaced by generate_data.
+        REPLACED = "R", "replaced"
+
+    class Source(models.IntegerChoices):
+        DATABASE = 0
+        API = 1
+        ADMIN = 2
+        COMMAND = 3
+        IMPORT = 4
+
+    id = models.BigAutoField(primary_key=True)
+    at = models.DateTimeField()
+    entity = models.SmallIntegerField(choices=Entity)
+    #: The changed row's primary key in its table (None: the whole table).
+    row_id = models.BigIntegerField(null=True)
+    #: The customer it concerns; None for an address no customer lives at.
+    customer_id = models.BigIntegerField(null=True)
+    kind = models.CharField(max_length=1, choices=Kind)
+    #: The fields that changed, by their name in the API: [old, new].
+    changes = models.JSONField(default=dict)
+    #: The acting user's id (not a foreign key: the user may be deleted).
+    actor_id = models.IntegerField(null=True)
+    #: The request's id, or the import's.
+    # NULL, not "": no request (a write from psql); it costs no byte.
+    request_id = models.CharField(max_length=64, null=True)  # noqa: DJ001
+    source = models.SmallIntegerField(choices=Source, default=Source.DATABASE)
+
+    class Meta:
+        db_table = "core_history"
+        indexes = [
+            # GET /api/users/{id}/history/ (a customer's events, newest first,
+            # by cursor) and an erasure's deletion of a person's events.
+            models.Index(fields=["customer_id", "id"], name="history_customer"),
+            # A row's events in order: an erasure's events of an address no one
+            # else lives at (some were written before anyone lived there),
+            # and the replay of an address (core.tests' state machine).
+            models.Index(fields=["entity", "row_id", "id"], name="history_row"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.get_entity_display()} {self.row_id}"
+
+
 class SearchTerm(models.Model):
     """The distinct first names, last names, cities and countries: what the
     text filters and ``?search=`` look up before they read any customer.
@@ -390,7 +467,16 @@ class ApiToken(models.Model):
         return f"token of {self.user_id}, created {self.created:%Y-%m-%d}"
 
 
+#: The entity of each table of record, in the history.
+HISTORY_ENTITIES = {
+    AppUser: HistoryEvent.Entity.CUSTOMER,
+    Address: HistoryEvent.Entity.ADDRESS,
+    CustomerRelationship: HistoryEvent.Entity.RELATIONSHIP,
+}
+
+
 def database_triggers() -> list[Trigger]:
     """Every trigger the declarations above generate: what the migrations must
     have frozen (``makemigrations`` adds what they have not, see core.triggers)."""
-    return listed_triggers(read_table(CustomerRow))
+    table = read_table(CustomerRow)
+    return [*listed_triggers(table), *history_triggers(table, HistoryEvent, HISTORY_ENTITIES)]

@@ -71,6 +71,9 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "core.security.middleware.StatementTimeoutMiddleware",
+    # A writing request's changes carry its user, id and source into the
+    # history PostgreSQL keeps (core.history.context).
+    "core.history.context.HistoryContextMiddleware",
     "crm.replicas.ReadYourWritesMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -287,8 +290,11 @@ CRM_SERVER_TIMING = env.boolean("CRM_SERVER_TIMING", not PRODUCTION)
 # a command is pointed there (see core.run_records).
 CRM_REPORTS_DIR = Path(env.string("CRM_REPORTS_DIR") or BASE_DIR / "reports")
 
-# Up to this many estimated rows, the list counts exactly (see core.customers.pagination).
+# Up to this many estimated rows, the list counts exactly (see core.customers.plans).
 CRM_EXACT_COUNT_THRESHOLD = env.integer("CRM_EXACT_COUNT_THRESHOLD", 10_000)
+# How many days of history `manage.py prune_history` keeps (0: all of it, until
+# an operator prunes with --before); erasure events are kept whatever their age.
+CRM_HISTORY_DAYS = env.integer("CRM_HISTORY_DAYS", 0, minimum=0)
 # How long an API token's user and permissions are remembered per process
 # (a revoked token or permission takes effect within this many seconds).
 CRM_TOKEN_CACHE_SECONDS = env.integer("CRM_TOKEN_CACHE_SECONDS", 30)

@@ -11,6 +11,7 @@ cannot drift from the validation.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from core.customers.filters import CustomerFilter, InstantField, range_errors
 from core.customers.ordering import SORT_FIELDS, InvalidOrdering, Ordering, customer_ordering
 from core.customers.search import UnsearchableWord, check_searchable
 from core.customers.tunables import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from core.history import selectors as history_selectors
 
 #: The filters' form class and its fields, built once (django-filter builds
 #: them per FilterSet).
@@ -239,3 +241,84 @@ class StrictParameters:
 
 LIST_PARAMETERS = StrictParameters(CustomerListParams)
 EXPORT_PARAMETERS = StrictParameters(CustomerExportParams)
+
+
+# -- a customer's history ----------------------------------------------------------
+
+
+class HistoryParams(serializers.Serializer):
+    """The query parameters of a customer's history."""
+
+    since = serializers.CharField(
+        required=False, max_length=40, help_text="Events at or after (ISO 8601 date or date-time)."
+    )
+    until = serializers.CharField(
+        required=False, max_length=40, help_text="Events at or before (ISO 8601 date or date-time)."
+    )
+    actor = serializers.CharField(
+        required=False, max_length=150, help_text="Events written by this user (a user name)."
+    )
+    field = serializers.ChoiceField(
+        choices=list(history_selectors.FIELDS),
+        required=False,
+        help_text="Events that changed this field, named as in the API (address.city).",
+    )
+    cursor = serializers.CharField(
+        required=False, max_length=2000, help_text="Opaque position from a next link."
+    )
+    page_size = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_PAGE_SIZE,
+        help_text=f"Events per page, 1 to {MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE}).",
+    )
+
+    def validate_since(self, value: str) -> Any:
+        return instant(value, upper=False)
+
+    def validate_until(self, value: str) -> Any:
+        return instant(value, upper=True)
+
+    def validate(self, attrs: dict) -> dict:
+        since, until = attrs.get("since"), attrs.get("until")
+        if since is not None and until is not None and since > until:
+            raise serializers.ValidationError({"since": ["since must not be after until."]})
+        return attrs
+
+
+def instant(value: str, *, upper: bool) -> Any:
+    """An ISO 8601 date or date-time as the list's filters read it (a date alone
+    is that whole day, UTC), or a validation error naming what is wrong."""
+    try:
+        cleaned = InstantField(upper=upper).clean(value)
+    except forms.ValidationError as exc:
+        raise serializers.ValidationError(exc.messages) from None
+    moment, exclusive = cleaned
+    # An exclusive upper bound (a date's next midnight) as the last instant before it.
+    return moment - dt.timedelta(microseconds=1) if exclusive else moment
+
+
+def history_query(query: QueryDict) -> tuple[history_selectors.EventFilters, dict[str, Any]]:
+    """A history request's filters and its paging (``cursor``, ``page_size``),
+    or a 400 naming each unknown, repeated or invalid parameter."""
+    errors: dict[str, list[str]] = {}
+    allowed = set(HistoryParams().fields)
+    for name in query:
+        if name not in allowed and name != "format":
+            errors[name] = [f"Unknown parameter. Allowed: {', '.join(sorted(allowed))}."]
+        elif len(query.getlist(name)) > 1:
+            errors[name] = ["Given more than once; give it once."]
+    if errors:
+        raise ValidationError(errors)
+    params = HistoryParams(data={k: v for k, v in query.items() if k != "format"})
+    params.is_valid(raise_exception=True)
+    data = params.validated_data
+    actor = None
+    if "actor" in data:
+        actor = history_selectors.actor_id(data["actor"])
+        if actor is None:
+            raise ValidationError({"actor": [f"No user is named {data['actor']!r}."]})
+    filters = history_selectors.EventFilters(
+        since=data.get("since"), until=data.get("until"), actor=actor, field=data.get("field")
+    )
+    return filters, {"cursor": data.get("cursor"), "page_size": data.get("page_size")}

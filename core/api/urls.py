@@ -1,9 +1,17 @@
 from django.urls import path
 
+from .history_views import CustomerEraseApi, CustomerHistoryApi, CustomerPersonalDataApi
 from .views import CustomerDetailApi, CustomerExportApi, CustomerListApi
 
 urlpatterns = [
     path("users/", CustomerListApi.as_view(), name="customer-list"),
     path("users/export/", CustomerExportApi.as_view(), name="customer-export"),
     path("users/<int:pk>/", CustomerDetailApi.as_view(), name="customer-detail"),
+    path("users/<int:pk>/history/", CustomerHistoryApi.as_view(), name="customer-history"),
+    path(
+        "users/<int:pk>/personal-data/",
+        CustomerPersonalDataApi.as_view(),
+        name="customer-personal-data",
+    ),
+    path("users/<int:pk>/erase/", CustomerEraseApi.as_view(), name="customer-erase"),
 ]

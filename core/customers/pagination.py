@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connections
+from django.db.models import F
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -38,7 +39,7 @@ from crm.replicas import read_alias
 from . import plans
 from .columns import ROW
 from .cursors import InvalidCursor, cursor_position, cursor_token
-from .ordering import Ordering
+from .ordering import Ordering, SortKey
 from .page_statement import page_statement
 from .plans import BOUNDED, NONE, PagePosition, Plan
 from .selectors import CustomerQuery
@@ -231,3 +232,43 @@ class CustomerPagination:
             )
         body["results"] = data
         return Response(body)
+
+
+# -- events of the history -------------------------------------------------------
+
+
+class EventPagination:
+    """Pages of a customer's history, newest first, by cursor: a page's last
+    event's id, sealed like the list's cursors (:mod:`core.customers.cursors`)."""
+
+    #: Events per page when the client does not say (``page_size``).
+    page_size = DEFAULT_PAGE_SIZE
+    #: The query parameter of a cursor.
+    cursor_query_param = "cursor"
+    #: The cursors' own key (see CustomerPagination.cursor_salt).
+    cursor_salt = "core.history.cursor"
+    #: Newest first: the event's id, descending.
+    ordering = Ordering(("-id",), (SortKey("id", F("id"), True, "int"),))
+
+    def decode_cursor(self, token: str | None) -> int | None:
+        """The id the page starts below, or a 400 naming the cursor."""
+        if token is None:
+            return None
+        try:
+            values, _ = cursor_position(token, self.ordering, salt=self.cursor_salt)
+        except InvalidCursor as exc:
+            raise ValidationError({self.cursor_query_param: [str(exc)]}) from None
+        return values[0]
+
+    def get_paginated_response(
+        self, request: Request, events: list[dict[str, Any]], size: int
+    ) -> Response:
+        """``events`` read one past ``size``: the page and a link to the next."""
+        page, more = events[:size], len(events) > size
+        next_link = None
+        if more:
+            token = cursor_token(self.ordering, [page[-1]["id"]], False, salt=self.cursor_salt)
+            url = request.build_absolute_uri()
+            next_link = replace_query_param(url, self.cursor_query_param, token)
+        results = [{key: value for key, value in e.items() if key != "id"} for e in page]
+        return Response({"next": next_link, "results": results})

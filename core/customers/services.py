@@ -121,7 +121,8 @@ def _assign(instance: models.Model, values: Mapping[str, Any]) -> list[str]:
     return changed
 
 
-def _locked_customer(pk: int) -> AppUser:
+def locked_customer(pk: int) -> AppUser:
+    """Customer ``pk``, locked for the caller's transaction, or :class:`CustomerNotFound`."""
     customer = AppUser.objects.select_for_update().filter(pk=pk).first()
     if customer is None:
         raise CustomerNotFound(pk)
@@ -164,7 +165,7 @@ def customer_update(
     ``last_updated`` moves whenever anything of the customer's changes, the
     address and the loyalty record included (and not when nothing does).
     """
-    customer = _locked_customer(pk)
+    customer = locked_customer(pk)
     _check_version(pk, if_match)
     changed = _assign(customer, fields)
     touched = bool(changed)
@@ -209,9 +210,18 @@ def customer_delete(pk: int, *, if_match: Collection[str] | None = None) -> None
     The address is locked before the check, so that two customers sharing it,
     deleted at once, cannot each leave it to the other.
     """
-    customer = _locked_customer(pk)
+    customer = locked_customer(pk)
     _check_version(pk, if_match)
+    delete_locked(customer)
+
+
+def delete_locked(customer: AppUser) -> bool:
+    """Delete a locked customer, their record, and their address unless others
+    live there (locked before the check); whether the address went too.
+    In the caller's transaction."""
     address = Address.objects.select_for_update().get(pk=customer.address_id)
     customer.delete()
-    if not address.users.exists():
-        address.delete()
+    if address.users.exists():
+        return False
+    address.delete()
+    return True

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import resource
 import time
@@ -24,7 +25,7 @@ from django.db import DatabaseError, connection, transaction
 from psycopg import sql
 
 from core.customers.search import search_terms_rebuild
-from core.models import Address, AppUser, CustomerRelationship, CustomerRow
+from core.models import Address, AppUser, CustomerRelationship, CustomerRow, HistoryEvent
 
 from . import binary_copy
 from .builds import BuildFailed, BuildPool, Builds, SerialBuilds, Step
@@ -332,12 +333,36 @@ class _Load:
                 for statement in table.definition.swap_statements(next_id=self.n + 1):
                     swap.execute(statement)
             search_terms_rebuild(swap)
+            history_replaced(swap, self.n)
 
     def _drop_retired(self, cursor) -> None:
         """Drop the replaced tables, now that the swap has committed (in the
         caller's transaction: at once, there is nothing to gain by waiting)."""
         with cursor_or_new(cursor) as drop:
             drop_tables(drop, [retired_name(table.live) for table in self.tables])
+
+
+def history_replaced(cursor, customers: int) -> None:
+    """The history after a replacement: one event for the whole data set.
+
+    The triggers are created on the new tables at the swap, so the load wrote
+    no event per row. The events before it are about customers who are gone,
+    whose ids the new ones take: they go with them (in the swap's
+    transaction, so that readers see the old data with its history or the
+    new with its one event).
+    """
+    cursor.execute(f"TRUNCATE {HistoryEvent._meta.db_table}")
+    cursor.execute(
+        f"INSERT INTO {HistoryEvent._meta.db_table} "
+        "(at, entity, row_id, customer_id, kind, changes, source) "
+        "VALUES (statement_timestamp(), %s, NULL, NULL, %s, %s, %s)",
+        [
+            HistoryEvent.Entity.DATASET,
+            HistoryEvent.Kind.REPLACED,
+            json.dumps({"customers": customers}),
+            HistoryEvent.Source.COMMAND,
+        ],
+    )
 
 
 @contextlib.contextmanager

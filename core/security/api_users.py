@@ -18,6 +18,10 @@ from core.models import Address, ApiToken, AppUser, CustomerRelationship
 #: The models whose permissions an API user is given.
 CUSTOMER_MODELS = (AppUser, Address, CustomerRelationship)
 
+#: A person's rights, granted apart from a model's: reading their history
+#: (and all data held about them), and erasing them.
+PRIVACY_PERMISSIONS = ("view_history", "erase_appuser")
+
 
 def token_digest(token: str) -> str:
     """What the database keeps of a token (see :class:`core.models.ApiToken`)."""
@@ -25,7 +29,12 @@ def token_digest(token: str) -> str:
 
 
 def api_user_create(
-    *, username: str, read_only: bool, rotate: bool = False, lifetime: dt.timedelta | None = None
+    *,
+    username: str,
+    read_only: bool,
+    rotate: bool = False,
+    lifetime: dt.timedelta | None = None,
+    privacy: tuple[str, ...] = (),
 ) -> str:
     """Create or update an API user with permissions on customers; issue a
     new token and return it (the one time its text exists).
@@ -34,7 +43,8 @@ def api_user_create(
     delete. The user has no password (it signs in with a token only) and is
     not staff. The user's earlier tokens keep working unless ``rotate``, which
     revokes them. The token expires after ``lifetime``, by default
-    ``CRM_TOKEN_LIFETIME_DAYS`` (0: never).
+    ``CRM_TOKEN_LIFETIME_DAYS`` (0: never). ``privacy``: which of
+    :data:`PRIVACY_PERMISSIONS` the user holds too.
     """
     actions = ["view"] if read_only else ["view", "add", "change", "delete"]
     if lifetime is None and settings.CRM_TOKEN_LIFETIME_DAYS:
@@ -51,7 +61,8 @@ def api_user_create(
                 f"{action}_{model._meta.model_name}"
                 for action in actions
                 for model in CUSTOMER_MODELS
-            ],
+            ]
+            + [codename for codename in privacy if codename in PRIVACY_PERMISSIONS],
         )
         user.user_permissions.set(permissions)
         if rotate:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rest_framework.permissions import DjangoModelPermissions
+from rest_framework.permissions import BasePermission, DjangoModelPermissions
 
 from core.models import AppUser
 
@@ -31,3 +31,19 @@ class CustomerPermissions(DjangoModelPermissions):
         if getattr(view, "queryset", None) is None and not hasattr(view, "get_queryset"):
             return CUSTOMERS
         return super()._queryset(view)
+
+
+def requiring(*permissions: str) -> type[BasePermission]:
+    """A permission class that lets through a user holding every one of
+    ``permissions`` (``core.view_history``): for the views whose right is not
+    a model's add, change, view or delete (a person's history, their erasure)."""
+
+    class Requiring(BasePermission):
+        def has_permission(self, request, view) -> bool:
+            user = request.user
+            return bool(user and user.is_authenticated and user.has_perms(permissions))
+
+    Requiring.__name__ = Requiring.__qualname__ = "Requiring_" + "_".join(
+        p.split(".")[-1] for p in permissions
+    )
+    return Requiring

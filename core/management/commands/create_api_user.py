@@ -23,6 +23,14 @@ class Command(BaseCommand):
             "--read-only", action="store_true", help="only the view permission on customers"
         )
         parser.add_argument(
+            "--history",
+            action="store_true",
+            help="may also read customers' history and all data held about them",
+        )
+        parser.add_argument(
+            "--erase", action="store_true", help="may also erase customers (the right to erasure)"
+        )
+        parser.add_argument(
             "--rotate",
             action="store_true",
             help="revoke the user's earlier tokens (otherwise they keep working)",
@@ -40,6 +48,8 @@ class Command(BaseCommand):
         *args,
         username: str,
         read_only: bool,
+        history: bool,
+        erase: bool,
         rotate: bool,
         lifetime_days: int | None,
         **options,
@@ -54,5 +64,6 @@ class Command(BaseCommand):
             read_only=read_only,
             rotate=rotate,
             lifetime=dt.timedelta(days=lifetime_days) if lifetime_days else None,
+            privacy=("view_history",) * history + ("erase_appuser",) * erase,
         )
         self.stdout.write(token)

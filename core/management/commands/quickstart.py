@@ -72,7 +72,12 @@ class Command(BaseCommand):
         admin.save()
         # New tokens each run (like the password): the ones printed below.
         reader = api_user_create(username="api", read_only=True, rotate=True)
-        writer = api_user_create(username="api-writer", read_only=False, rotate=True)
+        writer = api_user_create(
+            username="api-writer",
+            read_only=False,
+            rotate=True,
+            privacy=("view_history", "erase_appuser"),
+        )
         served = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         base = f"http://{served}"
         self.stdout.write(
@@ -85,7 +90,7 @@ class Command(BaseCommand):
                     f"  Admin      {base}/admin/   (user: admin, password: {password})",
                     f"  API token  {reader}   (read-only user 'api')",
                     f"  Write token {writer}   (user 'api-writer': may also create, change, "
-                    "delete)",
+                    "delete, read history, erase)",
                     f"  Database   {settings.DATABASES['default'].get('SOURCE')}",
                     "",
                     "  In another terminal, set these, then paste any README example:",

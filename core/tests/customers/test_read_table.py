@@ -1,6 +1,8 @@
 """The list's read table never drifts from the join of the three tables of
 record, whoever writes them: the API, the services, the admin, the ORM, raw
-SQL; in bulk or one row at a time; and two connections at once."""
+SQL; in bulk or one row at a time; and two connections at once. And the
+history PostgreSQL keeps of it is complete: each customer's events, replayed
+from nothing, are their row, and each event names the writer that made it."""
 
 from __future__ import annotations
 
@@ -25,8 +27,10 @@ from hypothesis.stateful import (
 from core.customers import services
 from core.dataset.loader import customer_dataset_replace
 from core.dataset.sessions import separate_connection
-from core.models import Address, AppUser, CustomerRelationship
-from core.tests.clients import api_client
+from core.history.context import Source, Writer, writing_as
+from core.models import Address, AppUser, CustomerRelationship, HistoryEvent
+from core.security.api_users import api_user_create
+from core.tests.history_replay import listed, newest_event, replay_drift
 from core.tests.read_table import drift
 
 WAYS = ("api", "service", "admin", "orm", "sql")
@@ -48,13 +52,37 @@ class Writes(RuleBasedStateMachine):
         super().__init__()
         self.savepoint = transaction.atomic()
         self.savepoint.__enter__()
-        self.writer = api_client("writer", read_only=False)
+        token = api_user_create(
+            username="writer", read_only=False, privacy=("view_history", "erase_appuser")
+        )
+        self.writer = Client(headers={"authorization": f"Token {token}"})
         boss, _ = get_user_model().objects.get_or_create(
             username="boss", defaults={"is_staff": True, "is_superuser": True}
         )
         self.admin = Client()
         self.admin.force_login(boss)
         self.serial = itertools.count()
+        #: The customers this machine created (their whole history is its own).
+        self.created: set[int] = set()
+        #: Each step's writer, as the history must name it, and where its events start.
+        self.source: int | None = None
+        self.since = self.newest_event()
+
+    @staticmethod
+    def newest_event() -> int:
+        return HistoryEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+    def as_command(self):
+        """A service called the way a management command calls it: with its context."""
+        return writing_as(Writer(Source.COMMAND, request_id="machine"))
+
+    def wrote(self, way: str) -> None:
+        """The writer the events of this step must name."""
+        self.source = {
+            "api": Source.API,
+            "admin": Source.ADMIN,
+            "service": Source.COMMAND,
+        }.get(way, Source.DATABASE)
 
     def teardown(self) -> None:
         # Leaving the savepoint with an exception rolls it back.
@@ -64,10 +92,32 @@ class Writes(RuleBasedStateMachine):
     def the_read_table_is_the_join(self) -> None:
         assert drift() == []
 
+    @invariant()
+    def each_customers_history_replays_to_their_row(self) -> None:
+        assert replay_drift(sorted(self.created)) == []
+
+    @invariant()
+    def each_event_names_its_writer(self) -> None:
+        events = HistoryEvent.objects.filter(id__gt=self.since)
+        if self.source is not None:
+            sources = set(events.exclude(kind="E").values_list("source", flat=True))
+            assert sources <= {self.source}, (sources, self.source)
+            if self.source in (Source.API, Source.ADMIN):
+                writer = "writer" if self.source == Source.API else "boss"
+                actors = set(events.values_list("actor_id", flat=True))
+                assert actors <= {get_user_model().objects.get(username=writer).pk}
+        self.since, self.source = self.newest_event(), None
+
     # -- customers ---------------------------------------------------------------
 
     @rule(target=customers, way=st.sampled_from(WAYS), name=NAMES, city=CITIES)
     def create(self, way: str, name: str, city: str) -> int:
+        pk = self.created_by(way, name, city)
+        self.created.add(pk)
+        return pk
+
+    def created_by(self, way: str, name: str, city: str) -> int:
+        self.wrote("service" if way == "admin" else way)
         number = f"RT-{next(self.serial)}"
         address = {
             "street": "Gasse",
@@ -90,7 +140,8 @@ class Writes(RuleBasedStateMachine):
             assert response.status_code == 201, response.content
             return response.json()["id"]
         if way in ("service", "admin"):
-            return services.customer_create(address=address, **fields).pk
+            with self.as_command():
+                return services.customer_create(address=address, **fields).pk
         if way == "orm":
             customer = AppUser.objects.create(address=Address.objects.create(**address), **fields)
             CustomerRelationship.objects.create(appuser=customer, points=3)
@@ -115,13 +166,15 @@ class Writes(RuleBasedStateMachine):
 
     @rule(customer=customers, way=st.sampled_from(WAYS), name=NAMES)
     def rename(self, customer: int, way: str, name: str) -> None:
+        self.wrote(way)
         if way == "api":
             response = self.writer.patch(
                 f"/api/users/{customer}/", {"first_name": name}, content_type="application/json"
             )
             assert response.status_code == 200, response.content
         elif way == "service":
-            services.customer_update(customer, first_name=name)
+            with self.as_command():
+                services.customer_update(customer, first_name=name)
         elif way == "admin":
             user = AppUser.objects.get(pk=customer)
             data = {
@@ -155,6 +208,7 @@ class Writes(RuleBasedStateMachine):
 
     @rule(customer=customers, way=st.sampled_from(WAYS), points=st.integers(0, 10**6))
     def score(self, customer: int, way: str, points: int) -> None:
+        self.wrote("orm" if way == "admin" else way)
         if way == "api":
             response = self.writer.patch(
                 f"/api/users/{customer}/",
@@ -163,7 +217,8 @@ class Writes(RuleBasedStateMachine):
             )
             assert response.status_code == 200, response.content
         elif way == "service":
-            services.customer_update(customer, relationship={"points": points})
+            with self.as_command():
+                services.customer_update(customer, relationship={"points": points})
         elif way in ("orm", "admin"):
             record, _ = CustomerRelationship.objects.get_or_create(appuser_id=customer)
             record.points = points
@@ -179,6 +234,7 @@ class Writes(RuleBasedStateMachine):
 
     @rule(customer=customers, way=st.sampled_from(("orm", "sql")))
     def forget_record(self, customer: int, way: str) -> None:
+        self.wrote(way)
         if way == "orm":
             CustomerRelationship.objects.filter(pk=customer).delete()
         else:
@@ -191,6 +247,7 @@ class Writes(RuleBasedStateMachine):
 
     @rule(mover=customers, host=customers)
     def move_in_with(self, mover: int, host: int) -> None:
+        self.wrote("sql")
         with connection.cursor() as cursor:
             cursor.execute(
                 "UPDATE core_appuser SET address_id = (SELECT address_id FROM core_appuser "
@@ -202,6 +259,7 @@ class Writes(RuleBasedStateMachine):
     def change_address(self, customer: int, way: str, city: str) -> None:
         """Through the API a shared address is copied for this customer; the
         others change it for everyone who lives there."""
+        self.wrote(way)
         address = AppUser.objects.get(pk=customer).address
         if way == "api":
             response = self.writer.patch(
@@ -232,6 +290,7 @@ class Writes(RuleBasedStateMachine):
 
     @rule(points=st.integers(-5, 5))
     def bulk(self, points: int) -> None:
+        self.wrote("sql")
         with connection.cursor() as cursor:
             cursor.execute("UPDATE core_customerrelationship SET points = points + %s", [points])
             cursor.execute(
@@ -240,10 +299,12 @@ class Writes(RuleBasedStateMachine):
 
     @rule(customer=consumes(customers), way=st.sampled_from(WAYS))
     def delete(self, customer: int, way: str) -> None:
+        self.wrote(way)
         if way == "api":
             assert self.writer.delete(f"/api/users/{customer}/").status_code == 204
         elif way == "service":
-            services.customer_delete(customer)
+            with self.as_command():
+                services.customer_delete(customer)
         elif way == "admin":
             response = self.admin.post(f"/admin/core/appuser/{customer}/delete/", {"post": "yes"})
             assert response.status_code == 302, response.content[:2000]
@@ -255,6 +316,14 @@ class Writes(RuleBasedStateMachine):
                     "DELETE FROM core_customerrelationship WHERE appuser_id = %s", [customer]
                 )
                 cursor.execute("DELETE FROM core_appuser WHERE id = %s", [customer])
+
+    @rule(customer=consumes(customers))
+    def erase(self, customer: int) -> None:
+        """A person erased: no event of theirs is left but the one that says so."""
+        self.wrote("api")
+        assert self.writer.post(f"/api/users/{customer}/erase/").status_code == 200
+        kinds = HistoryEvent.objects.filter(customer_id=customer).values_list("kind", flat=True)
+        assert list(kinds) == ["E"]
 
 
 @pytest.mark.django_db
@@ -365,8 +434,11 @@ def test_racing_writes_on_two_connections_leave_the_read_table_the_join(first, s
     def params(statement: str) -> list:
         return [pk] * statement.count("%s")
 
+    starts, after = {c: listed(c) for c in (pk, pk + 1)}, newest_event()
     race(first, second, (params(first), params(second)))
     assert drift() == []
+    # The history of the race, replayed on the rows before it, is the rows after it.
+    assert replay_drift([pk, pk + 1], starts=starts, after=after) == []
 
 
 @pytest.mark.django_db(transaction=True)

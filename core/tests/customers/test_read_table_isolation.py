@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 
 import psycopg
 import pytest
+from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.dataset.loader import customer_dataset_replace
 from core.dataset.sessions import separate_connection
+from core.tests.history_replay import listed, newest_event, replay_drift
 from core.tests.read_table import drift
 
 LEVELS = ("READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE")
@@ -213,6 +215,7 @@ def test_an_address_changed_while_a_customer_moves_in_is_listed_changed(loaded, 
     address and commits; A changes that address and commits (or fails to
     serialize). The moved customer's row has the change either way."""
     mover, host = 1, 2
+    starts, after = snapshot()
     a = Transaction(first)
     a.run("SELECT count(*) FROM core_appuser")
     b = Transaction(second)
@@ -230,6 +233,7 @@ def test_an_address_changed_while_a_customer_moves_in_is_listed_changed(loaded, 
     end(a)
     assert b.failed is None
     assert drift() == []
+    assert replay_drift(starts=starts, after=after) == []
 
 
 @settings(
@@ -247,5 +251,17 @@ def test_an_address_changed_while_a_customer_moves_in_is_listed_changed(loaded, 
 def test_interleaved_writers_at_any_isolation_level_leave_the_read_table_the_join(
     loaded, levels, first, second, order, commit_first
 ):
+    starts, after = snapshot()
     run(levels, interleave(first, second, order), commit_first)
     assert drift() == []
+    # And the history: the events of the interleaving, replayed on the rows
+    # before it, are the rows after it.
+    assert replay_drift(starts=starts, after=after) == []
+
+
+def snapshot() -> tuple[dict[int, dict | None], int]:
+    """Every customer's row now, and where the events after it start."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM core_customer_list")
+        customers = [pk for (pk,) in cursor.fetchall()]
+    return {pk: listed(pk) for pk in customers}, newest_event()
