@@ -87,6 +87,10 @@ def _inject(execute, sql, params, many, context):
         params = {**params, **dict(zip(names, writer.settings(), strict=True))}
     else:
         prefix = SET_CONTEXT
+        if params is None:
+            # Without parameters the statement's own % signs were text; with
+            # the context's they would be placeholders.
+            sql = sql.replace("%", "%%")
         params = [*writer.settings(), *(params or ())]
     result = execute(prefix + sql, params, many, context)
     # psycopg positions the cursor on the first result (set_config's): move
