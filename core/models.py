@@ -101,6 +101,8 @@ class AppUser(models.Model):
             ("view_history", "Can view a customer's history"),
             # POST /api/users/{id}/erase/: the right to erasure, not a delete.
             ("erase_appuser", "Can erase a customer and their history"),
+            # POST /api/users/bulk-update/: many customers changed by one request.
+            ("bulk_change_appuser", "Can change many customers at once"),
         ]
         constraints = [
             # A customer number is unique: the services answer a duplicate

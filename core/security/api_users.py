@@ -18,9 +18,9 @@ from core.models import Address, ApiToken, AppUser, CustomerRelationship
 #: The models whose permissions an API user is given.
 CUSTOMER_MODELS = (AppUser, Address, CustomerRelationship)
 
-#: A person's rights, granted apart from a model's: reading their history
-#: (and all data held about them), and erasing them.
-PRIVACY_PERMISSIONS = ("view_history", "erase_appuser")
+#: Rights granted apart from a model's: reading a person's history (and all
+#: data held about them), erasing them, and changing many customers at once.
+GRANTED_APART = ("view_history", "erase_appuser", "bulk_change_appuser")
 
 
 def token_digest(token: str) -> str:
@@ -34,7 +34,7 @@ def api_user_create(
     read_only: bool,
     rotate: bool = False,
     lifetime: dt.timedelta | None = None,
-    privacy: tuple[str, ...] = (),
+    granted: tuple[str, ...] = (),
 ) -> str:
     """Create or update an API user with permissions on customers; issue a
     new token and return it (the one time its text exists).
@@ -43,8 +43,8 @@ def api_user_create(
     delete. The user has no password (it signs in with a token only) and is
     not staff. The user's earlier tokens keep working unless ``rotate``, which
     revokes them. The token expires after ``lifetime``, by default
-    ``CRM_TOKEN_LIFETIME_DAYS`` (0: never). ``privacy``: which of
-    :data:`PRIVACY_PERMISSIONS` the user holds too.
+    ``CRM_TOKEN_LIFETIME_DAYS`` (0: never). ``granted``: which of
+    :data:`GRANTED_APART` the user holds too.
     """
     actions = ["view"] if read_only else ["view", "add", "change", "delete"]
     if lifetime is None and settings.CRM_TOKEN_LIFETIME_DAYS:
@@ -62,7 +62,7 @@ def api_user_create(
                 for action in actions
                 for model in CUSTOMER_MODELS
             ]
-            + [codename for codename in privacy if codename in PRIVACY_PERMISSIONS],
+            + [codename for codename in granted if codename in GRANTED_APART],
         )
         user.user_permissions.set(permissions)
         if rotate:

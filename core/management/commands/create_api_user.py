@@ -31,6 +31,11 @@ class Command(BaseCommand):
             "--erase", action="store_true", help="may also erase customers (the right to erasure)"
         )
         parser.add_argument(
+            "--bulk",
+            action="store_true",
+            help="may also change many customers at once (POST /api/users/bulk-update/)",
+        )
+        parser.add_argument(
             "--rotate",
             action="store_true",
             help="revoke the user's earlier tokens (otherwise they keep working)",
@@ -50,6 +55,7 @@ class Command(BaseCommand):
         read_only: bool,
         history: bool,
         erase: bool,
+        bulk: bool,
         rotate: bool,
         lifetime_days: int | None,
         **options,
@@ -64,6 +70,8 @@ class Command(BaseCommand):
             read_only=read_only,
             rotate=rotate,
             lifetime=dt.timedelta(days=lifetime_days) if lifetime_days else None,
-            privacy=("view_history",) * history + ("erase_appuser",) * erase,
+            granted=("view_history",) * history
+            + ("erase_appuser",) * erase
+            + ("bulk_change_appuser",) * bulk,
         )
         self.stdout.write(token)

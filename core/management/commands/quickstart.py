@@ -76,7 +76,7 @@ class Command(BaseCommand):
             username="api-writer",
             read_only=False,
             rotate=True,
-            privacy=("view_history", "erase_appuser"),
+            granted=("view_history", "erase_appuser", "bulk_change_appuser"),
         )
         served = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         base = f"http://{served}"
@@ -89,8 +89,8 @@ class Command(BaseCommand):
                     f"  ReDoc      {base}/api/redoc/",
                     f"  Admin      {base}/admin/   (user: admin, password: {password})",
                     f"  API token  {reader}   (read-only user 'api')",
-                    f"  Write token {writer}   (user 'api-writer': may also create, change, "
-                    "delete, read history, erase)",
+                    f"  Write token {writer}   (user 'api-writer': may also write, "
+                    "change many, read history, erase)",
                     f"  Database   {settings.DATABASES['default'].get('SOURCE')}",
                     "",
                     "  In another terminal, set these, then paste any README example:",

@@ -53,7 +53,7 @@ class Writes(RuleBasedStateMachine):
         self.savepoint = transaction.atomic()
         self.savepoint.__enter__()
         token = api_user_create(
-            username="writer", read_only=False, privacy=("view_history", "erase_appuser")
+            username="writer", read_only=False, granted=("view_history", "erase_appuser")
         )
         self.writer = Client(headers={"authorization": f"Token {token}"})
         boss, _ = get_user_model().objects.get_or_create(

@@ -35,7 +35,7 @@ UNIQUE = {
 def clients(settings):
     settings.CRM_THROTTLE_RATES = {"anon": None, "user": None}
     privacy = ("view_history", "erase_appuser")
-    officer = api_user_create(username="officer", read_only=False, privacy=privacy)
+    officer = api_user_create(username="officer", read_only=False, granted=privacy)
     plain = api_user_create(username="plain", read_only=False)
     return (
         Client(headers={"authorization": f"Token {officer}"}),

@@ -19,7 +19,7 @@ URL = "/api/users/"
 @pytest.fixture
 def clients(settings):
     settings.CRM_THROTTLE_RATES = {"anon": None, "user": None}
-    historian = api_user_create(username="historian", read_only=False, privacy=("view_history",))
+    historian = api_user_create(username="historian", read_only=False, granted=("view_history",))
     plain = api_user_create(username="plain", read_only=False)
     return (
         Client(headers={"authorization": f"Token {historian}"}),
