@@ -202,3 +202,71 @@ WRITE_ERRORS = OpenApiResponse(
     response={"type": "object", "additionalProperties": True},
     description="Invalid data: each field (nested for address and relationship) with its errors.",
 )
+
+
+# -- a row of an import ------------------------------------------------------------
+
+
+def _text(value: Any) -> str | None:
+    """A cleaned value as the staging table holds it (text; None for none)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _first_messages(errors: Any, prefix: str = "") -> dict[str, str]:
+    """A serializer's nested errors as ``{"address.city": "first message"}``."""
+    if isinstance(errors, Mapping):
+        found: dict[str, str] = {}
+        for key, value in errors.items():
+            name = key if key != "non_field_errors" else ""
+            found.update(
+                _first_messages(value, f"{prefix}.{name}" if prefix and name else name or prefix)
+            )
+        return found
+    if isinstance(errors, list) and errors:
+        first = errors[0]
+        return (
+            _first_messages(first, prefix) if isinstance(first, Mapping) else {prefix: str(first)}
+        )
+    return {}
+
+
+def validated_import_row(
+    row: dict[str, str | None], customer: AppUser | None
+) -> tuple[dict[str, str], dict[str, str | None]]:
+    """An import's row validated by :class:`CustomerWriteSerializer`, as the API
+    validates a POST (a new customer) or a PUT of ``customer``: each invalid
+    field's message, or the fields as the serializer cleaned them (text).
+
+    A file's empty cell is a blank value where the field takes none (a 400
+    "may not be blank", as the API says it) and none where it may be missing
+    (a birthday); a loyalty record's empty cells are left out.
+    """
+    data: dict[str, Any] = {}
+    for name, value in row.items():
+        group, _, field = name.rpartition(".")
+        target = data.setdefault(group, {}) if group else data
+        model_field = {"": AppUser, "address": Address, "relationship": CustomerRelationship}[
+            group
+        ]._meta.get_field(field)
+        if value in (None, "") and group == "relationship":
+            continue
+        if value is None and not model_field.null:
+            value = ""
+        target[field] = value
+    if not data.get("relationship"):
+        data.pop("relationship", None)
+    serializer = CustomerWriteSerializer(customer, data=data)
+    if not serializer.is_valid():
+        return _first_messages(serializer.errors), {}
+    cleaned = serializer.validated_data
+    values: dict[str, str | None] = {}
+    for name in row:
+        group, _, field = name.rpartition(".")
+        container = cleaned.get(group, {}) if group else cleaned
+        if field in container:
+            values[name] = _text(container[field])
+    return {}, values

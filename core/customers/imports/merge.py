@@ -1,0 +1,220 @@
+"""The valid staged rows into the tables of record: matched, compared, written set-based.
+
+A handful of statements, whatever the file's size: customers matched by
+``customer_id`` (or e-mail), compared with their read row (one table holds
+all of a customer's columns), then updated where anything differs; new
+customers inserted with ids drawn from the tables' own sequences, in an
+order that lets the triggers write each new read row once (see
+:mod:`core.customers.imports`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.db import models
+
+from .fields import WRITABLE, ImportField
+from .reading import STAGING
+
+OWN = [f for f in WRITABLE if f.group is None]
+ADDRESS = [f for f in WRITABLE if f.group == "address"]
+RECORD = [f for f in WRITABLE if f.group == "relationship"]
+
+
+def typed(f: ImportField, alias: str = "s") -> str:
+    """The staged cell of ``f`` as the column's type (an empty cell: NULL)."""
+    cell = f"nullif({alias}.\"{f.staged}\", '')"
+    field = f.field
+    if isinstance(field, models.EmailField):
+        return f"lower({cell})"
+    if isinstance(field, models.DateTimeField):
+        return f"{cell}::timestamptz"
+    if isinstance(field, models.DateField):
+        return f"{cell}::date"
+    if isinstance(field, models.IntegerField):
+        return f"{cell}::integer"
+    if isinstance(field, models.CharField) and not field.null:
+        return f"coalesce({alias}.\"{f.staged}\", '')"
+    return cell
+
+
+def listed(f: ImportField) -> str:
+    """The read table's column of ``f`` (aliased l)."""
+    return f"l.{f.column.column}"
+
+
+def differs(fields: list[ImportField], *, given_only: bool = False) -> str:
+    """Whether any of ``fields`` differs from the customer's read row; with
+    ``given_only``, only the cells the file gives count (a loyalty record's
+    empty cells leave it as it is)."""
+    tests = []
+    for f in fields:
+        test = f"{typed(f)} IS DISTINCT FROM {listed(f)}"
+        if given_only:
+            test = f"(coalesce(s.\"{f.staged}\", '') <> '' AND {test})"
+        tests.append(test)
+    return "(" + " OR ".join(tests) + ")"
+
+
+OWN_CHANGED = differs(OWN)
+ADDRESS_CHANGED = differs(ADDRESS)
+RECORD_CHANGED = differs(RECORD, given_only=True)
+CHANGED = f"({OWN_CHANGED} OR {ADDRESS_CHANGED} OR {RECORD_CHANGED})"
+
+
+def matched(condition: str) -> str:
+    """FROM the valid matched rows (s) and their customers' read rows (l), WHERE ``condition``."""
+    return (
+        f"FROM {STAGING} s JOIN core_customer_list l ON l.id = s.match_id "
+        f"WHERE NOT s.invalid AND {condition}"
+    )
+
+
+POINTS = next(f for f in RECORD if isinstance(f.field, models.IntegerField))
+ACTIVITY = next(f for f in RECORD if isinstance(f.field, models.DateTimeField))
+#: A new record's values: the file's, else the defaults; a last activity
+#: never before the record's creation (now).
+NEW_RECORD = (
+    f"coalesce({typed(POINTS)}, 0), now(), greatest(coalesce({typed(ACTIVITY)}, now()), now())"
+)
+
+
+def match(cursor, how: str) -> None:
+    """Each row's customer: by customer_id (or, where the cell is empty, by
+    e-mail address), or by e-mail address only (``how="email"``)."""
+    if how != "email":
+        cursor.execute(
+            f"UPDATE {STAGING} s SET match_id = u.id FROM core_appuser u "
+            "WHERE coalesce(s.customer_id, '') <> '' AND u.customer_id = s.customer_id"
+        )
+    empty = "" if how == "email" else "coalesce(s.customer_id, '') = '' AND "
+    cursor.execute(
+        f"UPDATE {STAGING} s SET match_id = u.id FROM core_appuser u "
+        f"WHERE {empty}coalesce(s.email, '') <> '' AND u.email = lower(s.email)"
+    )
+
+
+def counts(cursor) -> tuple[int, int, int]:
+    """(created, updated, unchanged) of the valid rows."""
+    cursor.execute(
+        f"SELECT count(*) FILTER (WHERE s.match_id IS NULL), "
+        f"count(*) FILTER (WHERE s.match_id IS NOT NULL AND {CHANGED}), "
+        f"count(*) FILTER (WHERE s.match_id IS NOT NULL AND NOT {CHANGED}) "
+        f"FROM {STAGING} s LEFT JOIN core_customer_list l ON l.id = s.match_id "
+        "WHERE NOT s.invalid"
+    )
+    return cursor.fetchone()
+
+
+def changes(cursor, limit: int) -> list[dict[str, Any]]:
+    """The first ``limit`` changes, field by field: ``{"line", "customer_id",
+    "changes": {field: [old, new]}}`` (a new customer: every given field)."""
+    pairs = []
+    for f in WRITABLE:
+        given = "" if f.group != "relationship" else f"coalesce(s.\"{f.staged}\", '') <> '' AND "
+        pairs.append(
+            f"CASE WHEN {given}{typed(f)} IS DISTINCT FROM {listed(f)} "
+            f"THEN jsonb_build_object('{f.name}', jsonb_build_array(to_jsonb({listed(f)}), "
+            f"to_jsonb({typed(f)}))) ELSE '{{}}'::jsonb END"
+        )
+    diff = " || ".join(pairs)
+    cursor.execute(
+        f"SELECT s.line, s.customer_id, {diff} FROM {STAGING} s "
+        "LEFT JOIN core_customer_list l ON l.id = s.match_id "
+        f"WHERE NOT s.invalid AND (s.match_id IS NULL OR {CHANGED}) ORDER BY s.line LIMIT %s",
+        [limit],
+    )
+    # Django's cursor hands jsonb over as its text.
+    return [
+        {"line": line, "customer_id": customer_id, "changes": json.loads(diff)}
+        for line, customer_id, diff in cursor.fetchall()
+    ]
+
+
+def write(cursor) -> None:
+    """Write the valid rows: the matched customers that changed, then the new."""
+    _update_matched(cursor)
+    _insert_new(cursor)
+
+
+def _update_matched(cursor) -> None:
+    own = ", ".join(f"{f.field.column} = {typed(f)}" for f in OWN)
+    cursor.execute(
+        f"UPDATE core_appuser u SET {own}, last_updated = now() "
+        f"{matched(f'u.id = s.match_id AND {CHANGED}')}"
+    )
+    # An address only they live at changes; one they share is copied first
+    # (the API's copy on write), so that the others keep theirs.
+    sharing = (
+        "EXISTS (SELECT FROM core_appuser o WHERE o.address_id = l.address_id AND o.id <> l.id)"
+    )
+    address = ", ".join(f"{f.field.column} = {typed(f)}" for f in ADDRESS)
+    cursor.execute(
+        f"UPDATE core_address a SET {address} "
+        f"{matched(f'a.id = l.address_id AND {ADDRESS_CHANGED} AND NOT {sharing}')}"
+    )
+    cursor.execute(
+        f"UPDATE {STAGING} s SET new_address_id = "
+        "nextval(pg_get_serial_sequence('core_address', 'id')) "
+        f"FROM core_customer_list l WHERE l.id = s.match_id AND NOT s.invalid "
+        f"AND {ADDRESS_CHANGED} AND {sharing}"
+    )
+    names = ", ".join(f.field.column for f in ADDRESS)
+    values = ", ".join(typed(f) for f in ADDRESS)
+    cursor.execute(
+        f"INSERT INTO core_address (id, {names}) SELECT s.new_address_id, {values} "
+        f"FROM {STAGING} s WHERE s.match_id IS NOT NULL AND s.new_address_id IS NOT NULL"
+    )
+    cursor.execute(
+        f"UPDATE core_appuser u SET address_id = s.new_address_id FROM {STAGING} s "
+        "WHERE u.id = s.match_id AND s.new_address_id IS NOT NULL"
+    )
+    # A record's cells the file leaves empty stay as they are; a last
+    # activity is never before the record's creation (the table's check).
+    record = ", ".join(
+        f"{f.field.column} = coalesce({typed(f)}, r.{f.field.column})"
+        if not isinstance(f.field, models.DateTimeField)
+        else f"{f.field.column} = greatest(coalesce({typed(f)}, r.{f.field.column}), r.created)"
+        for f in RECORD
+    )
+    cursor.execute(
+        f"UPDATE core_customerrelationship r SET {record} "
+        f"{matched(f'r.appuser_id = s.match_id AND {RECORD_CHANGED}')}"
+    )
+    cursor.execute(
+        "INSERT INTO core_customerrelationship (appuser_id, points, created, last_activity) "
+        f"SELECT s.match_id, {NEW_RECORD} "
+        f"{matched(f'l.relationship_created IS NULL AND {RECORD_CHANGED}')}"
+    )
+
+
+def _insert_new(cursor) -> None:
+    """New customers, then their records, then their addresses: a customer's
+    foreign key to its address is checked at commit, and the address's
+    insert then writes each read row once, with the record (see
+    core.read_table_triggers)."""
+    cursor.execute(
+        f"UPDATE {STAGING} SET "
+        "new_id = nextval(pg_get_serial_sequence('core_appuser', 'id')), "
+        "new_address_id = nextval(pg_get_serial_sequence('core_address', 'id')) "
+        "WHERE match_id IS NULL AND NOT invalid"
+    )
+    own = ", ".join(f.field.column for f in OWN)
+    values = ", ".join(typed(f) for f in OWN)
+    cursor.execute(
+        f"INSERT INTO core_appuser (id, {own}, address_id, created, last_updated) "
+        f"SELECT s.new_id, {values}, s.new_address_id, now(), now() FROM {STAGING} s "
+        "WHERE s.new_id IS NOT NULL ORDER BY s.line"
+    )
+    cursor.execute(
+        "INSERT INTO core_customerrelationship (appuser_id, points, created, last_activity) "
+        f"SELECT s.new_id, {NEW_RECORD} FROM {STAGING} s WHERE s.new_id IS NOT NULL"
+    )
+    names = ", ".join(f.field.column for f in ADDRESS)
+    values = ", ".join(typed(f) for f in ADDRESS)
+    cursor.execute(
+        f"INSERT INTO core_address (id, {names}) SELECT s.new_address_id, {values} "
+        f"FROM {STAGING} s WHERE s.new_id IS NOT NULL"
+    )

@@ -1,0 +1,239 @@
+"""Every staged row validated before anything is written, with the API's rules.
+
+Each rule of the API's write serializer is also written as SQL, run over the
+whole staging table at once (:func:`suspect_sql`): required fields, lengths,
+choices, the formats of dates, times, numbers and e-mail addresses, the
+birthday's and the last activity's ranges. The SQL may flag a row the API
+would take (its date parser takes more than one format); it must never pass
+one the API refuses, which ``core/tests/customers/test_imports.py`` checks on
+generated rows. Every flagged row is then validated by the API's own
+serializer (``validate_row``, given by the caller: the serializer is the
+API's), which has the last word, gives the messages, and cleans the values
+the SQL then writes.
+
+What only an import can get wrong is checked in SQL alone
+(:func:`file_errors`): a cell a spreadsheet would run as a formula, a
+customer or an e-mail address twice in the file, an e-mail address another
+customer holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.db import models
+
+from core.models import AppUser
+
+from ..export import FORMULA_STARTS
+from .fields import WRITABLE, ImportField
+from .reading import STAGING, error
+
+#: Validates one row as the API would: its writable fields by name (text as in
+#: the file, None for an empty cell) and the customer it updates (None: a new
+#: one). Returns each invalid field's message, or, where there is none, the
+#: fields' values as the API cleaned them (text again).
+RowValidator = Callable[
+    [dict[str, str | None], AppUser | None], tuple[dict[str, str], dict[str, str | None]]
+]
+
+#: Rows fetched from the staging table at a time for the serializer.
+BATCH = 2_000
+
+DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+#: An instant as the export writes it (PostgreSQL's ISO 8601, with an offset).
+INSTANT = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
+    r"([+-](0[0-9]|1[0-4]):[0-5][0-9]|Z)$"
+)
+#: Django's EmailValidator, its common case (an unquoted local part, a domain
+#: name): an address it takes that this misses is flagged, then taken.
+EMAIL = (
+    r"^[-!#$%&'*+/=?^_`{}|~0-9A-Za-z]+(\.[-!#$%&'*+/=?^_`{}|~0-9A-Za-z]+)*"
+    r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{2,63}$"
+)
+
+
+def _quoted(pattern: str) -> str:
+    return "'" + pattern.replace("'", "''") + "'"
+
+
+def calendar_date(cell: str) -> str:
+    """SQL true when ``cell`` starts with a day of the calendar (YYYY-MM-DD,
+    a year 1900 to 9999; the API's earliest birthday): a CASE, so that
+    make_date never sees a month 13. ``cell`` has matched a pattern of digits."""
+    year, month, day = (
+        f"substr({cell}, {start}, {n})::int" for start, n in ((1, 4), (6, 2), (9, 2))
+    )
+    last_day = f"extract(day FROM make_date({year}, {month}, 1) + interval '1 month - 1 day')"
+    return (
+        f"(CASE WHEN {year} >= 1900 AND {month} BETWEEN 1 AND 12 "
+        f"THEN {day} BETWEEN 1 AND {last_day} ELSE false END)"
+    )
+
+
+def valid_sql(f: ImportField) -> str:
+    """SQL true when the staged cell of ``f`` is one the API surely takes."""
+    cell = f'"{f.staged}"'
+    field = f.field
+    empty = f"coalesce({cell}, '') = ''"
+    optional = field.null or field.has_default() or f.group == "relationship"
+    tests: list[str] = []
+    if isinstance(field, models.CharField):
+        tests.append(f"length({cell}) <= {field.max_length}")
+        if field.choices:
+            choices = ", ".join(_quoted(str(value)) for value, _ in field.choices)
+            tests.append(f"{cell} IN ({choices})")
+        if isinstance(field, models.EmailField):
+            tests.append(f"{cell} ~ {_quoted(EMAIL)}")
+    elif isinstance(field, models.DateTimeField):
+        # CASE: SQL does not promise to test the pattern before the casts.
+        instant = f"{cell}::timestamptz"
+        bounds = (
+            # The API's bounds: not after now, not before the record's
+            # creation (a new record's: now), each with a minute's skew.
+            f" AND {instant} <= now() + interval '1 minute' "
+            f"AND {instant} >= coalesce((SELECT l.relationship_created "
+            f"FROM core_customer_list l WHERE l.id = {STAGING}.match_id), now()) "
+            "- interval '1 minute'"
+            if f.name == "relationship.last_activity"
+            else ""
+        )
+        tests.append(
+            f"CASE WHEN NOT {cell} ~ {_quoted(INSTANT)} THEN false "
+            f"WHEN NOT {calendar_date(cell)} THEN false ELSE true{bounds} END"
+        )
+    elif isinstance(field, models.DateField):
+        tests.append(
+            f"CASE WHEN NOT {cell} ~ {_quoted(DATE)} THEN false "
+            f"WHEN NOT {calendar_date(cell)} THEN false "
+            f"ELSE {cell} <= to_char(current_date, 'YYYY-MM-DD') END"
+        )
+    elif isinstance(field, models.IntegerField):
+        tests.append(
+            f"CASE WHEN {cell} ~ '^[0-9]{{1,10}}$' THEN {cell}::bigint <= 2147483647 ELSE false END"
+        )
+    test = " AND ".join(tests) or "true"
+    if optional:
+        return f"({empty} OR ({test}))"
+    return f"(NOT {empty} AND {test})"
+
+
+def suspect_sql() -> str:
+    """Flag every row a rule might refuse (the serializer decides)."""
+    valid = "\n    AND ".join(valid_sql(f) for f in WRITABLE)
+    return f"UPDATE {STAGING} SET suspect = NOT (\n    {valid}\n)"
+
+
+#: A formula's first character, as a regular expression's class.
+FORMULA_CLASS = (
+    "[" + "".join({"\t": "\\t", "\r": "\\r", "-": ""}.get(c, c) for c in FORMULA_STARTS) + "-]"
+)
+
+
+def formula_sql(f: ImportField) -> str:
+    """A cell a spreadsheet would run: a formula character first, but for the
+    '+' or '-' of a phone number (digits, spaces and ()./- only)."""
+    cell = f'"{f.staged}"'
+    return f"{cell} ~ E'^{FORMULA_CLASS}' AND NOT {cell} ~ '^[+-][0-9 ()./-]*$'"
+
+
+def formula_errors(cursor) -> list[tuple[int, str, str]]:
+    """(line, field, message) of each CSV cell a spreadsheet would run (before
+    the export's neutralised cells lose their ')."""
+    checks = [
+        f"SELECT line, '{f.name}' FROM {STAGING} WHERE {formula_sql(f)}"
+        for f in WRITABLE
+        if isinstance(f.field, models.CharField)
+    ]
+    cursor.execute(" UNION ALL ".join(checks))
+    message = (
+        "A formula: a spreadsheet would run it. Put a ' in front of it, as the export does, "
+        "or remove it."
+    )
+    return [(line, name, message) for line, name in cursor.fetchall()]
+
+
+def unneutralised_sql() -> str:
+    """Read a cell the export neutralised without its ``'`` (``'+43 1 …``)."""
+    sets = []
+    for f in WRITABLE:
+        if isinstance(f.field, models.CharField):
+            cell = f'"{f.staged}"'
+            sets.append(
+                f"{cell} = CASE WHEN {cell} ~ E'^''{FORMULA_CLASS}' THEN substr({cell}, 2) "
+                f"ELSE {cell} END"
+            )
+    return f"UPDATE {STAGING} SET {', '.join(sets)}"
+
+
+def twice_sql(column: str) -> str:
+    """The lines whose ``column`` an earlier line of the file has (any case)."""
+    return (
+        f"SELECT line, '{column}', 'The file has this {column} on an earlier line.' FROM ("
+        f"SELECT line, row_number() OVER (PARTITION BY lower({column}) ORDER BY line) AS nth "
+        f"FROM {STAGING} WHERE coalesce({column}, '') <> '') d WHERE nth > 1"
+    )
+
+
+def taken_sql(column: str, compared: str, what: str) -> str:
+    """The lines whose ``column`` another customer than the one they update holds."""
+    return (
+        f"SELECT s.line, '{column}', 'Another customer has this {what}.' "
+        f"FROM {STAGING} s JOIN core_appuser u ON u.{column} = {compared} "
+        "WHERE u.id IS DISTINCT FROM s.match_id"
+    )
+
+
+def file_errors(cursor, match: str) -> list[tuple[int, str, str]]:
+    """(line, field, message) of what only an import can get wrong: a customer
+    or an address twice in the file, an e-mail address (or, matching by
+    e-mail, a customer_id) another customer holds."""
+    checks = [
+        twice_sql("customer_id"),
+        twice_sql("email"),
+        taken_sql("email", "lower(s.email)", "e-mail address"),
+    ]
+    if match == "email":
+        checks.append(taken_sql("customer_id", "s.customer_id", "customer_id"))
+    cursor.execute(" UNION ALL ".join(checks))
+    return cursor.fetchall()
+
+
+def validate(cursor, validate_row: RowValidator) -> list[tuple[int, str, str]]:
+    """Run the SQL rules, then the serializer on every flagged row; return
+    (line, field, message) of each invalid field, and write the cleaned values
+    of the flagged rows it takes back into the staging table."""
+    cursor.execute(suspect_sql())
+    errors: list[tuple[int, str, str]] = []
+    names = [f.staged for f in WRITABLE]
+    selected = ", ".join(f'"{n}"' for n in names)
+    last = 0
+    while True:
+        cursor.execute(
+            f"SELECT line, match_id, {selected} FROM {STAGING} "
+            f"WHERE suspect AND line > %s ORDER BY line LIMIT %s",
+            [last, BATCH],
+        )
+        rows = cursor.fetchall()
+        if not rows:
+            return errors
+        matched = AppUser.objects.in_bulk([r[1] for r in rows if r[1] is not None])
+        for line, match_id, *values in rows:
+            last = line
+            row = {f.name: value for f, value in zip(WRITABLE, values, strict=True)}
+            problems, cleaned = validate_row(row, matched.get(match_id))
+            if problems:
+                errors += [(line, name, message) for name, message in problems.items()]
+                continue
+            assignments = ", ".join(f'"{f.staged}" = %s' for f in WRITABLE)
+            cursor.execute(
+                f"UPDATE {STAGING} SET {assignments} WHERE line = %s",
+                [cleaned.get(f.name, row[f.name]) for f in WRITABLE] + [line],
+            )
+
+
+def error_rows(errors: list[tuple[int, str, str]]) -> list[dict[str, Any]]:
+    """Errors as the answer lists them: by line, then field."""
+    return [error(line, field, message) for line, field, message in sorted(errors)]
