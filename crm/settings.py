@@ -292,6 +292,16 @@ CRM_REPORTS_DIR = Path(env.string("CRM_REPORTS_DIR") or BASE_DIR / "reports")
 
 # Up to this many estimated rows, the list counts exactly (see core.customers.plans).
 CRM_EXACT_COUNT_THRESHOLD = env.integer("CRM_EXACT_COUNT_THRESHOLD", 10_000)
+# An import through the API (POST /api/users/import/): the largest file it
+# takes (bytes; 413 above; manage.py import_customers has no limit), and its
+# statement timeout (ms), like an export's: a file of 100,000 customers takes
+# a few seconds.
+CRM_IMPORT_MAX_BYTES = env.integer("CRM_IMPORT_MAX_BYTES", 64 * 1024 * 1024, minimum=1)
+CRM_IMPORT_TIMEOUT_MS = env.integer("CRM_IMPORT_TIMEOUT_MS", 600_000, minimum=1)
+# A change of many customers (POST /api/users/bulk-update/): above this many
+# matches it needs ?confirm= with their number; its statement timeout (ms).
+CRM_BULK_CONFIRM_OVER = env.integer("CRM_BULK_CONFIRM_OVER", 1_000, minimum=0)
+CRM_BULK_TIMEOUT_MS = env.integer("CRM_BULK_TIMEOUT_MS", 60_000, minimum=1)
 # How many days of history `manage.py prune_history` keeps (0: all of it, until
 # an operator prunes with --before); erasure events are kept whatever their age.
 CRM_HISTORY_DAYS = env.integer("CRM_HISTORY_DAYS", 0, minimum=0)

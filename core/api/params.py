@@ -239,8 +239,54 @@ class StrictParameters:
         return [self.params_class, *filter_parameters()]
 
 
+class BulkUpdateParams(serializers.Serializer):
+    """A change of many customers: which (every list filter, and ``search``),
+    whether to write, and how many the client expects to change."""
+
+    search = serializers.CharField(
+        required=False, max_length=100, help_text="As the list's search: the customers it finds."
+    )
+    dry_run = serializers.BooleanField(
+        required=False, help_text="1: write nothing; answer what would change."
+    )
+    confirm = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        help_text="How many customers match: needed above CRM_BULK_CONFIRM_OVER matches.",
+    )
+
+
 LIST_PARAMETERS = StrictParameters(CustomerListParams)
 EXPORT_PARAMETERS = StrictParameters(CustomerExportParams)
+BULK_PARAMETERS = StrictParameters(BulkUpdateParams)
+
+
+class ImportParams(serializers.Serializer):
+    """How an import treats its file."""
+
+    dry_run = serializers.BooleanField(
+        required=False, help_text="1: write nothing; answer what would change."
+    )
+    skip_invalid = serializers.BooleanField(
+        required=False, help_text="1: write the valid rows even if some are invalid."
+    )
+    match = serializers.ChoiceField(
+        choices=["customer_id", "email"],
+        required=False,
+        help_text="customer_id (the default: by customer_id, or by e-mail where it is empty) "
+        "or email (by e-mail address only).",
+    )
+
+
+def import_options(query: QueryDict) -> dict[str, Any]:
+    """An import's query parameters, or a 400 naming each unknown or invalid one."""
+    allowed = set(ImportParams().fields)
+    unknown = {name: ["Unknown parameter."] for name in query if name not in allowed}
+    if unknown:
+        raise ValidationError(unknown)
+    params = ImportParams(data=query.dict())
+    params.is_valid(raise_exception=True)
+    return params.validated_data
 
 
 # -- a customer's history ----------------------------------------------------------

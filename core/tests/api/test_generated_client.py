@@ -92,6 +92,11 @@ def test_the_generated_client_lists_pages_creates_patches_and_deletes(generated)
         "customers_partial_update",
         "customers_destroy",
         "customers_export",
+        "customers_import",
+        "customers_bulk_update",
+        "customers_history",
+        "customers_personal_data",
+        "customers_erase",
     }, "one naming scheme"
     api = importlib.import_module(f"{PACKAGE}.api.users")
     models = importlib.import_module(f"{PACKAGE}.models")
