@@ -56,12 +56,14 @@ try:
 
     #: A worker that stops answering gunicorn's heartbeat for this long is killed.
     #: A sync worker answers it only between requests, so this must outlast the
-    #: longest request: an export, which PostgreSQL cancels after
-    #: CRM_EXPORT_TIMEOUT_MS (0: never, and then neither does gunicorn). A shorter
-    #: timeout would cut a slow reader's export at an arbitrary row. Other requests
-    #: are bounded by CRM_STATEMENT_TIMEOUT_MS long before this.
+    #: longest request: an export or an import, which PostgreSQL cancels after
+    #: CRM_EXPORT_TIMEOUT_MS or CRM_IMPORT_TIMEOUT_MS (an export's 0: never, and
+    #: then neither does gunicorn). A shorter timeout would cut a slow reader's
+    #: export at an arbitrary row. Other requests are bounded by
+    #: CRM_STATEMENT_TIMEOUT_MS (a bulk update by CRM_BULK_TIMEOUT_MS) long before.
     _export_ms = env.integer("CRM_EXPORT_TIMEOUT_MS", 600_000, minimum=0)
-    timeout = -(-_export_ms // 1000) + 30 if _export_ms else 0
+    _import_ms = env.integer("CRM_IMPORT_TIMEOUT_MS", 600_000, minimum=1)
+    timeout = -(-max(_export_ms, _import_ms) // 1000) + 30 if _export_ms else 0
 
     #: On a restart, requests under way get this long to finish.
     graceful_timeout = 5
