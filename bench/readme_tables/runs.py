@@ -323,36 +323,48 @@ def plans_table(published: Path) -> list[str]:
     ]
 
 
+#: bench_writes' measures as the table names them, in its order.
+WRITE_MEASURES = {
+    "patch_p50_ms": "PATCH p50 (ms)",
+    "update_100000_records_s": "UPDATE of 100,000 loyalty records (s)",
+    "bulk_update_api_100000_s": "POST bulk-update, 100,000 customers (s)",
+    "import_1000000_rows_s": "import of 1,000,000 rows, half new (s)",
+    "import_again_1000000_rows_s": "the same file again: nothing to change (s)",
+    "import_peak_rss_mb": "the import's peak RSS (MB)",
+    "list_p50_beside_import_ms": "list p50 beside the import (ms)",
+}
+FLOOR = "no trigger (floor)"
+
+
 def writes_table(published: Path) -> list[str]:
-    """The medians of ``writes/writes.csv`` by code (before, after), its runs
-    in brackets, from the interleaved session where there is one."""
+    """The latest bench_writes run (``writes/writes.csv``), one row a measure,
+    one column a variant of the triggers, and how far all of them are above
+    the floor."""
     rows = read_csv(published / "writes" / "writes.csv")
     if not rows:
         return ["No write benchmark is published yet."]
-    # An interleaved session (before, after, before, ... back to back) is the
-    # fair comparison on a shared machine; the rest are in writes/writes.md.
-    fair = [row for row in rows if row["session"] == "interleaved"] or rows
-    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
-    for row in fair:
-        groups.setdefault((row["session"], row["code"]), []).append(row)
+    latest = max(row["at"] for row in rows)
+    run = [row for row in rows if row["at"] == latest]
+    variants = ["all triggers", "without history", FLOOR]
+    values = {(row["measure"], row["variant"] or "all triggers"): row["value"] for row in run}
+    first = run[0]
     lines = [
-        f"| {int(rows[0]['db_customers']):,} customers | commits | PATCH p50 (ms) "
-        f"| bulk UPDATE of {int(rows[0]['bulk_records']):,} loyalty records (s) |",
-        "|---|---|---:|---:|",
+        f"{int(first['customers']):,} customers, PostgreSQL {first['postgresql']} "
+        f"({short(first['commit'])}, {day(first['at'])}, 1-minute load "
+        f"{first['load_average_1m']}):",
+        "",
+        "| | " + " | ".join(variants) + " | all / floor |",
+        "|---|" + "---:|" * (len(variants) + 1),
     ]
-    for (session, code), group in sorted(
-        groups.items(), key=lambda item: (item[0][0], item[0][1] != "before")
-    ):
-        commits = ", ".join(sorted({short(row["git_commit"]) for row in group}))
-
-        def runs(column: str, group: list[dict[str, str]] = group) -> str:
-            values = [float(row[column]) for row in group]
-            listed = ", ".join(f"{value:.2f}" for value in values)
-            return f"{statistics.median(values):.2f} ({listed})"
-
-        lines.append(
-            f"| {code} ({session}) | {commits} | {runs('patch_p50_ms')} | {runs('bulk_update_s')} |"
-        )
+    for measure, label in WRITE_MEASURES.items():
+        cells = [values.get((measure, variant), "") for variant in variants]
+        if not any(cells):
+            continue
+        ratio = ""
+        if cells[0] and cells[-1]:
+            ratio = f"{float(cells[0]) / float(cells[-1]):.1f}x"
+        shown = [f"{float(cell):,.2f}" if cell else "" for cell in cells]
+        lines.append(f"| {label} | " + " | ".join(shown) + f" | {ratio} |")
     return lines
 
 

@@ -21,10 +21,8 @@ from crm.tests.processes import REPO
 README_TABLES = {
     "bench-list",
     "matrix-now",
-    "matrix-summary",
     "list-targets",
     "http-before-after",
-    "profile",
     "writes",
 }
 
