@@ -85,6 +85,19 @@ def pytest_configure(config) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark the tests CI's second pass runs on PostgreSQL 15 (the rule is
+    crm.tests.second_pass's), before ``-m`` selects by the mark."""
+    from crm.tests import second_pass
+
+    for item in items:
+        if second_pass.choose_item(item)[0]:
+            item.add_marker(second_pass.MARK)
+    # Every collected test, selected or not, for crm/tests/test_second_pass.py.
+    config.stash[second_pass.COLLECTED] = list(items)
+
+
 def pytest_runtest_setup(item) -> None:
     """A test marked with ``programs`` (``needs_programs``) whose programs are
     missing: skipped on a laptop, a failure in CI (``CI=true``)."""

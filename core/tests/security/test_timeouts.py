@@ -77,6 +77,7 @@ LOCKED = (503, "The data is locked by maintenance; try again shortly.")
 
 @pytest.mark.django_db(transaction=True)
 @needs_programs("nginx")
+@pytest.mark.sql  # what the server does with a session's limits, not nginx
 def test_the_first_request_on_a_reconnected_session_has_the_limits(served):
     """The server ended every worker's session: the first request of each
     reconnects, and must still give up on a lock after CRM_LOCK_TIMEOUT_MS."""
@@ -91,6 +92,7 @@ def test_the_first_request_on_a_reconnected_session_has_the_limits(served):
 
 @pytest.mark.django_db(transaction=True)
 @needs_programs("nginx")
+@pytest.mark.sql  # what the server does with a session's limits, not nginx
 @pytest.mark.parametrize(
     "served", [{"DATABASE_CONN_MAX_AGE": "1", "CRM_LOCK_TIMEOUT_MS": "0"}], indirect=True
 )
@@ -109,6 +111,7 @@ def test_a_session_reopened_after_conn_max_age_has_the_statement_timeout(served)
 
 @pytest.mark.django_db(transaction=True)
 @needs_programs("nginx")
+@pytest.mark.sql  # what the server does with a session's limits, not nginx
 def test_an_export_waits_for_a_lock_no_longer_than_a_request(served):
     """The export's own statement timeout is minutes long: a lock must not
     hold its worker (and the client) that long."""
