@@ -25,9 +25,6 @@ from crm.tests.processes import manage
 
 ROWS = 20_000
 
-#: The tests share one server (the module's fixture): one test worker runs them all.
-pytestmark = pytest.mark.xdist_group("export_faults")
-
 
 @dataclass
 class Served:
