@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,6 +85,33 @@ def pytest_configure(config) -> None:
         "programs(*names): needs these system programs; skipped without them, "
         "failed without them in CI (crm.tests.processes.needs_programs)",
     )
+    if (
+        os.geteuid() == 0
+        and not config.option.basetemp
+        and "PYTEST_DEBUG_TEMPROOT" not in os.environ
+    ):
+        # As root, the tests' embedded servers run as their own system user in
+        # data folders under pytest's temporary folders, whose root
+        # (pytest-of-root) pytest makes private again when any session starts:
+        # another checkout's test run on this machine would lock them out
+        # (seen: pg_ctl "Permission denied" mid-run). A root per checkout.
+        checkout = hashlib.sha256(str(Path(__file__).resolve().parent).encode()).hexdigest()
+        root = Path(tempfile.gettempdir()) / f"crm-tests-{checkout[:10]}"
+        root.mkdir(exist_ok=True)
+        os.environ["PYTEST_DEBUG_TEMPROOT"] = str(root)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark the tests CI's second pass runs on PostgreSQL 15 (the rule is
+    crm.tests.second_pass's), before ``-m`` selects by the mark."""
+    from crm.tests import second_pass
+
+    for item in items:
+        if second_pass.choose_item(item)[0]:
+            item.add_marker(second_pass.MARK)
+    # Every collected test, selected or not, for crm/tests/test_second_pass.py.
+    config.stash[second_pass.COLLECTED] = list(items)
 
 
 def pytest_runtest_setup(item) -> None:

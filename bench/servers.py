@@ -289,7 +289,15 @@ def pooled_role(name: str = POOLED_ROLE) -> str:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name])
         if cursor.fetchone() is None:
-            statements.insert(0, sql.SQL("CREATE ROLE {} LOGIN").format(role))
+            # Roles belong to the whole server: another database's session
+            # (another test worker's) may create it between the check and here.
+            statements.insert(
+                0,
+                sql.SQL(
+                    "DO $$ BEGIN CREATE ROLE {} LOGIN; "
+                    "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+                ).format(role),
+            )
         for statement in statements:
             cursor.execute(statement.as_string(cursor.connection))
     return name

@@ -38,6 +38,19 @@ def manage(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
     )
 
 
+def nested_pytest(tmp_path: Path) -> list[str]:
+    """Options of a pytest run inside a test: the root conftest as a plugin (for
+    test files outside the repository), and temporary folders in the test's own.
+
+    Without ``--basetemp`` the inner run would take its folders under the
+    user's shared ``pytest-of-<user>``, and make that folder private again
+    (pytest does, at start): under xdist, an embedded server that another
+    worker runs there as its own system user (as root) would lose its data
+    folder.
+    """
+    return ["-p", "conftest", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "basetemp")]
+
+
 def missing_programs(*names: str) -> list[str]:
     """The programs of ``names`` found neither on the PATH nor in /usr/sbin (where
     Debian puts nginx and pgbouncer, off an ordinary user's PATH); a name that

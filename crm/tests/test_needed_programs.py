@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from crm.tests.processes import REPO
+from crm.tests.processes import REPO, nested_pytest
 
 TEST = """
 from crm.tests.processes import needs_programs
@@ -22,9 +22,10 @@ def test_drives_the_program():
 def run_pytest(tmp_path, ci: str) -> subprocess.CompletedProcess:
     (tmp_path / "test_needs.py").write_text(TEST)
     # The root conftest (which applies the rule) loaded as a plugin, for a test
-    # file outside the repository.
+    # file outside the repository. Its temporary folders go in this test's
+    # (crm.tests.processes.nested_pytest).
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "conftest", "-q", "-rs", str(tmp_path)],
+        [sys.executable, "-m", "pytest", *nested_pytest(tmp_path), "-q", "-rs", str(tmp_path)],
         cwd=REPO,
         env={**os.environ, "CI": ci},
         capture_output=True,

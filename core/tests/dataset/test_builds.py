@@ -121,7 +121,8 @@ def test_a_failure_cancels_the_other_steps_and_names_the_statement(sequences):
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity "
-            "WHERE application_name = 'generate_data' AND query LIKE '%%pg_sleep(30)%%'"
+            "WHERE application_name = 'generate_data' AND datname = current_database() "
+            "AND query LIKE '%%pg_sleep(30)%%'"
         )
         assert cursor.fetchone()[0] == 0, "the slow step was not cancelled"
 

@@ -69,7 +69,7 @@ class Server:
         """Is a generate_data session running a statement LIKE ``pattern``?"""
         return self.monitor.execute(
             "SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'generate_data' "
-            "AND state = 'active' AND query LIKE %s "
+            "AND datname = current_database() AND state = 'active' AND query LIKE %s "
             "AND (wait_event_type IS NOT DISTINCT FROM 'Lock') = %s",
             [pattern, waiting],
         ).fetchone()[0]
@@ -79,7 +79,8 @@ class Server:
         return self.monitor.execute(
             "SELECT count(*) > 0 FROM pg_stat_progress_copy p "
             "JOIN pg_stat_activity a ON a.pid = p.pid "
-            "WHERE a.application_name = 'generate_data' AND a.query LIKE %s "
+            "WHERE a.application_name = 'generate_data' AND a.datname = current_database() "
+            "AND a.query LIKE %s "
             "AND p.tuples_processed > 0",
             [f'COPY "{shadow}"%'],
         ).fetchone()[0]

@@ -165,13 +165,17 @@ EXTRAS = [
 
 @pytest.fixture
 def extras() -> Iterator[None]:
+    # A role belongs to the whole server: each test database grants to its own
+    # (test workers run side by side, and a role granted on in another
+    # database cannot be dropped).
+    reader = f'"{connection.settings_dict["NAME"]}_reader"'
     with connection.cursor() as cursor:
         for add, _remove in EXTRAS:
-            cursor.execute(add)
+            cursor.execute(add.replace("crm_test_reader", reader))
     yield
     with connection.cursor() as cursor:
         for _add, remove in reversed(EXTRAS):
-            cursor.execute(remove)
+            cursor.execute(remove.replace("crm_test_reader", reader))
 
 
 @pytest.mark.parametrize("inside_a_transaction", [False, True])
