@@ -1,4 +1,4 @@
-"""The Django admin, usable at millions of rows.
+"""The Django admin, usable at millions of rows, writing as the API writes.
 
 Django's defaults each cost a scan of the table at this size: the paginator's
 ``COUNT(*)``, the "N total" link's second ``COUNT(*)``, a list filter's
@@ -10,27 +10,37 @@ The customers' changelist reads the list's read table (``core_customer_list``,
 one row per customer with their address and record: no join per row, and an
 index for every sortable column), and searches with the API's search, ranked
 the same way; its links, selections and actions act on the customers
-(:class:`CustomerChangeList`). Their change form edits the three tables of
-record, whose triggers keep the read table.
+(:class:`ReadTableChangeList`).
+
+A customer's page edits the customer, their address and their loyalty
+record in one form and writes them through the API's write services, with
+the API's ``If-Match`` (:class:`CustomerFormBase`).
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 
+from django import forms
 from django.contrib import admin
-from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.options import FORMFIELD_FOR_DBFIELD_DEFAULTS, IncorrectLookupParameters
+from django.contrib.admin.utils import display_for_value
 from django.contrib.admin.views.main import ORDER_VAR, PAGE_VAR, SEARCH_VAR, ChangeList
 from django.core.paginator import Paginator
-from django.db import connections
+from django.db import connections, models, transaction
 from django.db.models import QuerySet
+from django.forms.models import model_to_dict
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from .customers import plans
-from .customers.ordering import SEARCH_RANK
+from .customers import plans, services
+from .customers.ordering import SEARCH_RANK, TABLE
 from .customers.search import search_match, search_words
+from .customers.selectors import customer_detail, customer_for_update
+from .customers.versions import customer_version
 from .models import Address, AppUser, CustomerRelationship, CustomerRow, SearchTerm
+from .read_table import Join
 from .security.admin_login import ThrottledAuthenticationForm
 
 #: The API's limit on ``search`` (core.api.params): longer text is cut.
@@ -119,28 +129,264 @@ class CountryFilter(admin.SimpleListFilter):
         return queryset.filter(**{self.lookup: self.value()})
 
 
-class CustomerChangeList(LargeTableChangeList):
-    """The customers' changelist, read from the read table: the rows are
-    :class:`core.models.CustomerRow` objects, whose primary key is the
-    customer's, so that links and selections name the customers."""
+class ReadTableChangeList(LargeTableChangeList):
+    """A changelist of the list's read table: its rows are
+    :class:`core.models.CustomerRow` objects (the model admin's
+    :meth:`ReadTableAdmin.read_rows`), whose primary key is the customer's,
+    so that links and selections name the customers."""
 
     def get_queryset(self, request, exclude_parameters=None):
-        self.root_queryset = CustomerRow.objects.all()
+        self.root_queryset = self.model_admin.read_rows()
         # Nothing to join: the read table holds the address and the record.
         self.list_select_related = False
         return super().get_queryset(request, exclude_parameters)
 
 
-class RelationshipInline(admin.StackedInline):
-    model = CustomerRelationship
-    can_delete = False
-    min_num = 1
-    max_num = 1
-    readonly_fields = ["created"]
+class ReadTableAdmin(LargeTableAdmin):
+    """A changelist of customers read from the read table, searched with the API's search."""
+
+    # Searched through the API's search (get_search_results below); Django
+    # needs a search field to show the search box.
+    search_fields = ["last_name"]
+    search_help_text = (
+        "Names (typos forgiven: jon smith finds John Smith), customer number, phone number "
+        "or city; the closest first unless you sort by a column."
+    )
+
+    def read_rows(self) -> QuerySet:
+        """The read table's rows this changelist lists."""
+        return CustomerRow.objects.all()
+
+    def get_changelist(self, request, **kwargs) -> type[ChangeList]:
+        return ReadTableChangeList
+
+    def get_search_results(self, request, queryset: QuerySet, search_term: str):
+        """The API's search, closest first unless a column was clicked to sort."""
+        text = search_term[:SEARCH_MAX_LENGTH]
+        if not search_words(text):
+            return queryset, False
+        queryset = search_match(text).apply(queryset)
+        if ORDER_VAR not in request.GET:
+            queryset = queryset.order_by(f"-{SEARCH_RANK}", "-pk")
+        return queryset, False
+
+
+# -- the customer's page: customer, address and loyalty record, one form ------------
+
+
+def editable_fields(join: Join) -> list[str]:
+    """The fields of ``join``'s table that the read table shows and a person may set
+    (not its key, its link to the customer, or a time the database stamps)."""
+    return [
+        column.source.name
+        for column in join.columns
+        if column.source.editable and not column.source.primary_key and not column.is_relation
+    ]
+
+
+def admin_form_field(field: models.Field) -> forms.Field:
+    """The form field Django's admin makes for a model field (its widgets: a
+    date picker, a split date and time), for a field of another model than the form's."""
+    widgets = next(
+        (
+            FORMFIELD_FOR_DBFIELD_DEFAULTS[kind]
+            for kind in type(field).__mro__
+            if kind in FORMFIELD_FOR_DBFIELD_DEFAULTS
+        ),
+        {},
+    )
+    return field.formfield(**widgets)
+
+
+#: The customer's own fields on the form, and their address's and loyalty
+#: record's, by group (``address``, ``relationship``): what the API's row
+#: shows of each, from the read table's declaration.
+CUSTOMER_FIELDS: list[str] = editable_fields(TABLE.root)
+GROUP_FIELDS: dict[str, list[str]] = {join.group: editable_fields(join) for join in TABLE.joins[1:]}
+GROUP_MODELS: dict[str, type[models.Model]] = {join.group: join.model for join in TABLE.joins[1:]}
+
+
+def form_name(group: str, name: str) -> str:
+    """A group's field on the form, named as the API's orderings name it (``address__city``)."""
+    return f"{group}__{name}"
+
+
+class VersionField(forms.CharField):
+    """The customer's version the form was shown with (the API's ``ETag``),
+    sent back with it as the write's ``If-Match``. Never a change in itself."""
+
+    widget = forms.HiddenInput
+
+    def has_changed(self, initial, data) -> bool:
+        return False
+
+
+class CustomerFormBase(forms.ModelForm):
+    """The customer's page: the customer, their address and their loyalty
+    record in one form, written by the API's services.
+
+    **Why one form, not inlines.** The address is the target of the
+    customer's foreign key, not a row that points at the customer, so Django
+    offers it no inline (only a raw id and a link); and an inline formset
+    saves its rows itself, each by its own ``save()``. Here the address's and
+    the record's fields are fields of the customer's form (``address__city``,
+    ``relationship__points``: the groups and fields the API's row shows,
+    from the declaration), and the form has one way to write:
+    :meth:`write`, a call of :func:`~core.customers.services.customer_create`
+    or :func:`~core.customers.services.customer_update`. The admin thus gets
+    the API's semantics, not an imitation of them: the customer's row locked
+    and read afresh, only the fields the editor changed written, a shared
+    address copied rather than changed for the others living there,
+    ``last_updated`` moved when the address or the record changes (and not
+    when nothing does), deadlocks retried.
+
+    **The version.** The form carries the customer's version as the API's
+    ``ETag`` names it (:func:`~core.customers.versions.customer_version`),
+    read when the page was shown *before* the values it shows (a write in
+    between makes the save refused, never lets old values through), and
+    writes with it as ``If-Match``: a customer changed by anyone since
+    (the API, another editor, SQL) is not overwritten; the form says so.
+    Only the fields that differ from the customer as stored are written, so
+    without the check a value someone else changed meanwhile would be put
+    back: the version is required.
+
+    A write the services refuse (a stale version, a customer number taken
+    meanwhile, writes that kept colliding) raises :class:`WriteRefused`
+    from :meth:`write`; :class:`AppUserAdmin` shows it as this form's
+    error (see :meth:`AppUserAdmin.changeform_view`).
+    """
+
+    version = VersionField(
+        required=False,
+        error_messages={
+            "required": "The form lacks the version it was shown with; reload the page."
+        },
+    )
+
+    #: A refusal of this very form's data by the services, shown as its error.
+    refusal: forms.ValidationError | None = None
+
+    class Meta:
+        model = AppUser
+        fields = CUSTOMER_FIELDS
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        pk = self.instance.pk
+        if pk is not None and not self.is_bound:
+            # The version first, then the values shown: each at least as new.
+            self.initial["version"] = customer_version(customer_detail(pk))
+            current = customer_for_update(pk)
+            if current is not None:
+                self.instance = current
+                self.initial.update(model_to_dict(current, fields=CUSTOMER_FIELDS))
+        for group, names in GROUP_FIELDS.items():
+            stored = self.stored(group)
+            for name in names:
+                field = self.fields.get(form_name(group, name))
+                if field is None:
+                    continue  # a view-only form has none
+                if stored is not None:
+                    self.initial[form_name(group, name)] = getattr(stored, name)
+                elif pk is not None:
+                    # A customer without one: blank keeps it so, filled in creates it.
+                    self.initial[form_name(group, name)] = None
+                    field.required = False
+        self.fields["version"].required = pk is not None
+
+    def stored(self, group: str) -> models.Model | None:
+        """The customer's address or record as stored (None: none, or a new customer)."""
+        if self.instance.pk is None:
+            return None
+        return getattr(self.instance, group, None)
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if self.refusal is not None:
+            raise self.refusal
+        return cleaned
+
+    def write(self) -> AppUser:
+        """Create or change the customer, their address and record, through the services.
+
+        Raises :class:`WriteRefused` when the services refuse (nothing written).
+        """
+        values = self.cleaned_data
+        adding = self.instance.pk is None
+        changed = set(self.changed_data)
+
+        def given(name: str) -> bool:
+            return adding or name in changed
+
+        fields = {name: values[name] for name in CUSTOMER_FIELDS if given(name)}
+        groups = {}
+        for group, names in GROUP_FIELDS.items():
+            model = GROUP_MODELS[group]
+            group_values = {
+                name: values[form_name(group, name)]
+                for name in names
+                if given(form_name(group, name))
+                # Blank in a field the table holds NOT NULL: its default (a
+                # new record's last activity is now), or left as it is.
+                and not (
+                    values[form_name(group, name)] is None and not model._meta.get_field(name).null
+                )
+            }
+            groups[group] = group_values or None
+        try:
+            if adding:
+                return services.customer_create(**groups, **fields)
+            return services.customer_update(
+                self.instance.pk, if_match=[values["version"]], **groups, **fields
+            )
+        except services.CustomerChanged:
+            raise WriteRefused(
+                "Not saved: someone changed this customer after you opened this page. "
+                "Reload the page to see their change, then make yours again."
+            ) from None
+        except services.CustomerConflict as exc:
+            raise WriteRefused(
+                {exc.field: [f"A customer with this {exc.field} exists already."]}
+            ) from None
+        except services.CustomerWriteConflict:
+            raise WriteRefused(
+                "Not saved: concurrent writes of this customer kept colliding. Save again."
+            ) from None
+
+
+#: The customer's form, with their address's and record's fields declared
+#: from those models' fields as Django's admin would make them.
+CustomerForm = type(CustomerFormBase)(
+    "CustomerForm",
+    (CustomerFormBase,),
+    {
+        "__module__": __name__,
+        "__doc__": CustomerFormBase.__doc__,
+        **{
+            form_name(group, name): admin_form_field(GROUP_MODELS[group]._meta.get_field(name))
+            for group, names in GROUP_FIELDS.items()
+            for name in names
+        },
+    },
+)
+
+
+class WriteRefused(Exception):
+    """The write services refused the form's write (nothing was written):
+    ``error`` says why, to show as the form's error."""
+
+    def __init__(self, message: str | dict[str, list[str]]) -> None:
+        super().__init__(message)
+        self.error = forms.ValidationError(message)
 
 
 @admin.register(AppUser)
-class AppUserAdmin(LargeTableAdmin):
+class AppUserAdmin(ReadTableAdmin):
+    """Customers: the read table's changelist, and a change form that edits
+    the customer with their address and record through the services
+    (:class:`CustomerFormBase`), and deletes through them (their address
+    too, unless others live there)."""
+
     # Fits 1280 pixels beside the navigation and the filters: the gender is
     # a filter (and on the change form) rather than a column.
     list_display = [
@@ -153,20 +399,81 @@ class AppUserAdmin(LargeTableAdmin):
         "signed_up",
     ]
     list_display_links = ["id", "customer_id"]
-    # Searched through the API's search (get_search_results below); Django
-    # needs a search field to show the search box.
-    search_fields = ["last_name"]
-    search_help_text = (
-        "Names (typos forgiven: jon smith finds John Smith), customer number, phone number "
-        "or city; the closest first unless you sort by a column."
-    )
     list_filter = ["gender", CountryFilter]
-    raw_id_fields = ["address"]
-    inlines = [RelationshipInline]
-    readonly_fields = ["created", "last_updated"]
+    form = CustomerForm
+    readonly_fields = ["created", "last_updated", "relationship_created"]
 
-    def get_changelist(self, request, **kwargs) -> type[ChangeList]:
-        return CustomerChangeList
+    def get_queryset(self, request) -> QuerySet:
+        # The change form's customer, with the address and record it shows.
+        return super().get_queryset(request).select_related("address", "relationship")
+
+    def get_fieldsets(self, request, obj: AppUser | None = None) -> list:
+        """The customer's fields, then one group each for the address and the
+        record; a view-only page shows each group on one line."""
+        stamps = ["created", "last_updated"] if obj is not None else []
+        if obj is not None and not self.has_change_permission(request, obj):
+            return [(None, {"fields": [*CUSTOMER_FIELDS, *stamps, *GROUP_FIELDS]})]
+        fieldsets = [(None, {"fields": [*CUSTOMER_FIELDS, *stamps, "version"]})]
+        for group, names in GROUP_FIELDS.items():
+            options = {"fields": [form_name(group, name) for name in names]}
+            if group == "relationship" and obj is not None:
+                options["fields"].append("relationship_created")
+            if group == "address" and obj is not None and self.address_is_shared(obj):
+                options["description"] = (
+                    "Other customers live at this address too: a change here gives this "
+                    "customer an address of their own, and theirs stays as it is."
+                )
+            fieldsets.append((GROUP_MODELS[group]._meta.verbose_name.capitalize(), options))
+        return fieldsets
+
+    def address_is_shared(self, customer: AppUser) -> bool:
+        # The appuser_address_id index: the address's other customers, if any.
+        return (
+            AppUser.objects.filter(address_id=customer.address_id).exclude(pk=customer.pk).exists()
+        )
+
+    @admin.display(description="record created")
+    def relationship_created(self, customer: AppUser) -> str:
+        record = getattr(customer, "relationship", None)
+        return display_for_value(record and record.created, self.get_empty_value_display())
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        refusal = getattr(request, "customer_write_refused", None)
+        if refusal is not None:
+            form = type(form.__name__, (form,), {"refusal": refusal.error})
+        return form
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        """Django's change form, with a refused write shown as the form's error.
+
+        Django's admin saves after the form is valid and offers no way back
+        to the form from there. A refused write (:class:`WriteRefused`)
+        leaves the view's transaction, which rolls it back; the same request
+        is then shown again, the refusal now the form's own error, so that
+        the page shows what was posted and why it was not saved.
+        """
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except WriteRefused as refusal:
+            request.customer_write_refused = refusal
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj: AppUser, form: CustomerFormBase, change: bool) -> None:
+        try:
+            customer = form.write()
+        except services.CustomerNotFound:
+            # Deleted meanwhile: shown again, Django's admin says it no longer exists.
+            raise WriteRefused("Not saved: the customer was deleted meanwhile.") from None
+        obj.pk = customer.pk
+        obj.refresh_from_db()
+
+    def save_related(self, request, form, formsets, change) -> None:
+        """Nothing: the services wrote the address and the record with the customer."""
+
+    def delete_model(self, request, obj: AppUser) -> None:
+        with suppress(services.CustomerNotFound):  # gone meanwhile: as asked
+            services.customer_delete(obj.pk)
 
     def customers_of(self, objects) -> QuerySet:
         """The customers behind the changelist's rows (or the customers given)."""
@@ -178,17 +485,11 @@ class AppUserAdmin(LargeTableAdmin):
         return super().get_deleted_objects(self.customers_of(objs), request)
 
     def delete_queryset(self, request, queryset: QuerySet) -> None:
-        super().delete_queryset(request, self.customers_of(queryset))
-
-    def get_search_results(self, request, queryset: QuerySet, search_term: str):
-        """The API's search, closest first unless a column was clicked to sort."""
-        text = search_term[:SEARCH_MAX_LENGTH]
-        if not search_words(text):
-            return queryset, False
-        queryset = search_match(text).apply(queryset)
-        if ORDER_VAR not in request.GET:
-            queryset = queryset.order_by(f"-{SEARCH_RANK}", "-pk")
-        return queryset, False
+        """The selected customers, each through the services, all or none."""
+        with transaction.atomic():
+            for pk in self.customers_of(queryset).values_list("pk", flat=True):
+                with suppress(services.CustomerNotFound):
+                    services.customer_delete(pk)
 
     @admin.display(ordering="city")
     def city(self, customer: CustomerRow) -> str:
