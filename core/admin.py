@@ -27,7 +27,7 @@ from django.contrib import admin
 from django.contrib.admin.options import FORMFIELD_FOR_DBFIELD_DEFAULTS, IncorrectLookupParameters
 from django.contrib.admin.utils import display_for_value
 from django.contrib.admin.views.main import ORDER_VAR, PAGE_VAR, SEARCH_VAR, ChangeList
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.db import connections, models, transaction
 from django.db.models import QuerySet
 from django.forms.models import model_to_dict
@@ -57,10 +57,28 @@ class EstimatedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         threshold = plans.exact_count_threshold()
-        counted = self.object_list.values("pk")[: threshold + 1].count()
+        # Unordered: a count needs no order, and the search's ranking (an
+        # ORDER BY kept in the counted subquery) would sort every match.
+        counted = self.object_list.order_by().values("pk")[: threshold + 1].count()
         estimated = planner_rows(self.object_list) if counted > threshold else counted
         count, self.count_is_estimate = plans.bounded_count(counted, estimated, threshold)
         return count
+
+    def _get_page(self, object_list: QuerySet, number: int, paginator: Paginator) -> Page:
+        """A page read as the API reads one: the ids of its rows in order
+        first, then those rows by key (Django's documented hook for a page).
+
+        Ordering the matches needs only the columns they are filtered and
+        ordered by, which their indexes hold: the search ranks the 25,000
+        Viennese of 1M from the city index alone (an index-only scan), where
+        asking for whole rows read 17,000 table pages to sort them (160 ms);
+        and a deep page skips index entries, not rows.
+        """
+        ids = list(object_list.values_list("pk", flat=True))
+        # The same rows as asked for (their joins, their annotations), by key.
+        rows = self.object_list.order_by().in_bulk(ids)
+        # A row deleted between the two statements is left out.
+        return super()._get_page([rows[pk] for pk in ids if pk in rows], number, paginator)
 
 
 def planner_rows(queryset: QuerySet) -> int:
