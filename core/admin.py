@@ -32,6 +32,7 @@ from contextlib import suppress
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.contrib.admin.options import FORMFIELD_FOR_DBFIELD_DEFAULTS, IncorrectLookupParameters
 from django.contrib.admin.utils import display_for_value
 from django.contrib.admin.views.main import ORDER_VAR, PAGE_VAR, SEARCH_VAR, ChangeList
@@ -43,6 +44,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
+from django.utils.translation import gettext
 
 from .customers import plans, services
 from .customers.ordering import SEARCH_RANK, TABLE, InvalidOrdering, customer_ordering, public_name
@@ -128,6 +130,17 @@ class LargeTableAdmin(admin.ModelAdmin):
 
     def get_changelist(self, request, **kwargs) -> type[ChangeList]:
         return LargeTableChangeList
+
+    def action_checkbox(self, obj: models.Model) -> str:
+        """Django's checkbox of a row, the same HTML written directly: rendered
+        through the form widgets' templates it took a third of the Python time
+        of a 50-row page."""
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            helpers.ACTION_CHECKBOX_NAME,
+            obj.pk,
+            format_html(gettext("Select this object for an action - {}"), str(obj)),
+        )
 
     def get_changelist_instance(self, request) -> ChangeList:
         # PostgreSQL text cannot hold a NUL byte: a query with one is a

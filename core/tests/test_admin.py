@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
@@ -253,3 +254,12 @@ def test_addresses_have_no_list_or_page_of_their_own(admin_client):
     address = AppUser.objects.first().address_id
     assert admin_client.get("/admin/core/address/").status_code == 404
     assert admin_client.get(f"/admin/core/address/{address}/change/").status_code == 404
+
+
+def test_a_rows_checkbox_is_djangos_own(admin_client):
+    """Written directly for speed, it must stay the HTML Django's actions expect."""
+    response = admin_client.get("/admin/core/appuser/")
+    row = response.context["cl"].result_list[0]
+    model_admin = response.context["cl"].model_admin
+    assert model_admin.action_checkbox(row) == admin.ModelAdmin.action_checkbox(model_admin, row)
+    assert model_admin.action_checkbox(row) in response.content.decode()
