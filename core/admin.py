@@ -40,6 +40,7 @@ from django.core.paginator import Page, Paginator
 from django.db import connections, models, transaction
 from django.db.models import QuerySet
 from django.forms.models import model_to_dict
+from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.functional import cached_property
@@ -298,6 +299,15 @@ def form_name(group: str, name: str) -> str:
     return f"{group}__{name}"
 
 
+class WriteRefused(Exception):
+    """The write services refused the form's write (nothing was written):
+    ``error`` says why, to show as the form's error."""
+
+    def __init__(self, message: str | dict[str, list[str]]) -> None:
+        super().__init__(message)
+        self.error = forms.ValidationError(message)
+
+
 class VersionField(forms.CharField):
     """The customer's version the form was shown with (the API's ``ETag``),
     sent back with it as the write's ``If-Match``. Never a change in itself."""
@@ -361,7 +371,9 @@ class CustomerFormBase(forms.ModelForm):
         super().__init__(*args, **kwargs)
         pk = self.instance.pk
         if pk is not None and not self.is_bound:
-            # The version first, then the values shown: each at least as new.
+            # The version first, then the values shown, so that the values are
+            # at least as new as the version: a write in between refuses the
+            # save instead of letting values older than the version through.
             self.initial["version"] = customer_version(customer_detail(pk))
             current = customer_for_update(pk)
             if current is not None:
@@ -442,7 +454,8 @@ class CustomerFormBase(forms.ModelForm):
 
 
 #: The customer's form, with their address's and record's fields declared
-#: from those models' fields as Django's admin would make them.
+#: from those models' fields as Django's admin would make them (a column
+#: added to the read table's declaration appears on the page unedited here).
 CustomerForm = type(CustomerFormBase)(
     "CustomerForm",
     (CustomerFormBase,),
@@ -456,15 +469,6 @@ CustomerForm = type(CustomerFormBase)(
         },
     },
 )
-
-
-class WriteRefused(Exception):
-    """The write services refused the form's write (nothing was written):
-    ``error`` says why, to show as the form's error."""
-
-    def __init__(self, message: str | dict[str, list[str]]) -> None:
-        super().__init__(message)
-        self.error = forms.ValidationError(message)
 
 
 @admin.register(AppUser)
@@ -524,14 +528,16 @@ class AppUserAdmin(ReadTableAdmin):
         record = getattr(customer, "relationship", None)
         return display_for_value(record and record.created, self.get_empty_value_display())
 
-    def get_form(self, request, obj=None, change=False, **kwargs):
+    def get_form(self, request, obj=None, change=False, **kwargs) -> type[forms.ModelForm]:
         form = super().get_form(request, obj, change, **kwargs)
         refusal = getattr(request, "customer_write_refused", None)
         if refusal is not None:
             form = type(form.__name__, (form,), {"refusal": refusal.error})
         return form
 
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+    def changeform_view(
+        self, request, object_id=None, form_url="", extra_context=None
+    ) -> HttpResponse:
         """Django's change form, with a refused write shown as the form's error.
 
         Django's admin saves after the form is valid and offers no way back
@@ -651,7 +657,7 @@ class CustomerRelationshipAdmin(ReadTableAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(self, request, object_id, form_url="", extra_context=None) -> HttpResponse:
         """A record's page is its customer's (the record's key is the customer's id)."""
         return redirect("admin:core_appuser_change", object_id)
 
