@@ -26,9 +26,11 @@ ADMIN_PAGES = (
     "/admin/core/appuser/?gender__exact=f",
     "/admin/core/appuser/?country=Austria",
     "/admin/core/appuser/?p=2000",
-    "/admin/core/address/",
-    "/admin/core/address/?q=vienna",
+    "/admin/core/appuser/?o=5",
+    "/admin/core/appuser/?o=-6",
     "/admin/core/customerrelationship/",
+    "/admin/core/customerrelationship/?o=-1",
+    "/admin/core/customerrelationship/?o=-2",
 )
 
 

@@ -18,4 +18,4 @@ def test_bench_features_reports_search_export_and_admin(capsys, reports_dir):
     assert "export csv: 700 rows" in out
     assert "export ndjson: 700 rows" in out
     # Page 2,000 does not exist in 700 rows (the admin redirects); the rest are 200.
-    assert out.count("(HTTP 200)") == 7
+    assert out.count("(HTTP 200)") == 9

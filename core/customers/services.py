@@ -15,9 +15,10 @@ writes of one customer are serialized, not interleaved:
   other writer (or could not serialize) runs again, up to
   :data:`WRITE_ATTEMPTS` times, before :class:`CustomerWriteConflict`.
 
-An address may be shared by several customers (the admin can point a customer
-at any address): changing it through one customer copies it first, so that
-the others keep theirs.
+An address may be shared by several customers (data written around the
+services may point several at one, and older data does): changing it through
+one customer copies it first, so that the others keep theirs. The admin
+writes through these services too (core.admin.CustomerFormBase).
 """
 
 from __future__ import annotations

@@ -261,12 +261,36 @@ def test_admin_login_search_and_edit(browser_page, live_server, staff, screensho
     rows.first.locator("th a").click()
     page.wait_for_selector("#appuser_form")
     page.fill("#id_first_name", "Edited")
-    page.fill("#id_relationship-0-points", "4242")
+    page.fill("#id_address__city", "Edited City")  # the address, on the customer's page
+    page.fill("#id_relationship__points", "4242")
+    page.screenshot(path=str(screenshots_dir / "admin-change-form.png"), full_page=True)
     page.click("input[name=_save]")
     page.wait_for_selector(".messagelist .success")
     page.screenshot(path=str(screenshots_dir / "admin-saved.png"))
     edited = AppUser.objects.get(first_name="Edited")
     assert edited.relationship.points == 4242
+    assert edited.address.city == "Edited City"
+    assert edited.last_updated > edited.created
+    assert page.watch.problems() == []
+
+
+def test_admin_refuses_to_overwrite_a_change_made_since_the_page_opened(
+    browser_page, live_server, staff, screenshots_dir
+):
+    """Two editors: the page opened before the other's save says so, and saves nothing."""
+    page = browser_page
+    log_in(page, live_server)
+    customer = AppUser.objects.order_by("pk").first()
+    page.goto(f"{live_server.url}/admin/core/appuser/{customer.pk}/change/")
+    page.wait_for_selector("#appuser_form")
+    AppUser.objects.filter(pk=customer.pk).update(first_name="Theirs")  # the other editor
+    page.fill("#id_first_name", "Mine")
+    page.click("input[name=_save]")
+    page.wait_for_selector(".errornote")
+    assert "someone changed this customer" in page.locator(".errorlist.nonfield").inner_text()
+    assert page.input_value("#id_first_name") == "Mine", "what was typed is kept"
+    page.screenshot(path=str(screenshots_dir / "admin-stale-save-refused.png"))
+    assert AppUser.objects.get(pk=customer.pk).first_name == "Theirs"
     assert page.watch.problems() == []
 
 

@@ -209,31 +209,30 @@ def _new_record_via_admin() -> CustomerRelationship:
     from django.test import Client
     from django.utils import timezone
 
+    from core.tests.admin_forms import customer_form
+
     client = Client()
     client.force_login(get_user_model().objects.create_superuser("boss", "b@example.com", "pw"))
-    address = Address.objects.create(
-        street="Gasse", street_number="2", city_code="8010", city="Graz", country="Austria"
-    )
     shown = timezone.localtime(timezone.now() - dt.timedelta(seconds=5))
-    response = client.post(
-        "/admin/core/appuser/add/",
+    page = customer_form(client)
+    page.update(
         {
             "first_name": "Eva",
             "last_name": "Berger",
             "gender": "f",
             "customer_id": "ADM-1",
             "phone_number": "+43 316 123456",
-            "birthday": "",
-            "address": address.pk,
-            "relationship-TOTAL_FORMS": "1",
-            "relationship-INITIAL_FORMS": "0",
-            "relationship-MIN_NUM_FORMS": "1",
-            "relationship-MAX_NUM_FORMS": "1",
-            "relationship-0-points": "0",
-            "relationship-0-last_activity_0": shown.date().isoformat(),
-            "relationship-0-last_activity_1": shown.time().isoformat(),
-        },
+            "address__street": "Gasse",
+            "address__street_number": "2",
+            "address__city_code": "8010",
+            "address__city": "Graz",
+            "address__country": "Austria",
+            "relationship__points": "0",
+            "relationship__last_activity_0": shown.date().isoformat(),
+            "relationship__last_activity_1": shown.time().isoformat(),
+        }
     )
+    response = client.post("/admin/core/appuser/add/", page)
     assert response.status_code == 302, response.content[:3000]
     return CustomerRelationship.objects.get(appuser__customer_id="ADM-1")
 

@@ -353,7 +353,7 @@ def test_a_write_that_changes_nothing_keeps_last_updated(editor):
 def test_changing_a_shared_address_copies_it_for_the_customer_who_changed_it(editor):
     a = editor.post(URL, payload(customer_id="A"), content_type="application/json").json()
     b = editor.post(URL, payload(customer_id="B"), content_type="application/json").json()
-    # The admin's raw id field can point B at A's address.
+    # Data written around the services can point B at A's address.
     shared = AppUser.objects.get(pk=a["id"]).address
     b_own = AppUser.objects.get(pk=b["id"]).address
     AppUser.objects.filter(pk=b["id"]).update(address=shared)

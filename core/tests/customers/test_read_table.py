@@ -30,6 +30,7 @@ from core.dataset.sessions import separate_connection
 from core.history.context import Source, Writer, writing_as
 from core.models import Address, AppUser, CustomerRelationship, HistoryEvent
 from core.security.api_users import api_user_create
+from core.tests.admin_forms import customer_form
 from core.tests.history_replay import listed, newest_event, replay_drift
 from core.tests.read_table import drift
 
@@ -88,6 +89,12 @@ class Writes(RuleBasedStateMachine):
         # Leaving the savepoint with an exception rolls it back.
         self.savepoint.__exit__(Rollback, Rollback(), None)
 
+    def admin_save(self, customer: int, **changes: str) -> None:
+        """The customer's page in the admin, changed and saved as an editor would."""
+        url = f"/admin/core/appuser/{customer}/change/"
+        response = self.admin.post(url, {**customer_form(self.admin, customer), **changes})
+        assert response.status_code == 302, response.content[:2000]
+
     @invariant()
     def the_read_table_is_the_join(self) -> None:
         assert drift() == []
@@ -117,7 +124,7 @@ class Writes(RuleBasedStateMachine):
         return pk
 
     def created_by(self, way: str, name: str, city: str) -> int:
-        self.wrote("service" if way == "admin" else way)
+        self.wrote(way)
         number = f"RT-{next(self.serial)}"
         address = {
             "street": "Gasse",
@@ -139,9 +146,16 @@ class Writes(RuleBasedStateMachine):
             )
             assert response.status_code == 201, response.content
             return response.json()["id"]
-        if way in ("service", "admin"):
+        if way == "service":
             with self.as_command():
                 return services.customer_create(address=address, **fields).pk
+        if way == "admin":
+            page = customer_form(self.admin)
+            page.update(fields)
+            page.update({f"address__{name}": value for name, value in address.items()})
+            response = self.admin.post("/admin/core/appuser/add/", page)
+            assert response.status_code == 302, response.content[:2000]
+            return AppUser.objects.get(customer_id=number).pk
         if way == "orm":
             customer = AppUser.objects.create(address=Address.objects.create(**address), **fields)
             CustomerRelationship.objects.create(appuser=customer, points=3)
@@ -176,28 +190,7 @@ class Writes(RuleBasedStateMachine):
             with self.as_command():
                 services.customer_update(customer, first_name=name)
         elif way == "admin":
-            user = AppUser.objects.get(pk=customer)
-            data = {
-                "first_name": name,
-                "last_name": user.last_name,
-                "gender": user.gender,
-                "customer_id": user.customer_id,
-                "phone_number": user.phone_number,
-                "birthday": "",
-                "address": user.address_id,
-                "relationship-TOTAL_FORMS": "1",
-                "relationship-INITIAL_FORMS": "1"
-                if CustomerRelationship.objects.filter(pk=customer).exists()
-                else "0",
-                "relationship-MIN_NUM_FORMS": "1",
-                "relationship-MAX_NUM_FORMS": "1",
-                "relationship-0-appuser": customer,
-                "relationship-0-points": "42",
-                "relationship-0-last_activity_0": "2026-01-02",
-                "relationship-0-last_activity_1": "10:00:00",
-            }
-            response = self.admin.post(f"/admin/core/appuser/{customer}/change/", data)
-            assert response.status_code == 302, response.content[:2000]
+            self.admin_save(customer, first_name=name, relationship__points="42")
         elif way == "orm":
             AppUser.objects.filter(pk=customer).update(first_name=name)
         else:
@@ -208,7 +201,7 @@ class Writes(RuleBasedStateMachine):
 
     @rule(customer=customers, way=st.sampled_from(WAYS), points=st.integers(0, 10**6))
     def score(self, customer: int, way: str, points: int) -> None:
-        self.wrote("orm" if way == "admin" else way)
+        self.wrote(way)
         if way == "api":
             response = self.writer.patch(
                 f"/api/users/{customer}/",
@@ -219,7 +212,9 @@ class Writes(RuleBasedStateMachine):
         elif way == "service":
             with self.as_command():
                 services.customer_update(customer, relationship={"points": points})
-        elif way in ("orm", "admin"):
+        elif way == "admin":
+            self.admin_save(customer, relationship__points=str(points))
+        elif way == "orm":
             record, _ = CustomerRelationship.objects.get_or_create(appuser_id=customer)
             record.points = points
             record.save()
@@ -257,8 +252,8 @@ class Writes(RuleBasedStateMachine):
 
     @rule(customer=customers, way=st.sampled_from(("api", "admin", "orm", "sql")), city=CITIES)
     def change_address(self, customer: int, way: str, city: str) -> None:
-        """Through the API a shared address is copied for this customer; the
-        others change it for everyone who lives there."""
+        """Through the API and the admin a shared address is copied for this
+        customer; the others change it for everyone who lives there."""
         self.wrote(way)
         address = AppUser.objects.get(pk=customer).address
         if way == "api":
@@ -269,15 +264,7 @@ class Writes(RuleBasedStateMachine):
             )
             assert response.status_code == 200, response.content
         elif way == "admin":
-            data = {
-                "street": address.street,
-                "street_number": address.street_number,
-                "city_code": address.city_code,
-                "city": city,
-                "country": address.country,
-            }
-            response = self.admin.post(f"/admin/core/address/{address.pk}/change/", data)
-            assert response.status_code == 302, response.content[:2000]
+            self.admin_save(customer, address__city=city)
         elif way == "orm":
             Address.objects.filter(pk=address.pk).update(city=city)
         else:
