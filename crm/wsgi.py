@@ -9,5 +9,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings")
 django.setup(set_prefix=False)
 
 from crm.handlers import ApiAwareHandler  # noqa: E402 (needs the apps loaded)
+from crm.observability import health  # noqa: E402
 
 application = ApiAwareHandler()
+# Every process that imports this serves (gunicorn's workers, runserver):
+# what requests need is loaded before the first one, and kept current.
+health.serve()

@@ -122,6 +122,14 @@ EXPORT_ROWS = Counter(
     "Customers streamed by the export, per format.",
     ("format",),
 )
+PREPARED_READS = Counter(
+    "crm_process_state_reads",
+    "Reads of what a process holds for its requests (the app's planning sample), per "
+    "thing and reason: start (before the process took traffic), replaced (the data was "
+    "replaced), refresh (its age), probe (a readiness probe's retry) or request (a request "
+    "had to wait for it: none should).",
+    ("name", "reason"),
+)
 
 #: Methods a client may send are unbounded; anything else counts as "other".
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -170,6 +178,11 @@ def replica_checked(alias: str, healthy: bool, lag_seconds: float | None) -> Non
     REPLICA_IN_USE.labels(alias).set(1 if healthy else 0)
     # Unknown (the standby did not answer) rather than its last value.
     REPLICA_LAG.labels(alias).set(math.nan if lag_seconds is None else lag_seconds)
+
+
+def process_state_read(name: str, reason: str) -> None:
+    """Count a read of something a process holds (see ``PREPARED_READS``)."""
+    PREPARED_READS.labels(name, reason).inc()
 
 
 def throttle_rejected(scope: str) -> None:
