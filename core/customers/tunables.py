@@ -36,7 +36,11 @@ SORT_ROW_US = 0.045
 #: the smallest sample that estimates a count of 10,000 (the exact-count
 #: threshold's default) within 25% nine times in ten at 3M customers, which
 #: is what a choice between two plans and a count that says "about" need.
-#: About 11 MB of arrays per process (NumPy's text is fixed-width).
+#: Its memory per process, measured at 3M (ListSample's arrays' nbytes, and
+#: /proc/self/statm around the read): 13 MB of arrays as read (NumPy's text
+#: is fixed-width: the e-mail column alone is 3.6 MB), up to 21 MB more that
+#: filters derive on first use (upper-cased text, orders, value positions);
+#: RSS grows by 29 MB reading it and 48 MB once everything is derived.
 SAMPLE_SIZE = 20_000
 #: What reading the sample takes at 3M (20,000 look-ups by primary key),
 #: measured by `bench_plans` (docs/benchmarks/plans/runs.log).
