@@ -192,7 +192,10 @@ class Requirement:
 
 _requirements: dict[str, Requirement] = {}
 _preparing = threading.Lock()
-_following = False
+#: Whether this process serves (serve() was called), and the requirements
+#: whose ``follow`` has started.
+_serving = False
+_followed: set[str] = set()
 
 
 def require(requirement: Requirement) -> None:
@@ -220,19 +223,30 @@ def prepare_process() -> None:
                 requirement.load("start")
             except Exception as exc:  # the probe says why, and tries again
                 logger.warning("%s not loaded before serving: %s", requirement.name, exc)
+        _follow_loaded()
 
 
 def serve() -> None:
-    """A serving process (``crm.wsgi``: gunicorn's workers, runserver): every
-    requirement loaded, and kept current (each one's ``follow``, once)."""
-    global _following
+    """A serving process (gunicorn's workers, runserver; see ``crm.wsgi``):
+    every requirement loaded, and each one held kept current (its ``follow``,
+    once, from when it is first held: one read by the probe later too)."""
+    global _serving
+    _serving = True
     prepare_process()
-    with _preparing:
-        if _following:
-            return
-        _following = True
+
+
+def _follow_loaded() -> None:
+    """Start the ``follow`` of every requirement held, in a serving process
+    (the caller holds ``_preparing``)."""
+    if not _serving:
+        return
     for requirement in _requirements.values():
-        if requirement.follow is not None:
+        if (
+            requirement.follow is not None
+            and requirement.name not in _followed
+            and requirement.loaded()
+        ):
+            _followed.add(requirement.name)
             requirement.follow()
 
 
@@ -244,6 +258,7 @@ def check_requirement(name: str) -> dict[str, str]:
             with _preparing:
                 if not requirement.loaded():
                     requirement.load("probe")
+                _follow_loaded()
         except Exception as exc:
             logger.warning("readiness: %s not loaded: %s", name, exc)
             return {"status": "not loaded"}
