@@ -14,7 +14,9 @@ moves that cost before the worker accepts its first connection.
 What runs is what a request runs, minus HTTP: the parameters validated,
 the selector's query, the page statement (read: it is a few milliseconds),
 the rows as JSON objects, a cursor, and the token look-up and permission
-queries of an unknown token and user (their ORM paths, no rows).
+queries of an unknown token and user (their ORM paths, no rows); and the
+session's request limits are set (core.security.middleware), a round trip
+the first request made.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from core.customers.columns import customer_rows
 from core.customers.cursors import cursor_token
 from core.customers.pagination import CustomerPagination, keyset_page
 from core.models import ApiToken
+from core.security.middleware import session_limits_apply
 
 from .params import LIST_PARAMETERS
 from .renderers import FastJSONRenderer
@@ -42,6 +45,7 @@ def api_paths_warm(reason: str) -> None:
     """Run the commonest requests' paths once (``reason``: why, as the
     process's requirements are loaded; unused, every run is the same)."""
     global _warm
+    session_limits_apply()
     ApiToken.objects.select_related("user").filter(digest="").first()
     get_user_model()(pk=0).get_all_permissions()
     for text in WARM_QUERIES:
