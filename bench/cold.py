@@ -9,18 +9,30 @@ proxy) ``restarts`` times on the data there is; each time, once /readyz is
 seen: its look-up is part of a fresh worker's first request) and then
 ``warm`` more, and reads the metrics' count of requests that had to read the
 sample. Times are the client's (connection and all), on loopback.
+
+``--after-load N`` also replaces the data with ``generate_data --n N`` while
+two workers serve, and times how soon after the swap the list's count is the
+new data's in every answer (issue 33: within 1 s; before, at the next
+300-second refresh of each worker's planning sample).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
 
 from core.security.api_users import api_user_create
 
@@ -85,3 +97,74 @@ def cold_runs(restarts: int, warm: int) -> list[ColdRun]:
 
 def load_average() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def count(port: int, headers: dict[str, str]) -> int:
+    url = f"http://127.0.0.1:{port}/api/users/?page_size=1"
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())["count"]
+
+
+@dataclass(frozen=True)
+class Freshness:
+    before: int
+    after: int
+    #: From the swap (generate_data's "swap: 1/1" line) to the first of ten
+    #: answers in a row with the new count; None: not within the wait.
+    seconds: float | None
+
+
+def freshness_after_load(n: int, workers: int = 2, wait: float = 60) -> Freshness:
+    """The API's count, polled every 20 ms through gunicorn, while
+    ``generate_data --n N`` replaces the data: how soon after its swap every
+    answer has the new count (issue 33: within 1 s; before, 300 s)."""
+    token = api_user_create(username="bench_cold", read_only=True, rotate=True)
+    headers = {"Authorization": f"Token {token}", "X-Forwarded-Proto": "https"}
+    with tempfile.TemporaryDirectory() as folder:
+        port = servers.free_port()
+        server = servers.gunicorn_alone(
+            port, workers=workers, secret_key=secrets.token_urlsafe(60), log=Path(folder) / "log"
+        )
+        try:
+            servers.wait_ready(f"http://127.0.0.1:{port}/readyz", [server], {})
+            before = count(port, headers)
+            seen: dict[str, float | int] = {}
+
+            def poll() -> None:
+                streak, first = 0, 0.0
+                while "stop" not in seen:
+                    answer = count(port, headers)
+                    if answer != before:
+                        streak, first = streak + 1, first or time.monotonic()
+                        if streak == 10:
+                            seen.update(at=first, after=answer)
+                            return
+                    else:
+                        streak, first = 0, 0.0
+                    time.sleep(0.02)
+
+            threading.Thread(target=poll, daemon=True).start()
+            load = subprocess.Popen(
+                [sys.executable, "manage.py", "generate_data", "--n", str(n)],
+                cwd=settings.BASE_DIR,
+                env={**os.environ, **connection.child_environment()},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            swapped = None
+            for line in load.stdout:
+                if swapped is None and line.startswith("swap: 1/1"):
+                    swapped = time.monotonic()
+            if load.wait() != 0 or swapped is None:
+                raise RuntimeError("generate_data failed")
+            deadline = time.monotonic() + wait
+            while "at" not in seen and time.monotonic() < deadline:
+                time.sleep(0.05)
+            seen["stop"] = 1
+            if "at" not in seen:
+                return Freshness(before, count(port, headers), None)
+            return Freshness(before, int(seen["after"]), max(0.0, seen["at"] - swapped))
+        finally:
+            servers.stop(server)

@@ -14,21 +14,24 @@ moves that cost before the worker accepts its first connection.
 What runs is what a request runs, minus HTTP: the parameters validated,
 the selector's query, the page statement (read: it is a few milliseconds),
 the rows as JSON objects, a cursor, and the token look-up and permission
-queries of an unknown token and user (their ORM paths, no rows); and the
+queries of the first token and its user (their ORM paths; nothing is
+cached, authentication caches by the token's digest); and the
 session's request limits are set (core.security.middleware), a round trip
 the first request made.
 """
 
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.http import QueryDict
+from django.urls import resolve, reverse
 
 from core.customers.columns import customer_rows
 from core.customers.cursors import cursor_token
 from core.customers.pagination import CustomerPagination, keyset_page
 from core.models import ApiToken
 from core.security.middleware import session_limits_apply
+from crm.observability import metrics
 
 from .params import LIST_PARAMETERS
 from .renderers import FastJSONRenderer
@@ -46,8 +49,17 @@ def api_paths_warm(reason: str) -> None:
     process's requirements are loaded; unused, every run is the same)."""
     global _warm
     session_limits_apply()
-    ApiToken.objects.select_related("user").filter(digest="").first()
-    get_user_model()(pk=0).get_all_permissions()
+    # The list's URL resolved (Django compiles each pattern's regex when it
+    # is first tried) and its metrics' series made (their first use writes
+    # the worker's metric files).
+    match = resolve(reverse("customer-list"))
+    metrics.request_series("GET", "/" + match.route, 200)
+    # A token's first look-up in a process: the ORM's path with a row, when
+    # there is one (nothing is cached: authentication caches by digest).
+    token = ApiToken.objects.select_related("user").order_by("pk").first()
+    if token is not None:
+        token.user.get_all_permissions()
+    cache.get("crm:warm-up")  # the cache's first use (core.security.authentication)
     for text in WARM_QUERIES:
         request = LIST_PARAMETERS.validate(QueryDict(text))
         query = customers(request)

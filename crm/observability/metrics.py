@@ -144,10 +144,10 @@ _request_series: dict[tuple[str, str, int], tuple[Histogram, Histogram, Histogra
 _routing_series: dict[tuple[str, str], Counter] = {}
 
 
-def observe_request(
-    method: str, route: str, status: int, seconds: float, db_seconds: float, queries: int
-) -> None:
-    """Record one request."""
+def request_series(method: str, route: str, status: int) -> tuple[Histogram, Histogram, Histogram]:
+    """A request's series, made on first use: under gunicorn each is a value
+    in the worker's files, whose first use writes them (a worker's warm-up
+    makes its commonest requests', core.api.warm_up)."""
     if method not in METHODS:
         method = "other"
     key = (method, route, status)
@@ -158,6 +158,14 @@ def observe_request(
             REQUEST_DATABASE.labels(route),
             REQUEST_QUERIES.labels(route),
         )
+    return series
+
+
+def observe_request(
+    method: str, route: str, status: int, seconds: float, db_seconds: float, queries: int
+) -> None:
+    """Record one request."""
+    series = request_series(method, route, status)
     series[0].observe(seconds)
     series[1].observe(db_seconds)
     series[2].observe(queries)

@@ -6,7 +6,7 @@ import statistics
 
 from django.core.management.base import BaseCommand
 
-from bench.cold import PATH, cold_runs, load_average
+from bench.cold import PATH, cold_runs, freshness_after_load, load_average
 from bench.scenarios import count_customers
 
 
@@ -19,8 +19,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--restarts", type=int, default=7, help="fresh workers (7)")
         parser.add_argument("--warm", type=int, default=20, help="warm requests each (20)")
+        parser.add_argument(
+            "--after-load",
+            type=int,
+            default=None,
+            metavar="N",
+            help="also replace the data with generate_data --n N under two workers and time "
+            "how soon after the swap every answer has the new count (the data is replaced!)",
+        )
 
-    def handle(self, *args, restarts: int, warm: int, **options) -> None:
+    def handle(self, *args, restarts: int, warm: int, after_load: int | None, **options) -> None:
         self.stdout.write(f"{count_customers():,} customers; load average {load_average()}")
         self.stdout.write("run | first (ms) | warm median (ms) | first / warm | request reads")
         runs = cold_runs(restarts, warm)
@@ -35,3 +43,10 @@ class Command(BaseCommand):
             f"{statistics.median(r.ratio for r in runs):.2f} | "
             f"{sum(r.request_reads for r in runs)}; load average {load_average()}"
         )
+        if after_load is not None:
+            fresh = freshness_after_load(after_load)
+            took = "never" if fresh.seconds is None else f"{fresh.seconds * 1000:.0f} ms"
+            self.stdout.write(
+                f"after generate_data --n {after_load}: count {fresh.before:,} -> {fresh.after:,}, "
+                f"every answer's from {took} after the swap; load average {load_average()}"
+            )
