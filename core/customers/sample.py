@@ -383,14 +383,16 @@ class SampleCache:
         ).start()
 
     def _refresh(self, alias: str, reason: str) -> None:
-        _, before = self._samples[alias]
+        held = self._samples.get(alias)
+        #: The read table the held sample came from: a replaced one must differ.
+        replaced_from = held[1].generation if held is not None else None
         waited = 0.0
         try:
             while True:
                 sample = read_sample(alias)
                 if (
                     reason == "replaced"
-                    and sample.generation == before.generation
+                    and sample.generation == replaced_from
                     and waited < REPLACED_WAIT_SECONDS
                 ):
                     # A standby that has not replayed the swap yet: its
@@ -404,12 +406,15 @@ class SampleCache:
                     if alias not in self._again:
                         self._refreshing.discard(alias)
                         return
+                    # The data was replaced while this read ran: read again,
+                    # unless this read already found the new table.
                     self._again.discard(alias)
-                before, reason = sample, "replaced"
+                reason = "replaced"
         except DatabaseError:
             # Keep the sample there is; the next request after SAMPLE_SECONDS tries again.
-            _, sample = self._samples[alias]
-            self._samples[alias] = (time.monotonic(), sample)
+            current = self._samples.get(alias, held)
+            if current is not None:
+                self._samples[alias] = (time.monotonic(), current[1])
             with self._lock:
                 self._refreshing.discard(alias)
                 self._again.discard(alias)
