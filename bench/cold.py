@@ -13,7 +13,10 @@ sample. Times are the client's (connection and all), on loopback.
 ``--after-load N`` also replaces the data with ``generate_data --n N`` while
 two workers serve, and times how soon after the swap the list's count is the
 new data's in every answer (issue 33: within 1 s; before, at the next
-300-second refresh of each worker's planning sample).
+300-second refresh of each worker's planning sample). Above twice the
+exact-count threshold (20,000 customers by default), before and after, the
+count is the planning sample's estimate, which is what a stale sample gets
+wrong; below it the count is exact whatever the sample.
 """
 
 from __future__ import annotations
