@@ -131,6 +131,7 @@ def freshness_after_load(n: int, workers: int = 2, wait: float = 60) -> Freshnes
         )
         try:
             servers.wait_ready(f"http://127.0.0.1:{port}/readyz", [server], {})
+            servers.wait_workers_prepared(f"http://127.0.0.1:{port}", workers, [server])
             before = count(port, headers)
             seen: dict[str, float | int] = {}
 

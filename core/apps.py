@@ -17,7 +17,7 @@ class CoreConfig(AppConfig):
         require(
             Requirement(
                 "planning_sample",
-                load=lambda reason: _samples().prepare(reason),
+                load=_sample_load,
                 loaded=lambda: _samples().prepared(),
                 follow=lambda: _sample_module().follow_replacements(),
             )
@@ -47,6 +47,17 @@ def _sample_module():
 
 def _samples():
     return _sample_module().samples
+
+
+def _sample_load(reason: str) -> None:
+    """Read the planning sample under the requests' limits: a worker that
+    starts while a migration holds the customer tables gives up after
+    CRM_LOCK_TIMEOUT_MS (not ready; the probe tries again) instead of
+    waiting for the migration with no limit."""
+    from core.security.middleware import session_limits_apply
+
+    session_limits_apply()
+    _samples().prepare(reason)
 
 
 def _warm_up():

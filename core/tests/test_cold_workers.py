@@ -71,6 +71,7 @@ def test_fresh_workers_read_the_sample_before_serving_and_see_a_load_at_once(tmp
     try:
         # Ready means every worker that answers holds its sample.
         servers.wait_ready(f"http://127.0.0.1:{port}/readyz", [server], {})
+        servers.wait_workers_prepared(f"http://127.0.0.1:{port}", WORKERS, [server])
         status, body = fetch(port, "/readyz")
         assert json.loads(body)["planning_sample"] == {"status": "loaded"}
 
