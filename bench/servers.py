@@ -28,6 +28,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from crm import env as environment
+
 NGINX_DIR = Path(settings.BASE_DIR) / "deploy" / "nginx"
 NGINX_HTTP_CONF = NGINX_DIR / "crm-http.conf"
 NGINX_PROXY_CONF = NGINX_DIR / "crm-proxy.conf"
@@ -207,6 +209,35 @@ def stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=5)
+
+
+def wait_workers_prepared(
+    url: str, workers: int, processes: list[subprocess.Popen], seconds: float = 60
+) -> None:
+    """Until each of gunicorn's ``workers`` has read what requests need (one
+    start-up read of the planning sample each, in the metrics at ``url``): a
+    worker still reading takes no connection, and a test that holds a lock
+    next would otherwise leave it reading (and one worker to serve)."""
+    deadline = time.monotonic() + seconds
+    prefix = 'crm_process_state_reads_total{name="planning_sample",reason='
+    while time.monotonic() < deadline:
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"{process.args[0]} exited with status {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            text = ""
+        prepared = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith((prefix + '"start"}', prefix + '"probe"}'))
+        )
+        if prepared >= workers:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"not every one of {workers} workers was prepared within {seconds:.0f} s")
 
 
 def wait_ready(
@@ -468,6 +499,9 @@ def serving_stack(
             stack.processes,
             # Without the proxy, the client says what the proxy would have.
             {"Authorization": f"Token {token}", "X-Forwarded-Proto": "https"},
+        )
+        wait_workers_prepared(
+            stack.url, workers or environment.gunicorn_workers(env), stack.processes
         )
         yield stack
     finally:

@@ -130,6 +130,16 @@ def check_settings(server) -> None:
         stop(error)
 
 
+def post_worker_init(worker) -> None:
+    """In each worker, once it has loaded the application (which read what
+    requests need, see crm.observability.health) and before it accepts a
+    connection: what requests need is kept current from now on (the planning
+    sample follows a load's swap)."""
+    from crm.observability import health
+
+    health.serve()
+
+
 def child_exit(server, worker) -> None:
     multiprocess.mark_process_dead(worker.pid)
 

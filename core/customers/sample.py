@@ -11,14 +11,24 @@ columns the filters test, as NumPy arrays), and a filter says what it means
 on those rows (:meth:`core.customers.filters.ListFilter.sample_test`): a
 combination of filters is estimated by counting the sampled rows that meet
 all of them, correlations included, in well under a millisecond and with no
-SQL. How many rows, and how often they are read again in the background (no
-request waits for it but a process's first), are
-:data:`core.customers.tunables.SAMPLE_SIZE` and ``SAMPLE_SECONDS``.
+SQL. How many rows, and how often they are read again in the background,
+are :data:`core.customers.tunables.SAMPLE_SIZE` and ``SAMPLE_SECONDS``.
+
+No request reads it. A process reads it before it takes its first request
+(the app registers it as a requirement of readiness, see
+:mod:`crm.observability.health` and ``core/apps.py``), and a serving process
+hears when the data is replaced (``generate_data``'s swap notifies
+:data:`REPLACED_CHANNEL` as it commits) and reads it again at once, in the
+background: counts and plans are the new data's within a second of the swap
+instead of after ``SAMPLE_SECONDS``. A sample knows which read table it was
+read from (:data:`GENERATION`, the table's file), so that a refresh racing
+the swap, or a standby that has not replayed it yet, is read again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import threading
 import time
@@ -26,12 +36,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import psycopg
+from django.conf import settings
 from django.db import DatabaseError, connections, models
 
 from core.models import CustomerRow
 from core.read_table import read_table
+from crm.observability import metrics
 
-from .tunables import SAMPLE_MAX_DRAWS, SAMPLE_SECONDS, SAMPLE_SIZE, SKIPPED
+from .tunables import (
+    REPLACED_RETRY_SECONDS,
+    REPLACED_WAIT_SECONDS,
+    SAMPLE_MAX_DRAWS,
+    SAMPLE_SECONDS,
+    SAMPLE_SIZE,
+    SKIPPED,
+)
+
+logger = logging.getLogger(__name__)
+
+#: The sample's name among the process's requirements (/readyz, the metrics).
+NAME = "planning_sample"
 
 #: How the sample reads a column of each type: text as it is (a substring
 #: test upper-cases it, see ListSample.upper), times as microseconds since
@@ -66,6 +91,16 @@ SAMPLED = sampled_columns()
 
 TABLE = CustomerRow._meta.db_table
 
+#: Which read table the data is in: its file, new whenever the table is
+#: replaced (generate_data's swap renames a new table into place; a
+#: TRUNCATE or a rewrite gives it a new file too), the same on a standby
+#: once it has replayed that. A sample keeps the one it was read from.
+GENERATION = f"pg_relation_filenode('{TABLE}')"
+
+#: The channel generate_data's swap notifies (``NOTIFY``, delivered to every
+#: listening session when the swap commits): the read table was replaced.
+REPLACED_CHANNEL = "crm_read_table_replaced"
+
 
 def instant_number(instant: dt.datetime) -> float:
     """An instant as the sample holds it: microseconds since 1970."""
@@ -90,6 +125,8 @@ class ListSample:
 
     rows: int
     columns: dict[str, np.ndarray]
+    #: The read table it was read from (:data:`GENERATION`; None: made by hand).
+    generation: int | None = None
     #: Upper-cased text columns and sort orders, computed on first use.
     _derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -238,12 +275,15 @@ def read_sample(alias: str, size: int = SAMPLE_SIZE, seed: int = 0) -> ListSampl
     with connections[alias].cursor() as cursor:
         cursor.execute(
             f"SELECT (SELECT greatest(reltuples, 0)::bigint FROM pg_class "
-            f"        WHERE oid = '{TABLE}'::regclass), min(id), max(id) FROM {TABLE}"
+            f"        WHERE oid = '{TABLE}'::regclass), min(id), max(id), {GENERATION} "
+            f"FROM {TABLE}"
         )
-        estimated, low, high = cursor.fetchone()
+        estimated, low, high, generation = cursor.fetchone()
         if low is None:
             return ListSample(
-                0, {name: np.array([], dtype=kind) for name, (_, kind) in SAMPLED.items()}
+                0,
+                {name: np.array([], dtype=kind) for name, (_, kind) in SAMPLED.items()},
+                generation,
             )
         span = high - low + 1
         if estimated <= size or span <= size:
@@ -261,52 +301,174 @@ def read_sample(alias: str, size: int = SAMPLE_SIZE, seed: int = 0) -> ListSampl
         name: np.array([row[i] for row in rows], dtype=kind)
         for i, (name, (_, kind)) in enumerate(SAMPLED.items())
     }
-    return ListSample(table_rows, columns)
+    return ListSample(table_rows, columns, generation)
 
 
 class SampleCache:
-    """The sample of each database alias, read on first use and refreshed in
-    the background when :data:`SAMPLE_SECONDS` old."""
+    """The sample of each database alias: read before a process serves
+    (:meth:`prepare`), refreshed in the background when :data:`SAMPLE_SECONDS`
+    old or when the data was replaced (:meth:`replaced`). A process that was
+    not prepared (a management command, a test) reads it on first use."""
 
     def __init__(self) -> None:
         self._samples: dict[str, tuple[float, ListSample]] = {}
         self._refreshing: set[str] = set()
+        #: Aliases whose refresh under way may have read the replaced data.
+        self._again: set[str] = set()
         self._lock = threading.Lock()
+        self._reading = threading.Lock()
 
     def get(self, alias: str) -> ListSample:
         entry = self._samples.get(alias)
         if entry is None:
-            sample = read_sample(alias)
-            self._samples[alias] = (time.monotonic(), sample)
-            return sample
+            # Not prepared (a command, a test, a database down at start):
+            # one thread reads it, the others wait for that one. Forty threads
+            # of runserver reading it at once held its pool's four connections
+            # past the pool's 5-second wait (issue 33's burst: 503s).
+            with self._reading:
+                entry = self._samples.get(alias)
+                if entry is None:
+                    return self.load(alias, "request")
         read_at, sample = entry
         if time.monotonic() - read_at >= SAMPLE_SECONDS:
-            self._refresh_in_background(alias)
+            self._refresh_in_background(alias, "refresh")
         return sample
+
+    def load(self, alias: str, reason: str) -> ListSample:
+        """Read ``alias``'s sample now (counted by ``reason``, see crm.observability.metrics)."""
+        sample = read_sample(alias)
+        self._samples[alias] = (time.monotonic(), sample)
+        metrics.process_state_read(NAME, reason)
+        return sample
+
+    def prepare(self, reason: str) -> None:
+        """Read every database's sample that is not held (a process's start):
+        the primary's must be read; a standby's that cannot be is read by the
+        first request routed to it."""
+        for alias in settings.DATABASES:
+            if alias in self._samples:
+                continue
+            try:
+                self.load(alias, reason)
+            except DatabaseError:
+                if alias == "default":
+                    raise
+                logger.warning("planning sample of %s not read at start", alias, exc_info=True)
+            finally:
+                # The connection of the thread that prepared (runserver's main
+                # thread, a pooled connection) is not a request's.
+                if settings.DATABASES[alias].get("OPTIONS", {}).get("pool"):
+                    connections[alias].close()
+
+    def prepared(self) -> bool:
+        return "default" in self._samples
+
+    def replaced(self) -> None:
+        """The data was replaced: every sample held is read again, now."""
+        for alias in list(self._samples):
+            self._refresh_in_background(alias, "replaced")
 
     def clear(self) -> None:
         self._samples.clear()
 
-    def _refresh_in_background(self, alias: str) -> None:
+    def _refresh_in_background(self, alias: str, reason: str) -> None:
         with self._lock:
             if alias in self._refreshing:
+                if reason == "replaced":
+                    self._again.add(alias)
                 return
             self._refreshing.add(alias)
-        threading.Thread(target=self._refresh, args=(alias,), daemon=True).start()
+        threading.Thread(
+            target=self._refresh, args=(alias, reason), daemon=True, name=f"sample-{alias}"
+        ).start()
 
-    def _refresh(self, alias: str) -> None:
+    def _refresh(self, alias: str, reason: str) -> None:
+        held = self._samples.get(alias)
+        #: The read table the held sample came from: a replaced one must differ.
+        replaced_from = held[1].generation if held is not None else None
+        waited = 0.0
         try:
-            self._samples[alias] = (time.monotonic(), read_sample(alias))
+            while True:
+                sample = read_sample(alias)
+                if (
+                    reason == "replaced"
+                    and sample.generation == replaced_from
+                    and waited < REPLACED_WAIT_SECONDS
+                ):
+                    # A standby that has not replayed the swap yet: its
+                    # sample would be the old data's until the next refresh.
+                    time.sleep(REPLACED_RETRY_SECONDS)
+                    waited += REPLACED_RETRY_SECONDS
+                    continue
+                self._samples[alias] = (time.monotonic(), sample)
+                metrics.process_state_read(NAME, reason)
+                with self._lock:
+                    if alias not in self._again:
+                        self._refreshing.discard(alias)
+                        return
+                    # The data was replaced while this read ran: read again,
+                    # unless this read already found the new table.
+                    self._again.discard(alias)
+                reason = "replaced"
         except DatabaseError:
             # Keep the sample there is; the next request after SAMPLE_SECONDS tries again.
-            _, sample = self._samples[alias]
-            self._samples[alias] = (time.monotonic(), sample)
+            current = self._samples.get(alias, held)
+            if current is not None:
+                self._samples[alias] = (time.monotonic(), current[1])
+            with self._lock:
+                self._refreshing.discard(alias)
+                self._again.discard(alias)
         finally:
             # The thread's own connection: Django opens one per thread.
             connections[alias].close()
-            with self._lock:
-                self._refreshing.discard(alias)
 
 
 #: The process's samples.
 samples = SampleCache()
+
+
+class ReplacementListener(threading.Thread):
+    """Hears generate_data's swap (:data:`REPLACED_CHANNEL`) on a connection of
+    its own and has every sample read again at once.
+
+    A serving process runs one (``follow``, from crm.observability.health);
+    behind a transaction-mode pooler (``DATABASE_PGBOUNCER``), which cannot
+    hold a ``LISTEN``, none: there the samples follow a load within
+    :data:`SAMPLE_SECONDS`. A lost connection is made again every
+    :data:`REPLACED_RETRY_SECONDS`, and the samples read again then, since a
+    swap may have gone unheard.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True, name="sample-replacements")
+
+    def run(self) -> None:
+        heard_all = True
+        while True:
+            try:
+                params = connections["default"].get_connection_params()
+                params.pop("cursor_factory", None)
+                params.pop("context", None)
+                with psycopg.connect(**params, autocommit=True) as listening:
+                    listening.execute(f"LISTEN {REPLACED_CHANNEL}")
+                    if not heard_all:
+                        samples.replaced()
+                    heard_all = True
+                    for _ in listening.notifies():
+                        samples.replaced()
+            except (psycopg.Error, DatabaseError) as exc:
+                if heard_all:
+                    logger.warning("not listening for replaced data: %s", exc)
+                heard_all = False
+            time.sleep(REPLACED_RETRY_SECONDS)
+
+
+_listener: ReplacementListener | None = None
+
+
+def follow_replacements() -> None:
+    """Start this process's :class:`ReplacementListener` (once)."""
+    global _listener
+    if _listener is None and not settings.CRM_DATABASE_POOLER:
+        _listener = ReplacementListener()
+        _listener.start()

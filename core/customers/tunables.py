@@ -36,7 +36,11 @@ SORT_ROW_US = 0.045
 #: the smallest sample that estimates a count of 10,000 (the exact-count
 #: threshold's default) within 25% nine times in ten at 3M customers, which
 #: is what a choice between two plans and a count that says "about" need.
-#: About 11 MB of arrays per process (NumPy's text is fixed-width).
+#: Its memory per process, measured at 3M (ListSample's arrays' nbytes, and
+#: /proc/self/statm around the read): 13 MB of arrays as read (NumPy's text
+#: is fixed-width: the e-mail column alone is 3.6 MB), up to 21 MB more that
+#: filters derive on first use (upper-cased text, orders, value positions);
+#: RSS grows by 29 MB reading it and 48 MB once everything is derived.
 SAMPLE_SIZE = 20_000
 #: What reading the sample takes at 3M (20,000 look-ups by primary key),
 #: measured by `bench_plans` (docs/benchmarks/plans/runs.log).
@@ -47,6 +51,20 @@ SAMPLE_READ_SECONDS = 0.1
 #: at most 1/2,000 of a worker's time. A load is seen at once (its swap bumps
 #: the data's generation, see core.customers.sample).
 SAMPLE_SECONDS = 300
+#: How often a sample whose data was replaced, but which still reads the old
+#: table (a standby that has not replayed the swap yet), is read again; and
+#: how often a lost listening connection is made again (see
+#: core.customers.sample.ReplacementListener). Half a second: counts right
+#: within a second of a load's swap (issue 33's target) where a standby
+#: replays it at once, at a cost of one connection attempt per half second
+#: per process while the database is down.
+REPLACED_RETRY_SECONDS = 0.5
+#: How long a replaced sample is read again for before the regular refresh
+#: (SAMPLE_SECONDS) is left to find the new data: a standby further behind
+#: than this (30 s: max_standby_streaming_delay's default, after which a
+#: standby cancels what blocks its replay) is past what routing accepts
+#: anyway (CRM_REPLICA_MAX_LAG_SECONDS, 5 s by default).
+REPLACED_WAIT_SECONDS = 30
 #: Ids drawn for the sample are at most this many times its size. Where
 #: ids are gone (deleted customers), more are drawn so that about
 #: SAMPLE_SIZE exist; this many keep the sample whole while up to 80% are

@@ -39,7 +39,15 @@ import numpy as np
 from faker import Faker
 
 from . import binary_copy
-from .pools import GroupedPool, PhonePattern, fill_digits, fill_pattern, load_cities, locale_names
+from .pools import (
+    GroupedPool,
+    PhonePattern,
+    decimal_texts,
+    fill_digits,
+    fill_pattern,
+    load_cities,
+    locale_names,
+)
 
 #: Rows per random block; see the module docstring.
 BLOCK = 8192
@@ -183,6 +191,14 @@ class CustomerDataset:
         )
 
     @cached_property
+    def mailbox_part_lengths(self) -> tuple[np.ndarray, np.ndarray]:
+        return tuple(np.array([len(part) for part in parts]) for parts in self.mailbox_parts)
+
+    @cached_property
+    def email_domain_lengths(self) -> np.ndarray:
+        return np.array([len(encoded) for encoded in self.email_domains.encoded])
+
+    @cached_property
     def street_number_fields(self) -> np.ndarray:
         return binary_copy.text_fields(str(k) for k in range(self.MAX_STREET_NUMBER + 1))
 
@@ -229,6 +245,8 @@ class CustomerDataset:
             "street_number_fields",
             "email_domains",
             "mailbox_parts",
+            "mailbox_part_lengths",
+            "email_domain_lengths",
             "postcode_city_country_fields",
             "phone_patterns",
         ):
@@ -357,25 +375,37 @@ class CustomerDataset:
         stop: int,
     ) -> np.ndarray:
         """``first.last<id>@provider`` for most customers (the id makes it
-        theirs alone), NULL for the others, as COPY fields."""
+        theirs alone), NULL for the others, as COPY fields.
+
+        The parts are joined by ``+`` over object arrays (a C loop each), the
+        id's digits and each field's length prefix made by NumPy: a ``str()``
+        of every id and a Python expression per row for its prefix took 120
+        to 150 ms of every 100,000 rows, half of generating the customers'
+        table (and the read table's, which repeats it).
+        """
         u = self.uniform(S_EMAIL, start, stop)
-        given = u < EMAIL_SHARE
         first_parts, last_parts = self.mailbox_parts
+        first_lengths, last_lengths = self.mailbox_part_lengths
         domain = self.email_domains.sample(locale, u / EMAIL_SHARE)
-        addresses = (
-            first_parts[first]
+        digits, digit_lengths = decimal_texts(ids)
+        lengths = (
+            first_lengths[first]
+            + 1
+            + last_lengths[last]
+            + digit_lengths
+            + self.email_domain_lengths[domain]
+        )
+        prefixes = np.array(lengths.astype(">i4").view("V4").tolist(), dtype=object)
+        fields = (
+            prefixes
+            + first_parts[first]
             + b"."
             + last_parts[last]
-            + np.char.encode(ids.astype(str)).astype(object)
+            + digits
             + self.email_domains.encoded[domain]
         )
-        return np.array(
-            [
-                len(address).to_bytes(4, "big") + address if has else NULL_FIELD
-                for address, has in zip(addresses.tolist(), given.tolist(), strict=True)
-            ],
-            dtype=object,
-        )
+        fields[u >= EMAIL_SHARE] = NULL_FIELD
+        return fields
 
     @staticmethod
     def _customer_ids(ids: np.ndarray) -> np.ndarray:

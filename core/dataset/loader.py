@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from django.db import DatabaseError, connection, transaction
 from psycopg import sql
 
+from core.customers.sample import REPLACED_CHANNEL
 from core.customers.search import search_terms_rebuild
 from core.models import Address, AppUser, CustomerRelationship, CustomerRow, HistoryEvent
 
@@ -334,6 +335,9 @@ class _Load:
                     swap.execute(statement)
             search_terms_rebuild(swap)
             history_replaced(swap, self.n)
+            # Every serving process hears this as the swap commits, and reads
+            # its planning sample again (core.customers.sample).
+            swap.execute(f"NOTIFY {REPLACED_CHANNEL}")
 
     def _drop_retired(self, cursor) -> None:
         """Drop the replaced tables, now that the swap has committed (in the

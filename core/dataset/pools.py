@@ -118,6 +118,24 @@ def fill_digits(template: np.ndarray, positions: np.ndarray, number: np.ndarray)
     return characters
 
 
+def decimal_texts(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each non-negative number's decimal digits (no leading zeros) as a bytes
+    object, and their lengths: NumPy's digits per width of number, where a
+    ``str()`` of each number took a third of an e-mail address's time."""
+    numbers = np.asarray(numbers, dtype=np.int64)
+    lengths = np.ones(len(numbers), dtype=np.int64)
+    for width in range(1, 19):
+        lengths += numbers >= 10**width
+    texts = np.empty(len(numbers), dtype=object)
+    for width in np.unique(lengths).tolist():
+        rows = np.flatnonzero(lengths == width)
+        characters = fill_digits(
+            np.full(width, ord("0"), dtype=np.uint8), np.arange(width), numbers[rows]
+        )
+        texts[rows] = characters.view(f"V{width}").ravel().tolist()
+    return texts, lengths
+
+
 def locale_names(locale: str, attribute: str) -> list[tuple[str, float]]:
     provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
     # Some locales (pl_PL) split surnames by gender and inherit the base

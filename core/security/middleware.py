@@ -57,6 +57,16 @@ def _on_connection_created(sender, connection, **kwargs) -> None:
 connection_created.connect(_on_connection_created, dispatch_uid="crm.request_limits")
 
 
+def session_limits_apply() -> None:
+    """Put the request limits on this thread's session of the primary now: a
+    worker's warm-up (core.api.warm_up), so that its first request does not
+    spend a round trip on them. Not behind a transaction-mode pooler, where
+    the limits are the role's."""
+    if not settings.CRM_DATABASE_POOLER:
+        connection.ensure_connection()
+        _apply(connection, _limits())
+
+
 class StatementTimeoutMiddleware:
     """Every statement a request runs is cancelled after ``CRM_STATEMENT_TIMEOUT_MS``,
     and after waiting ``CRM_LOCK_TIMEOUT_MS`` for a lock.

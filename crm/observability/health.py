@@ -4,10 +4,13 @@
   an orchestrator restarts a process that does not answer it, and a
   database outage must not make it restart every worker.
 * Readiness checks what a request needs: the primary answers within
-  ``CRM_READINESS_TIMEOUT_MS`` and every migration this code knows of is
-  applied. Where standbys are configured it says which take reads and how far
-  behind they are, from the router's own health checks (a standby down is not
-  a reason to stop serving: reads fall back to the primary).
+  ``CRM_READINESS_TIMEOUT_MS``, every migration this code knows of is
+  applied, and the process holds what the app registered as its
+  requirements (:func:`require`: core's planning sample), read before the
+  process took its first request (:func:`prepare_process`). Where standbys
+  are configured it says which take reads and how far behind they are, from
+  the router's own health checks (a standby down is not a reason to stop
+  serving: reads fall back to the primary).
 
 Anyone may ask whether the process is ready; only the metrics' addresses
 see why (:func:`readiness`).
@@ -23,6 +26,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,15 +111,18 @@ def forget_readiness() -> None:
 
 def check_readiness() -> Readiness:
     database = check_database()
+    held = {name: check_requirement(name) for name in _requirements}
+    ready = database["status"] == "ok" and all(s["status"] == "loaded" for s in held.values())
     body: dict[str, Any] = {
-        "status": "ready" if database["status"] == "ok" else "not ready",
+        "status": "ready" if ready else "not ready",
         "checked_at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
         "database": database,
+        **held,
     }
     aliases = replicas.replica_aliases()
     if aliases:
         body["replicas"] = {alias: replica_state(alias) for alias in aliases}
-    return Readiness(ready=database["status"] == "ok", body=body)
+    return Readiness(ready=ready, body=body)
 
 
 def check_database() -> dict[str, Any]:
@@ -159,3 +166,100 @@ def replica_state(alias: str) -> dict[str, Any]:
     if health.problem:
         state["problem"] = health.problem
     return state
+
+
+# -- what a process holds before it takes traffic ------------------------------
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """Something every request of the app may need, held by each process and
+    read before the process takes its first request: the app registers it
+    (:func:`require`, from its ``AppConfig.ready``), so that this project
+    knows nothing of the app and the app nothing of servers.
+
+    ``load(reason)`` reads it now and raises when it cannot; ``loaded()``
+    says whether the process holds it; ``follow()``, where given, starts what
+    keeps it current in a serving process (core's: a thread that hears when
+    the data is replaced), once per process.
+    """
+
+    name: str
+    load: Callable[[str], None]
+    loaded: Callable[[], bool]
+    follow: Callable[[], None] | None = None
+
+
+_requirements: dict[str, Requirement] = {}
+_preparing = threading.Lock()
+#: Whether this process serves (serve() was called), and the requirements
+#: whose ``follow`` has started.
+_serving = False
+_followed: set[str] = set()
+
+
+def require(requirement: Requirement) -> None:
+    """Register what every process must hold before it is ready."""
+    _requirements[requirement.name] = requirement
+
+
+def prepare_process() -> None:
+    """Load every requirement this process does not hold yet.
+
+    Called where a handler builds its middleware chain
+    (:class:`crm.observability.middleware.EndpointsMiddleware`), which is
+    where a server starts serving: a gunicorn worker loading ``crm.wsgi``
+    before it accepts a connection, ``runserver`` before it listens, a test
+    client on its first request. So no request waits for a requirement, and
+    a worker that is still reading one takes no connection (its siblings
+    do). One that cannot be read (the database is down) is logged and left
+    to the readiness probe, which tries again and says not ready meanwhile.
+    """
+    with _preparing:
+        for requirement in _requirements.values():
+            if requirement.loaded():
+                continue
+            try:
+                requirement.load("start")
+            except Exception as exc:  # the probe says why, and tries again
+                logger.warning("%s not loaded before serving: %s", requirement.name, exc)
+        _follow_loaded()
+
+
+def serve() -> None:
+    """A serving process (gunicorn's workers, runserver; see ``crm.wsgi``):
+    every requirement loaded, and each one held kept current (its ``follow``,
+    once, from when it is first held: one read by the probe later too)."""
+    global _serving
+    _serving = True
+    prepare_process()
+
+
+def _follow_loaded() -> None:
+    """Start the ``follow`` of every requirement held, in a serving process
+    (the caller holds ``_preparing``)."""
+    if not _serving:
+        return
+    for requirement in _requirements.values():
+        if (
+            requirement.follow is not None
+            and requirement.name not in _followed
+            and requirement.loaded()
+        ):
+            _followed.add(requirement.name)
+            requirement.follow()
+
+
+def check_requirement(name: str) -> dict[str, str]:
+    """A requirement's state for /readyz; one not held is read now (the probe's retry)."""
+    requirement = _requirements[name]
+    if not requirement.loaded():
+        try:
+            with _preparing:
+                if not requirement.loaded():
+                    requirement.load("probe")
+                _follow_loaded()
+        except Exception as exc:
+            logger.warning("readiness: %s not loaded: %s", name, exc)
+            return {"status": "not loaded"}
+    return {"status": "loaded"}

@@ -122,6 +122,14 @@ EXPORT_ROWS = Counter(
     "Customers streamed by the export, per format.",
     ("format",),
 )
+PREPARED_READS = Counter(
+    "crm_process_state_reads",
+    "Reads of what a process holds for its requests (the app's planning sample), per "
+    "thing and reason: start (before the process took traffic), replaced (the data was "
+    "replaced), refresh (its age), probe (a readiness probe's retry) or request (a request "
+    "had to wait for it: none should).",
+    ("name", "reason"),
+)
 
 #: Methods a client may send are unbounded; anything else counts as "other".
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -136,10 +144,10 @@ _request_series: dict[tuple[str, str, int], tuple[Histogram, Histogram, Histogra
 _routing_series: dict[tuple[str, str], Counter] = {}
 
 
-def observe_request(
-    method: str, route: str, status: int, seconds: float, db_seconds: float, queries: int
-) -> None:
-    """Record one request."""
+def request_series(method: str, route: str, status: int) -> tuple[Histogram, Histogram, Histogram]:
+    """A request's series, made on first use: under gunicorn each is a value
+    in the worker's files, whose first use writes them (a worker's warm-up
+    makes its commonest requests', core.api.warm_up)."""
     if method not in METHODS:
         method = "other"
     key = (method, route, status)
@@ -150,6 +158,14 @@ def observe_request(
             REQUEST_DATABASE.labels(route),
             REQUEST_QUERIES.labels(route),
         )
+    return series
+
+
+def observe_request(
+    method: str, route: str, status: int, seconds: float, db_seconds: float, queries: int
+) -> None:
+    """Record one request."""
+    series = request_series(method, route, status)
     series[0].observe(seconds)
     series[1].observe(db_seconds)
     series[2].observe(queries)
@@ -170,6 +186,11 @@ def replica_checked(alias: str, healthy: bool, lag_seconds: float | None) -> Non
     REPLICA_IN_USE.labels(alias).set(1 if healthy else 0)
     # Unknown (the standby did not answer) rather than its last value.
     REPLICA_LAG.labels(alias).set(math.nan if lag_seconds is None else lag_seconds)
+
+
+def process_state_read(name: str, reason: str) -> None:
+    """Count a read of something a process holds (see ``PREPARED_READS``)."""
+    PREPARED_READS.labels(name, reason).inc()
 
 
 def throttle_rejected(scope: str) -> None:

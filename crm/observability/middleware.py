@@ -45,6 +45,9 @@ class EndpointsMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self.routes = {**self.endpoints, **{f"{p}/": v for p, v in self.endpoints.items()}}
+        # A handler builds its chain once, before its first request: what
+        # the app's requests need is read now (see health.prepare_process).
+        health.prepare_process()
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         view = self.routes.get(request.path_info)

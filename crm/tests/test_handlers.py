@@ -3,8 +3,10 @@ else the full one; both answer alike."""
 
 from __future__ import annotations
 
+import ast
 import io
 import sys
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -76,3 +78,36 @@ def test_other_requests_keep_the_full_chain():
     status, headers, _ = call("/api/users/", {})  # no credentials: the full chain's 401
     assert status.startswith("401")
     assert headers["X-Frame-Options"] == "DENY"
+
+
+def test_the_product_uses_no_test_utility():
+    """Issue 29: no ``override_settings`` (nor anything of ``django.test``)
+    outside tests: the API's chain is built from its own list (ChainHandler)."""
+    root = Path(settings.BASE_DIR)
+    offenders = []
+    for path in [*(root / "crm").rglob("*.py"), *(root / "core").rglob("*.py")]:
+        if "tests" in path.relative_to(root).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            if any(name == "django.test" or name.startswith("django.test.") for name in names):
+                offenders.append(str(path.relative_to(root)))
+    assert offenders == []
+
+
+def test_the_api_chain_is_built_from_its_own_list_without_touching_the_settings():
+    api = application.api
+    assert api.middleware == tuple(settings.API_MIDDLEWARE)
+    assert settings.MIDDLEWARE != settings.API_MIDDLEWARE
+    # The hooks of the short chain's middleware, and none of the others'.
+    assert {type(hook.__self__).__name__ for hook in api._exception_middleware} >= {
+        "StatementTimeoutMiddleware"
+    }
+    assert "CsrfViewMiddleware" not in {type(h.__self__).__name__ for h in api._view_middleware}
+    assert "CsrfViewMiddleware" in {type(h.__self__).__name__ for h in application._view_middleware}

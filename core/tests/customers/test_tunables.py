@@ -65,6 +65,23 @@ def test_the_sample_is_read_again_within_minutes_at_a_negligible_cost():
     assert int(promised[1]) * 60 >= tunables.SAMPLE_SECONDS
 
 
+def test_a_replaced_sample_is_read_again_within_a_second_at_two_attempts_a_second():
+    # Issue 33: counts right within 1 s of a load's swap: a retry and a read fit.
+    assert tunables.REPLACED_RETRY_SECONDS + tunables.SAMPLE_READ_SECONDS <= 1
+    # While the database is down, at most two connection attempts a second per process.
+    assert 1 / tunables.REPLACED_RETRY_SECONDS <= 2
+
+
+def test_a_replaced_sample_waits_for_a_standby_as_long_as_postgresql_lets_it_lag(db):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT boot_val::int / 1000 FROM pg_settings "
+            "WHERE name = 'max_standby_streaming_delay'"
+        )
+        longest = cursor.fetchone()[0]
+    assert longest / 2 < tunables.REPLACED_WAIT_SECONDS <= longest
+
+
 def test_drawn_ids_keep_the_sample_whole_until_most_are_gone_and_its_read_short():
     # Whole while 80% of ids are gone (a fifth exist: five draws per row)...
     assert tunables.SAMPLE_MAX_DRAWS * 0.2 >= 1

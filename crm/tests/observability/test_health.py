@@ -48,6 +48,7 @@ def test_readiness_answers_ready_when_the_database_answers_and_migrations_are_ap
 def test_readiness_costs_at_most_one_statement_per_interval_however_often_probed(settings):
     settings.CRM_READINESS_CACHE_SECONDS = 60
     client = Client()
+    client.get("/healthz")  # the handler is built: the process's requirements read
     with CaptureQueriesContext(connection) as queries:
         statuses = {client.get("/readyz").status_code for _ in range(200)}
     assert statuses == {200}
@@ -58,6 +59,7 @@ def test_readiness_costs_at_most_one_statement_per_interval_however_often_probed
 @pytest.mark.django_db
 def test_an_expired_answer_is_checked_again(settings):
     settings.CRM_READINESS_CACHE_SECONDS = 0
+    Client().get("/healthz")  # the process's requirements read
     with CaptureQueriesContext(connection) as queries:
         for _ in range(3):
             Client().get("/readyz")
@@ -147,3 +149,47 @@ def test_anyone_learns_ready_or_not_and_only_the_metrics_addresses_learn_why(tmp
     assert insider.status == 200
     assert insider.json()["database"]["status"] == "ok"
     assert "checked_at" in insider.json()
+
+
+@pytest.mark.django_db
+def test_a_process_is_not_ready_until_it_holds_what_the_app_requires(settings):
+    """The app's requirements (core's planning sample) are read before the
+    first request; one that could not be read makes /readyz say so, and the
+    probe reads it again."""
+    settings.CRM_READINESS_CACHE_SECONDS = 0
+    held = []
+
+    def load(reason: str) -> None:
+        if not held:
+            held.append("tried")  # the first read fails (the database was down at start)
+            raise psycopg.OperationalError("the database is starting up")
+        held.append(reason)
+
+    requirement = health.Requirement("test_state", load=load, loaded=lambda: "probe" in held)
+    health.require(requirement)
+    try:
+        health.prepare_process()
+        assert held == ["tried"]
+        assert health.check_readiness().body["test_state"] == {"status": "loaded"}
+        assert held == ["tried", "probe"]  # the probe read it again
+        response = Client().get("/readyz")
+        assert response.status_code == 200
+        assert response.json()["test_state"] == {"status": "loaded"}
+        assert response.json()["planning_sample"] == {"status": "loaded"}
+    finally:
+        health._requirements.pop("test_state")
+
+
+@pytest.mark.django_db
+def test_a_requirement_that_cannot_be_read_makes_the_process_not_ready():
+    def load(reason: str) -> None:
+        raise psycopg.OperationalError("no database")
+
+    health.require(health.Requirement("test_state", load=load, loaded=lambda: False))
+    try:
+        response = Client().get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["status"] == "not ready"
+        assert response.json()["test_state"] == {"status": "not loaded"}
+    finally:
+        health._requirements.pop("test_state")
