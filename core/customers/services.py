@@ -82,11 +82,19 @@ class CustomerWriteConflict(Exception):
     """The write kept colliding with concurrent writes (deadlocks); nothing was written."""
 
 
+#: SQLSTATEs of a transaction PostgreSQL rolled back because of concurrent
+#: ones: a serialization failure, a deadlock victim. Not the rest of class 40:
+#: 40003 (statement completion unknown) may have committed, and running it
+#: again would be the blind retry a failover must not make.
+COLLISIONS = frozenset({"40001", "40P01"})
+
+
 def is_collision(exc: BaseException) -> bool:
     """Whether PostgreSQL rolled the transaction back because of concurrent
-    ones: SQLSTATE class 40 (a deadlock victim, a serialization failure)."""
+    ones (:data:`COLLISIONS`): nothing was written, and running it again is
+    what PostgreSQL's documentation advises."""
     cause = exc.__cause__ if isinstance(exc, OperationalError) else exc
-    return (getattr(cause, "sqlstate", None) or "").startswith("40")
+    return getattr(cause, "sqlstate", None) in COLLISIONS
 
 
 def write_transaction(service: Callable[..., T]) -> Callable[..., T]:

@@ -249,3 +249,26 @@ def test_random_races_of_patch_and_delete_keep_every_rule(editor):
         assert not AppUser.objects.filter(pk=pk).exists()
     assert not CustomerRelationship.objects.exists()
     assert not Address.objects.exists()
+
+
+@pytest.mark.parametrize(("sqlstate", "runs"), [("40001", 2), ("40P01", 2), ("40003", 1)])
+def test_only_a_transaction_postgresql_rolled_back_is_run_again(db, sqlstate, runs):
+    """A serialization failure or a deadlock is run again; 'statement completion
+    unknown' (40003) may have committed, and is not."""
+    calls = []
+
+    @services.write_transaction
+    def service() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '{sqlstate}'; END $$"
+                )
+
+    if runs == 1:
+        with pytest.raises(Exception, match="raised"):
+            service()
+    else:
+        service()
+    assert len(calls) == runs
