@@ -14,11 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.customers import plans, selectors
+from core.customers.filters import RANGES, CustomerFilter
 from core.customers.ordering import customer_ordering
-from core.customers.page_statement import page_statement
+from core.customers.page_statement import columns_of, page_statement
 from core.customers.plans import Estimate, PagePosition, walk_budget
 from core.customers.sample import ListSample, samples
-from core.models import AppUser, CustomerRelationship
+from core.models import AppUser, CustomerRelationship, CustomerRow
 from core.tests.clients import api_client
 from core.tests.list_model import (
     HYPOTHESIS,
@@ -305,3 +306,44 @@ def test_a_walk_ordered_by_city_stays_within_the_one_country_filtered(dataset):
     assert "country" in str(first_page(customers).start)
     plan = explain(customers)
     assert "customer_list_country" in plan, plan
+
+
+def test_a_sort_reads_a_range_between_its_two_bounds():
+    rng = np.random.default_rng(3)
+    created = rng.random(20_000)
+    sample = sample_of(MILLION, created=created)
+    after, before = condition(created >= 0.5, "created"), condition(created < 0.52, "created")
+    expected, access = estimate(sample, [after, before])
+    # Half and 52% of the customers, 2% together: one scan between the bounds.
+    assert {id(c) for c in access} == {id(after), id(before)}
+    assert expected.reads == sample.scaled((created >= 0.5) & (created < 0.52))
+
+
+@pytest.mark.parametrize(("low", "high"), RANGES)
+def test_no_range_has_a_bound_in_the_index_and_the_other_tested_per_row(
+    dataset, monkeypatch, low, high
+):
+    """Both bounds of every range filter are read through its index together,
+    or both tested on each row: a narrow range near one end, at 3M customers."""
+    real = samples.get(connection.alias)
+    monkeypatch.setattr(samples, "get", lambda alias: ListSample(3_000_000, real.columns))
+    column = CustomerFilter.base_filters[low].field_name
+    values = sorted(
+        {v for v in CustomerRow.objects.values_list(column, flat=True) if v is not None}
+    )
+    # The upper bound alone is narrow enough for the index, the lower one is
+    # not: where each goes is the question.
+    middle = [values[len(values) * 10 // 100], values[len(values) * 15 // 100]]
+    given = {
+        name: str(v.date() if isinstance(v, dt.datetime) else v)
+        for name, v in zip((low, high), middle, strict=True)
+    }
+    form = CustomerFilter(data=given, queryset=CustomerRow.objects.none()).form
+    assert form.is_valid(), form.errors
+    query = selectors.customer_list(
+        filters={name: form.cleaned_data[name] for name in given}, ordering=customer_ordering("id")
+    )
+    plan = plans.plan(query, PagePosition(offset=0, limit=51), "exact", forced="sort")
+    read, tested = columns_of(plan.access), columns_of(plan.tests)
+    assert not (read & tested), (given, plan.access, plan.tests)
+    assert read, f"a narrow {column} range is read through its index: {given}"
