@@ -25,6 +25,7 @@ from pathlib import Path
 from django.db import connection
 from django.test.utils import override_settings
 
+from core.customers.sample import LISTENER_APPLICATION_NAME
 from core.security.api_users import api_user_create
 
 from . import scenarios, servers
@@ -109,13 +110,14 @@ def stack_under_load(
 
 
 def database_connections() -> int:
-    """Client sessions on this database, but this process's own and the floor's."""
+    """Client sessions on this database, but this process's own, the floor's
+    and each worker's listener (one idle session each, outside the pool)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
-            "AND application_name <> %s",
-            [servers.FLOOR_APPLICATION_NAME],
+            "AND application_name <> ALL(%s)",
+            [[servers.FLOOR_APPLICATION_NAME, LISTENER_APPLICATION_NAME]],
         )
         return cursor.fetchone()[0]
 

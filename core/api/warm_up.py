@@ -46,7 +46,7 @@ _warm = False
 
 def api_paths_warm(reason: str) -> None:
     """Run the commonest requests' paths once (``reason``: why, as the
-    process's requirements are loaded; unused, every run is the same)."""
+    process's requirements are loaded, counted in the metrics when done)."""
     global _warm
     session_limits_apply()
     # The list's URL resolved (Django compiles each pattern's regex when it
@@ -70,6 +70,7 @@ def api_paths_warm(reason: str) -> None:
             cursor_token(query.ordering, values, False, salt=CustomerPagination.cursor_salt)
         FastJSONRenderer().render({"count": page.count.value, "results": rows})
     _warm = True
+    metrics.process_state_read("api_paths", reason)
 
 
 def api_paths_warmed() -> bool:

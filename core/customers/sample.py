@@ -427,6 +427,11 @@ class SampleCache:
 samples = SampleCache()
 
 
+#: PostgreSQL's application_name on a listener's session (pg_stat_activity):
+#: one per serving process, beside its pool.
+LISTENER_APPLICATION_NAME = "crm-sample-listener"
+
+
 class ReplacementListener(threading.Thread):
     """Hears generate_data's swap (:data:`REPLACED_CHANNEL`) on a connection of
     its own and has every sample read again at once.
@@ -449,6 +454,7 @@ class ReplacementListener(threading.Thread):
                 params = connections["default"].get_connection_params()
                 params.pop("cursor_factory", None)
                 params.pop("context", None)
+                params["application_name"] = LISTENER_APPLICATION_NAME
                 with psycopg.connect(**params, autocommit=True) as listening:
                     listening.execute(f"LISTEN {REPLACED_CHANNEL}")
                     if not heard_all:

@@ -43,6 +43,9 @@ def admin_client(db):
 def test_admin_changelists_answer_with_a_bounded_number_of_queries(
     admin_client, path, django_assert_max_num_queries
 ):
+    # What a process reads once before it serves (the planning sample, the
+    # warm-up), read here if no test before this one made it read it.
+    admin_client.get("/healthz")
     with django_assert_max_num_queries(12):
         response = admin_client.get(path)
     assert response.status_code == 200

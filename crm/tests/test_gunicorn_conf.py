@@ -28,11 +28,18 @@ def _reload_defaults():
     importlib.reload(gunicorn_conf)
 
 
-@pytest.mark.parametrize(("export_ms", "timeout"), [("600000", 630), ("1500", 32), ("0", 0)])
-def test_the_worker_timeout_outlasts_the_exports(monkeypatch, export_ms, timeout):
+@pytest.mark.parametrize(
+    ("export_ms", "import_ms", "timeout"),
+    [("600000", "600000", 630), ("1500", "1500", 32), ("1500", "90000", 120), ("0", "1500", 0)],
+)
+def test_the_worker_timeout_outlasts_the_exports_and_imports(
+    monkeypatch, export_ms, import_ms, timeout
+):
     """A sync worker answers gunicorn's heartbeat only between requests: a
-    timeout shorter than the export's would cut a slow reader's file."""
-    assert configuration(monkeypatch, CRM_EXPORT_TIMEOUT_MS=export_ms).timeout == timeout
+    timeout shorter than the export's would cut a slow reader's file, and one
+    shorter than the import's would kill the worker mid-import."""
+    environ = {"CRM_EXPORT_TIMEOUT_MS": export_ms, "CRM_IMPORT_TIMEOUT_MS": import_ms}
+    assert configuration(monkeypatch, **environ).timeout == timeout
 
 
 def test_gunicorn_opens_no_control_socket(tmp_path):

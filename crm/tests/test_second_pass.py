@@ -198,6 +198,13 @@ REACH_NO_DATABASE = {
         "database_env={} (production_environment reaches child_environment only "
         "without it): its gunicorn serves /healthz, which needs no database"
     ),
+    **{
+        "crm/tests/test_gunicorn_conf.py::test_what_gunicorn_refuses_is_json_and_its_log_"
+        f"keeps_no_request_line[{worker_class}]": (
+            "database_env={}: what gunicorn refuses never reaches the application"
+        )
+        for worker_class in ("sync", "gthread")
+    },
 }
 
 

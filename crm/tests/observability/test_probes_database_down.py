@@ -59,6 +59,9 @@ def test_liveness_holds_and_readiness_follows_the_database(tmp_path):
                 "status": "not ready",
                 "checked_at": body["checked_at"],
                 "database": {"status": "unavailable"},
+                # What the worker read before serving, it still holds.
+                "planning_sample": {"status": "loaded"},
+                "api_paths": {"status": "loaded"},
             }
             for _ in range(10):
                 status, body, seconds = probe(port, "/healthz")
