@@ -13,9 +13,13 @@ from __future__ import annotations
 
 # -- costs --------------------------------------------------------------------
 # Microseconds per row, measured at 3,000,000 customers on the embedded
-# PostgreSQL 18 by `manage.py bench_plans` (the published run is
-# docs/benchmarks/plans/plans.csv; a test holds each within 15% of it). Only
-# their ratios matter: they price a sort against a walk.
+# PostgreSQL 18 by `manage.py bench_plans` (the published runs are in
+# docs/benchmarks/plans/). Their ratios price a sort against a walk; the
+# scattered row's own size prices a count (EXACT_COUNT_BUDGET_US). Set on
+# 2026-12-04 (plans.2.csv: 0.73-0.81, 0.10, 0.045, 0.046); the 2026-12-06 runs
+# (plans.csv), on a machine 1.5-2x slower at plain Python, measured 1.16-1.48,
+# 0.30-0.35, 0.072-0.082 and 0.065-0.121: every ratio to the scattered row
+# within 1.7x of these, which a test holds within 2x.
 
 #: Reading one row out of the table's order, and testing it: a walk of an
 #: index whose field is scattered over the table (a name, the points), or a
@@ -42,13 +46,14 @@ SORT_ROW_US = 0.045
 #: filters derive on first use (upper-cased text, orders, value positions);
 #: RSS grows by 29 MB reading it and 48 MB once everything is derived.
 SAMPLE_SIZE = 20_000
-#: What reading the sample takes at 3M (20,000 look-ups by primary key),
-#: measured by `bench_plans` (docs/benchmarks/plans/runs.log).
-SAMPLE_READ_SECONDS = 0.1
+#: What reading the sample takes at 3M (20,000 look-ups by primary key, the
+#: rows made NumPy arrays), measured by `bench_plans`: 0.235-0.320 s, median
+#: 0.245, on 2026-12-06 (docs/benchmarks/plans/plans.csv).
+SAMPLE_READ_SECONDS = 0.25
 #: How old a sample may get before it is read again, in the background: the
 #: longest the estimates may lag a day's writes (five minutes, as
 #: docs/list-query.md promises), and long enough that reading it again takes
-#: at most 1/2,000 of a worker's time. A load is seen at once (its swap bumps
+#: at most 1/1,000 of a worker's time. A load is seen at once (its swap bumps
 #: the data's generation, see core.customers.sample).
 SAMPLE_SECONDS = 300
 #: How often a sample whose data was replaced, but which still reads the old
@@ -69,7 +74,8 @@ REPLACED_WAIT_SECONDS = 30
 #: ids are gone (deleted customers), more are drawn so that about
 #: SAMPLE_SIZE exist; this many keep the sample whole while up to 80% are
 #: gone, and reading it (one statement of the drawn ids) at most this many
-#: times as long as usual (0.5 s at 3M).
+#: times as long as usual (1.25 s at 3M, at a worker's start or in the
+#: background: no request waits for it).
 SAMPLE_MAX_DRAWS = 5
 #: Spacings of the matches before the first sampled one past which a walk is
 #: taken to pass a stretch without matches first (see ListSample.walk):
