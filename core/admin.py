@@ -31,18 +31,21 @@ import json
 from contextlib import suppress
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import FORMFIELD_FOR_DBFIELD_DEFAULTS, IncorrectLookupParameters
 from django.contrib.admin.utils import display_for_value
 from django.contrib.admin.views.main import ORDER_VAR, PAGE_VAR, SEARCH_VAR, ChangeList
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, models, transaction
 from django.db.models import QuerySet
 from django.forms.models import model_to_dict
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect
-from django.urls import reverse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.translation import gettext
@@ -52,12 +55,25 @@ from .customers.ordering import SEARCH_RANK, TABLE, InvalidOrdering, customer_or
 from .customers.search import search_match, search_words
 from .customers.selectors import customer_detail, customer_for_update
 from .customers.versions import customer_version
+from .history import selectors as history_selectors
+from .history import services as history_services
+from .history.context import request_writer
 from .models import AppUser, CustomerRelationship, CustomerRow, SearchTerm
 from .read_table import Join
 from .security.admin_login import ThrottledAuthenticationForm
 
 #: The API's limit on ``search`` (core.api.params): longer text is cut.
 SEARCH_MAX_LENGTH = 100
+#: Events on a page of a customer's history in the admin.
+HISTORY_PAGE = 100
+
+
+def customer_pk(text: str) -> int:
+    """A customer's id from a URL, or a 404."""
+    try:
+        return int(text)
+    except ValueError:
+        raise Http404("No customer with this id.") from None
 
 
 class EstimatedCountPaginator(Paginator):
@@ -546,6 +562,13 @@ class AppUserAdmin(ReadTableAdmin):
         is then shown again, the refusal now the form's own error, so that
         the page shows what was posted and why it was not saved.
         """
+        extra_context = {
+            **(extra_context or {}),
+            "can_read_personal_data": request.user.has_perms(
+                ["core.view_appuser", "core.view_history"]
+            ),
+            "can_erase": request.user.has_perm("core.erase_appuser"),
+        }
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
         except WriteRefused as refusal:
@@ -590,6 +613,91 @@ class AppUserAdmin(ReadTableAdmin):
             for pk in self.customers_of(queryset).values_list("pk", flat=True):
                 with suppress(services.CustomerNotFound):
                     services.customer_delete(pk)
+
+    # -- history, access and erasure (GDPR articles 15, 17 and 20) ---------------
+
+    def get_urls(self) -> list:
+        """A customer's personal data and erasure beside Django's own pages
+        (whose history page shows PostgreSQL's history: :meth:`history_view`)."""
+        view = self.admin_site.admin_view
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<int:pk>/personal-data/",
+                view(self.personal_data_view),
+                name="{}_{}_personal_data".format(*info),
+            ),
+            path("<int:pk>/erase/", view(self.erase_view), name="{}_{}_erase".format(*info)),
+            *super().get_urls(),
+        ]
+
+    def history_view(self, request, object_id, extra_context=None) -> HttpResponse:
+        """Every change of the customer as PostgreSQL recorded it, whoever
+        wrote it (the API, this admin, a command, an import, SQL), newest
+        first, :data:`HISTORY_PAGE` a page (``?before=`` an event's id), in
+        place of Django's log of this admin's own edits. Needs
+        ``core.view_history``, as the API's history does."""
+        if not request.user.has_perms(["core.view_appuser", "core.view_history"]):
+            raise PermissionDenied
+        pk = customer_pk(object_id)
+        before = customer_pk(request.GET["before"]) if "before" in request.GET else None
+        events = history_selectors.customer_events(pk, before=before, limit=HISTORY_PAGE + 1)
+        customer = AppUser.objects.filter(pk=pk).first()
+        if customer is None and not history_selectors.has_history(pk):
+            raise Http404("No customer with this id, and no history of one.")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"History of {customer or f'customer {pk}'}",
+            "customer": customer,
+            "customer_pk": pk,
+            "events": events[:HISTORY_PAGE],
+            "older": events[HISTORY_PAGE - 1]["id"] if len(events) > HISTORY_PAGE else None,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/core/appuser/customer_history.html", context)
+
+    def personal_data_view(self, request, pk: int) -> HttpResponse:
+        """Everything held about the customer, as the API's personal-data
+        answer, downloaded as a JSON file (access and portability)."""
+        if not request.user.has_perms(["core.view_appuser", "core.view_history"]):
+            raise PermissionDenied
+        data = history_selectors.personal_data(pk)
+        if data is None:
+            raise Http404("No customer with this id.")
+        response = JsonResponse(data, encoder=DjangoJSONEncoder, json_dumps_params={"indent": 2})
+        response["Content-Disposition"] = f'attachment; filename="customer-{pk}.json"'
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def erase_view(self, request, pk: int) -> HttpResponse:
+        """Erase the customer (the right to erasure, not a delete: their
+        history, log entries and known values go too; see
+        :func:`core.history.services.customer_erase`) after a confirmation
+        page. Needs ``core.erase_appuser``, as the API's erasure does."""
+        if not request.user.has_perm("core.erase_appuser"):
+            raise PermissionDenied
+        customer = AppUser.objects.filter(pk=pk).first()
+        if customer is None:
+            raise Http404("No customer with this id.")
+        if request.method == "POST":
+            try:
+                erased = history_services.customer_erase(pk, writer=request_writer())
+            except services.CustomerNotFound:
+                raise Http404("No customer with this id.") from None
+            self.message_user(
+                request,
+                f"Customer {pk} erased, with {erased['events_removed']} events of their history.",
+                messages.SUCCESS,
+            )
+            return redirect(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Are you sure?",
+            "customer": customer,
+        }
+        return TemplateResponse(request, "admin/core/appuser/erase_confirmation.html", context)
 
     @admin.display(ordering="city")
     def city(self, customer: CustomerRow) -> str:
