@@ -125,11 +125,23 @@ class Writer:
         return f"new_rows n JOIN old_rows o ON o.{join.pk} = n.{join.pk}"
 
     @staticmethod
-    def key_changed(join: Join) -> str:
+    def any_row(rows: str) -> str:
+        """Whether ``rows`` (a FROM list and its WHERE) has a row.
+
+        Counted rather than ``EXISTS``: a transition table has no index, and
+        for ``EXISTS`` PostgreSQL picks the plan that finds a first row
+        soonest, a nested loop over both tables, which is quadratic when
+        there is none: an import that changed 50,000 customers' addresses
+        spent minutes asking whether any had moved. Counting them all is a
+        hash join, linear.
+        """
+        return f"(SELECT count(*) FROM {rows}) > 0"
+
+    @classmethod
+    def key_changed(cls, join: Join) -> str:
         """Whether the statement changed a primary key (its rows then pair with none)."""
-        return (
-            f"EXISTS (SELECT FROM old_rows o WHERE NOT EXISTS "
-            f"(SELECT FROM new_rows n WHERE n.{join.pk} = o.{join.pk}))"
+        return cls.any_row(
+            f"old_rows o WHERE NOT EXISTS (SELECT FROM new_rows n WHERE n.{join.pk} = o.{join.pk})"
         )
 
     def known_values(self, join: Join, event: str) -> str | None:
@@ -209,7 +221,7 @@ class Writer:
                 f"WHERE l.id = n.{join.pk} AND NOT EXISTS "
                 f"(SELECT FROM {other.table} {alias} WHERE {alias}.{other.pk} = n.{other.link});",
             ]
-            statements.append(f"IF EXISTS (SELECT FROM {moved}) THEN\n{_indent(move)}\nEND IF;")
+            statements.append(f"IF {self.any_row(moved)} THEN\n{_indent(move)}\nEND IF;")
         rekeyed = [
             f"DELETE FROM {self.table.table} l USING old_rows o\n"
             f"WHERE l.id = o.{join.pk} AND NOT EXISTS "
