@@ -51,7 +51,7 @@ def fill_history(events: int, customer: int) -> None:
             "SELECT now() - make_interval(secs => g), 3, c, c, 'U', "
             "jsonb_build_object('relationship.points', "
             "jsonb_build_array(g %% 1000, g %% 1000 + 1)), 0 "
-            "FROM generate_series(1, %s) g, LATERAL (SELECT 1 + (g * 7919) %% %s AS c) k",
+            "FROM generate_series(1, %s) g, LATERAL (SELECT 1 + (g::bigint * 7919) %% %s AS c) k",
             [max(0, events - present), customers],
         )
         cursor.execute("SELECT count(*) FROM core_history WHERE customer_id = %s", [customer])
