@@ -21,8 +21,8 @@ test runs it. The tables:
   met or not with its figure from the latest runs;
 * ``bench-list``: the seed's implementation against this one and the floor
   (bench_list); ``http``, ``http-pgbouncer`` (bench_http); ``locust``;
-  ``generate`` (generate_data); ``plans`` (bench_plans); ``writes`` (any CSV
-  in ``docs/benchmarks/writes/``).
+  ``generate`` (generate_data); ``plans`` (bench_plans); ``writes``
+  (bench_writes); ``history`` (bench_history).
 """
 
 from __future__ import annotations
@@ -101,4 +101,5 @@ TABLES: dict[str, Callable[[Path], list[str]]] = {
     "generate-now": runs.generate_now,
     "plans": runs.plans_table,
     "writes": runs.writes_table,
+    "history": runs.history_table,
 }

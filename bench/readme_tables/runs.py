@@ -373,6 +373,23 @@ def writes_table(published: Path) -> list[str]:
     return lines
 
 
+def history_table(published: Path) -> list[str]:
+    """The latest bench_history run (``history/history.csv``)."""
+    rows = read_csv(published / "history" / "history.csv")
+    if not rows:
+        return ["No history benchmark is published yet."]
+    row = max(rows, key=lambda r: r["at"])
+    return [
+        "| events in all | a customer's history page, p50 (ms) | an erasure, p50 (ms) "
+        "| an event of one changed field (bytes) | table and indexes per event (bytes) "
+        "| run |",
+        "|---:|---:|---:|---:|---:|---|",
+        f"| {int(row['events']):,} | {row['history_page_ms']} | {row['erase_ms']} "
+        f"| {row['event_row_bytes']} | {row['bytes_per_event']} "
+        f"| {short(row['commit'])}, {day(row['at'])}, PostgreSQL {row['postgresql']} |",
+    ]
+
+
 # -- the list's tunable numbers ------------------------------------------------------
 
 #: The module of every tunable number the list's choices use.
