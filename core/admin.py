@@ -66,6 +66,10 @@ from .security.admin_login import ThrottledAuthenticationForm
 SEARCH_MAX_LENGTH = 100
 #: Events on a page of a customer's history in the admin.
 HISTORY_PAGE = 100
+#: What reading a customer's history and personal data needs, and erasing
+#: them: the API's permissions (core.api.history_views).
+READ_HISTORY = ("core.view_appuser", "core.view_history")
+ERASE = "core.erase_appuser"
 
 
 def customer_pk(text: str) -> int:
@@ -564,10 +568,8 @@ class AppUserAdmin(ReadTableAdmin):
         """
         extra_context = {
             **(extra_context or {}),
-            "can_read_personal_data": request.user.has_perms(
-                ["core.view_appuser", "core.view_history"]
-            ),
-            "can_erase": request.user.has_perm("core.erase_appuser"),
+            "can_read_personal_data": request.user.has_perms(READ_HISTORY),
+            "can_erase": request.user.has_perm(ERASE),
         }
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
@@ -637,7 +639,7 @@ class AppUserAdmin(ReadTableAdmin):
         first, :data:`HISTORY_PAGE` a page (``?before=`` an event's id), in
         place of Django's log of this admin's own edits. Needs
         ``core.view_history``, as the API's history does."""
-        if not request.user.has_perms(["core.view_appuser", "core.view_history"]):
+        if not request.user.has_perms(READ_HISTORY):
             raise PermissionDenied
         pk = customer_pk(object_id)
         before = customer_pk(request.GET["before"]) if "before" in request.GET else None
@@ -660,7 +662,7 @@ class AppUserAdmin(ReadTableAdmin):
     def personal_data_view(self, request, pk: int) -> HttpResponse:
         """Everything held about the customer, as the API's personal-data
         answer, downloaded as a JSON file (access and portability)."""
-        if not request.user.has_perms(["core.view_appuser", "core.view_history"]):
+        if not request.user.has_perms(READ_HISTORY):
             raise PermissionDenied
         data = history_selectors.personal_data(pk)
         if data is None:
@@ -675,7 +677,7 @@ class AppUserAdmin(ReadTableAdmin):
         history, log entries and known values go too; see
         :func:`core.history.services.customer_erase`) after a confirmation
         page. Needs ``core.erase_appuser``, as the API's erasure does."""
-        if not request.user.has_perm("core.erase_appuser"):
+        if not request.user.has_perm(ERASE):
             raise PermissionDenied
         customer = AppUser.objects.filter(pk=pk).first()
         if customer is None:

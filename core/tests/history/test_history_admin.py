@@ -10,6 +10,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from core.models import AppUser, HistoryEvent
+from core.security.api_users import api_user_create
 from core.tests.history.test_erasure import create, the_person
 from core.tests.history.test_history_api import URL
 
@@ -18,8 +19,6 @@ ADMIN = "/admin/core/appuser/"
 
 @pytest.fixture
 def api(settings):
-    from core.security.api_users import api_user_create
-
     settings.CRM_THROTTLE_RATES = {"anon": None, "user": None}
     token = api_user_create(username="writer", read_only=False)
     return Client(headers={"authorization": f"Token {token}"})
@@ -27,8 +26,6 @@ def api(settings):
 
 def historian_api(pk: int) -> list[dict]:
     """The customer's history as the API answers it."""
-    from core.security.api_users import api_user_create
-
     token = api_user_create(username="api-historian", read_only=True, granted=("view_history",))
     client = Client(headers={"authorization": f"Token {token}"})
     return client.get(f"{URL}{pk}/history/", {"page_size": 100}).json()["results"]
