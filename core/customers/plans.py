@@ -39,7 +39,7 @@ from django.db.models import Q
 from crm.replicas import read_alias
 
 from .ordering import READ_TOGETHER, Ordering
-from .sample import ListSample, sampled_value, samples
+from .sample import ListSample, samples
 from .selectors import Condition, CustomerQuery
 from .tunables import (
     COUNT_MARGIN,
@@ -317,13 +317,10 @@ def walk_entries(
         matched &= sampled[id(condition)]
     for bound in query.bounds:
         within &= sampled[id(bound)]
-    lead = query.ordering.keys[0]
-    after = None if position.boundary is None else sampled_value(position.boundary[0])
-    return sample.walk(
-        lead.column,
-        lead.descending != position.reverse,
-        matched,
-        within,
-        after,
-        position.offset + position.limit,
-    )
+    keys = []
+    for key in query.ordering.keys:
+        if key.column not in sample.columns:
+            break  # later keys order only within the ties of this one
+        keys.append((key.column, key.descending != position.reverse))
+    after = None if position.boundary is None else position.boundary[: len(keys)]
+    return sample.walk(keys, matched, within, after, position.offset + position.limit)

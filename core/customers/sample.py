@@ -32,6 +32,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,37 +217,42 @@ class ListSample:
             self._derived[key] = np.argsort(self.columns[column], kind="stable")
         return self._derived[key]
 
+    def rank(self, column: str) -> np.ndarray:
+        """Each sampled row's place in ``column``'s order, ties level (a
+        b-tree's order: missing values last)."""
+        key = f"rank:{column}"
+        if key not in self._derived:
+            self._derived[key] = np.unique(self.columns[column], return_inverse=True)[1]
+        return self._derived[key]
+
     def walk(
         self,
-        column: str,
-        descending: bool,
+        keys: Sequence[tuple[str, bool]],
         matches: np.ndarray,
         within: np.ndarray,
-        after: Any,
+        after: Sequence[Any] | None,
         needed: int,
     ) -> float:
-        """How many entries of ``column``'s index a walk reads to find ``needed``
-        matches, found by walking the sample the same way: in the column's
-        order (``descending`` or not), from the first value past ``after``
-        (a cursor's, or None), over the rows ``within`` the walk's bounds.
+        """How many entries of an index a walk reads to find ``needed``
+        matches, found by walking the sample the same way: in the order of
+        ``keys`` (each a column and whether it descends: the walked index's
+        keys, as far as the sample holds them), from the cursor's key values
+        ``after`` on (None: from the start), over the rows ``within`` the
+        walk's bounds.
 
         It sees what evenly spread matches would hide: the customers who
         signed up after 2024 come last in a walk by id (a walk by id passes
-        the 60% who signed up before them first), and a filter on the
-        walked field itself puts every match at one end.
+        the 60% who signed up before them first), a filter on the walked
+        field itself puts every match at one end, and a cursor deep inside
+        the ties of its first key (the Seattle customers of a walk by
+        country, city and id) starts where its later keys say, not at the
+        first of those ties.
         """
-        order = self.order(column)
-        if descending:
-            order = order[::-1]
-        values = self.columns[column][order]
-        keep = within[order]
-        if after is not None:
-            # From the cursor's own value on: the ties of its first key may
-            # still follow it.
-            with np.errstate(invalid="ignore"):
-                keep &= (values <= after) if descending else (values >= after)
-        found = np.flatnonzero(matches[order][keep])
-        domain = int(np.count_nonzero(keep))
+        order = self._order(tuple(keys))
+        keep = within if after is None else within & self._from(keys, after)
+        walked = order[keep[order]]
+        found = np.flatnonzero(matches[walked])
+        domain = len(walked)
         wanted = needed / self.scale if self.scale else 0.0
         if not len(found) or wanted > len(found):
             return domain * self.scale  # the walk reads all it may, and comes up short
@@ -260,6 +266,31 @@ class ListSample:
         spacing = (domain - found[0]) / len(found)
         skipped = found[0] - spacing if found[0] > SKIPPED * spacing else 0.0
         return (skipped + wanted * spacing) * self.scale
+
+    def _order(self, keys: tuple[tuple[str, bool], ...]) -> np.ndarray:
+        """The sampled rows in the order of ``keys``: a descending key's
+        missing values first, as PostgreSQL's ``DESC`` puts its nulls."""
+        cached = f"order:{keys}"
+        if cached not in self._derived:
+            ranks = [-self.rank(c) if descending else self.rank(c) for c, descending in keys]
+            self._derived[cached] = np.lexsort(ranks[::-1]) if ranks else np.arange(self.size)
+        return self._derived[cached]
+
+    def _from(self, keys: Sequence[tuple[str, bool]], boundary: Sequence[Any]) -> np.ndarray:
+        """Rows at or past ``boundary`` in the order of ``keys``: past it in
+        a key, or tied with it there and at or past it in the next."""
+        past = np.zeros(self.size, dtype=bool)
+        tied = self.everyone()
+        for (column, descending), value in zip(keys, boundary, strict=False):
+            if value is None:
+                break  # a missing key value: its ties stand for the rest
+            values, value = self.columns[column], sampled_value(value)
+            missing = np.isnan(values) if values.dtype.kind == "f" else np.zeros_like(tied)
+            with np.errstate(invalid="ignore"):
+                beyond = values < value if descending else (values > value) | missing
+                past |= tied & beyond
+                tied &= values == value
+        return past | tied
 
 
 def read_sample(alias: str, size: int = SAMPLE_SIZE, seed: int = 0) -> ListSample:

@@ -219,6 +219,33 @@ def test_a_filter_on_the_walked_field_bounds_the_walk(dataset):
     assert walk_entries(customers, 5) <= 6
 
 
+def test_a_cursor_inside_the_ties_of_its_first_key_walks_from_its_later_keys():
+    """A walk by -country, -city, -id from a cursor deep inside one
+    country's ties, filtered on the oldest half of the customers: the index
+    goes on from that city and id, where the old customers come next, not
+    from the first of the country's customers (the newest, in a walk of
+    descending ids). Priced from the country alone, the walk looked like
+    thousands of entries and the page was sorted: 587 ms for a 1.4 ms walk.
+    """
+    rng = np.random.default_rng(4)
+    size = 20_000
+    sample = ListSample(
+        MILLION,
+        {
+            "id": np.arange(size, dtype=float),
+            "country": rng.choice(["Austria", "Germany"], size),
+            "city": rng.choice([f"City {n}" for n in range(10)], size),
+        },
+    )
+    oldest_half = sample.columns["id"] < size / 2
+    keys = [("country", True), ("city", True), ("id", True)]
+    cursor = ("Germany", "City 5", size / 2 - 100)
+    walked = sample.walk(keys, oldest_half, sample.everyone(), cursor, needed=51)
+    assert walked <= 3 * sample.scale
+    # From the start, the newest of Germany's last city come first: ~500 of them.
+    assert sample.walk(keys, oldest_half, sample.everyone(), None, 51) > 300 * sample.scale
+
+
 def test_a_walk_by_last_update_starts_where_the_sign_ups_do(dataset):
     """Nobody is updated before being created (a constraint of the table), so
     a walk by last update with a lower bound on sign-up starts at that bound."""
