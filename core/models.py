@@ -26,10 +26,11 @@ import datetime as dt
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
-from django.db.models import Value
+from django.db.models import F, Func, Value
 from django.db.models.functions import Coalesce, Lower, Upper
 from django.utils import timezone
 
+from core.folding import FUNCTION
 from core.history_triggers import history_triggers
 from core.read_table import Filter, Search, Sort, listed, read_table
 from core.read_table_triggers import listed_triggers
@@ -428,8 +429,15 @@ class SearchTerm(models.Model):
         ]
         indexes = [
             # ?search='s similar names and cities, and the text filters' look-ups
-            # (core.customers.search, core.customers.filters.KnownValueSubstring).
-            trigram_index("value", "search_term_trgm"),
+            # (core.customers.known: crm_fold(value) % 'MUELLER', crm_fold(value)
+            # LIKE '%MUEL%'), on the values folded (core.folding: ü as ue).
+            GinIndex(
+                OpClass(
+                    Func(F("value"), function=FUNCTION, output_field=models.TextField()),
+                    name="gin_trgm_ops",
+                ),
+                name="search_term_fold",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -21,10 +21,11 @@ import numpy as np
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import F, Q, Value
+from django.db.models import F, Func, Q, Value
 from django.db.models.functions import StrIndex, Upper
 from django.db.models.lookups import GreaterThan
 
+from core.folding import FUNCTION, fold
 from core.models import NO_BIRTHDAY, CustomerRow
 from core.read_table import Column, Filter, ReadTable, read_table
 
@@ -134,6 +135,12 @@ def contains(column: str, text: str) -> Q:
     return Q(GreaterThan(StrIndex(Upper(column), Upper(Param(text))), 0))
 
 
+def contains_folded(column: str, text: str) -> Q:
+    """:func:`contains`, both sides folded (:mod:`core.folding`)."""
+    folded = Func(F(column), function=FUNCTION, output_field=models.TextField())
+    return Q(GreaterThan(StrIndex(folded, Param(fold(text))), 0))
+
+
 def indexed_piece(text: str) -> str:
     """What of ``text`` to look up in the trigram index: its longest word of
     letters and digits, if that is long enough, else the whole text.
@@ -184,12 +191,13 @@ class KnownValueSubstring(Substring):
     The filter's value is what the look-up found (a list, see
     :func:`core.customers.selectors.customer_list`), or the text itself where
     too many values contain it (``first_name=a``): it matches most customers
-    then, and is tested on each row a plan reads.
+    then, and is tested on each row a plan reads. Either way folded
+    (:mod:`core.folding`): ``last_name=müll`` finds Mueller.
     """
 
     def condition(self, value: str | list[str]) -> Q:
         if isinstance(value, str):
-            return contains(self.field_name, value)
+            return contains_folded(self.field_name, value)
         if not value:
             # No value contains the text: ``WHERE false`` reads nothing.
             return Q(Value(False))
@@ -197,7 +205,7 @@ class KnownValueSubstring(Substring):
 
     def sample_test(self, sample: ListSample, value: str | list[str]) -> np.ndarray:
         if isinstance(value, str):
-            return sample.contains(self.field_name, upper(value))
+            return sample.contains_folded(self.field_name, fold(value))
         return sample.isin(self.field_name, value)
 
     def indexed(self, value: str | list[str]) -> bool:

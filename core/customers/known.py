@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from django.db import connections
 
+from core.folding import FUNCTION, fold
 from core.models import CustomerRow
 from core.read_table import Search, read_table
 from crm.replicas import read_alias
@@ -28,16 +29,18 @@ from . import tunables
 
 @dataclass(frozen=True)
 class Containing:
-    """The known values of ``field`` that contain ``text``, any case."""
+    """The known values of ``field`` that contain ``text``, any case, folded
+    (:mod:`core.folding`: ``müll`` is in Mueller, ``muel`` in Müller)."""
 
     field: str
     text: str
 
     def sql(self, slot: int) -> tuple[str, list]:
-        pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        text = fold(self.text)
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return (
             "(SELECT %s, field, value FROM core_searchterm "
-            "WHERE field = %s AND upper(value) LIKE upper(%s) LIMIT %s)",
+            f"WHERE field = %s AND {FUNCTION}(value) LIKE %s LIMIT %s)",
             [slot, self.field, pattern + "%", tunables.MAX_VALUES + 1],
         )
 
@@ -50,17 +53,19 @@ PLACES = [c.name for c in read_table(CustomerRow).columns if c.listed.search is 
 @dataclass(frozen=True)
 class Similar:
     """The names trigram-similar to ``word`` (pg_trgm's ``%``, through
-    SearchTerm's trigram index), and the places clearly similar to it."""
+    SearchTerm's trigram index), and the places clearly similar to it, both
+    folded (:mod:`core.folding`: ``mueller`` is ``Müller``)."""
 
     word: str
 
     def sql(self, slot: int) -> tuple[str, list]:
+        word = fold(self.word)
         return (
             "(SELECT %s, field, value FROM core_searchterm "
-            "WHERE upper(value) %% %s AND field = ANY(%s) "
+            f"WHERE {FUNCTION}(value) %% %s AND field = ANY(%s) "
             "UNION ALL SELECT %s, field, value FROM core_searchterm "
-            "WHERE field = ANY(%s) AND similarity(upper(value), %s) >= %s)",
-            [slot, self.word, NAMES, slot, PLACES, self.word, tunables.CITY_SIMILARITY],
+            f"WHERE field = ANY(%s) AND similarity({FUNCTION}(value), %s) >= %s)",
+            [slot, word, NAMES, slot, PLACES, word, tunables.CITY_SIMILARITY],
         )
 
 

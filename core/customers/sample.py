@@ -41,6 +41,7 @@ import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connections, models
 
+from core.folding import fold
 from core.models import CustomerRow
 from core.read_table import read_table
 from crm.observability import metrics
@@ -160,6 +161,14 @@ class ListSample:
     def contains(self, column: str, text: str) -> np.ndarray:
         """Rows whose ``column`` contains ``text`` (upper-cased), any case."""
         return np.strings.find(self.upper(column), text) >= 0
+
+    def contains_folded(self, column: str, text: str) -> np.ndarray:
+        """Rows whose ``column``, folded (:mod:`core.folding`), contains ``text``."""
+        key = f"folded:{column}"
+        if key not in self._derived:
+            distinct, inverse = np.unique(self.columns[column], return_inverse=True)
+            self._derived[key] = np.array([fold(value) for value in distinct.tolist()])[inverse]
+        return np.strings.find(self._derived[key], text) >= 0
 
     def equals(self, column: str, value: object) -> np.ndarray:
         return self.columns[column] == value

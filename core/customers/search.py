@@ -19,6 +19,7 @@ import numpy as np
 from django.db.models import Case, F, FloatField, Q, QuerySet, Value, When
 from django.db.models.functions import Cast, Greatest
 
+from core.folding import fold
 from core.models import CustomerRow
 from core.read_table import Column, Search, read_table
 
@@ -193,17 +194,18 @@ def search_match(text: str) -> SearchMatch:
     distinct name, and reaches SQL as a ``CASE`` over those names.
     """
     words = search_words(text)
-    return SearchMatch.of(words, look_up([Similar(word.upper()) for word in words]))
+    return SearchMatch.of(words, look_up([Similar(word) for word in words]))
 
 
 def closeness(word: str, name: str) -> float:
-    """How close ``name`` is to the searched ``word``: 1 when equal (any case),
-    less by each edit (a letter inserted, deleted, replaced, or two
-    neighbours swapped), relative to the longer of the two.
+    """How close ``name`` is to the searched ``word``: 1 when equal (any case,
+    folded: Müller is MUELLER), less by each edit (a letter inserted,
+    deleted, replaced, or two neighbours swapped), relative to the longer of
+    the two.
 
     "JON": John and Joan 0.75, Joe 0.67, Jonathan 0.38. "SMIHT": Smith 0.8.
     """
-    a, b = word.upper(), name.upper()
+    a, b = fold(word), fold(name)
     if a == b:
         return 1.0
     return 1.0 - edit_distance(a, b) / max(len(a), len(b))

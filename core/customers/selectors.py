@@ -136,7 +136,7 @@ def customer_list(
     words = search_words(search) if search else []
     found = look_up(
         [Containing(CustomerFilter.base_filters[name].field_name, text) for name, text in texts]
-        + [Similar(word.upper()) for word in words]
+        + [Similar(word) for word in words]
     )
     filters = dict(filters or {})
     for (name, text), values in zip(texts, found, strict=False):

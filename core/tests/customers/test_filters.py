@@ -65,10 +65,12 @@ def test_a_substring_without_a_trigram_is_not_looked_up_in_the_trigram_index(tex
 
 
 def test_short_substrings_match_the_same_rows_without_the_index(dataset):
+    from core.folding import fold
+
     client = api_client()
     for value in ("sm", "S", "ü"):
         body = client.get(f"{URL}?last_name={value}&count=exact&page_size=500").json()
-        expected = sorted(row["id"] for row in dataset if value.upper() in row["last_name"].upper())
+        expected = sorted(row["id"] for row in dataset if fold(value) in fold(row["last_name"]))
         assert sorted(row["id"] for row in body["results"]) == expected
         assert body["count"] == len(expected)
 
