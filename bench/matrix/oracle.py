@@ -13,6 +13,7 @@ from typing import Any
 
 from bench.runner import plain_connection
 from core.customers.ordering import SORT_FIELDS
+from core.folding import fold
 
 # -- selectivity bands -------------------------------------------------------
 
@@ -61,7 +62,8 @@ def instant(text: str) -> dt.datetime:
 class FilterSpec:
     """How the matrix chooses values for one filter and checks its rows.
 
-    ``kind``: ``substring`` (case-insensitive), ``exact``, ``lower`` (at
+    ``kind``: ``substring`` (case-insensitive), ``folded`` (a substring of
+    the name or place folded, core.folding: ``müll`` in Mueller), ``exact``, ``lower`` (at
     least) or ``upper`` (at most). ``column`` is the column in
     :data:`REFERENCE_FROM`'s aliases; ``source`` the table it is sampled
     from; ``read`` reads it from a row of the API's JSON; ``type`` says how
@@ -79,6 +81,8 @@ class FilterSpec:
         """The reference predicate for ``value`` (as sent in the URL)."""
         if self.kind == "substring":
             return f"upper({self.column}) LIKE %s", [f"%{like_escape(pg_upper(value))}%"]
+        if self.kind == "folded":
+            return f"crm_fold({self.column}) LIKE %s", [f"%{like_escape(fold(value))}%"]
         operator = {"exact": "=", "lower": ">=", "upper": "<="}[self.kind]
         return f"{self.column} {operator} %s", [self.python(value)]
 
@@ -98,6 +102,8 @@ class FilterSpec:
             return False
         if self.kind == "substring":
             return pg_upper(value) in pg_upper(actual)
+        if self.kind == "folded":
+            return fold(value) in fold(actual)
         if self.type == "date":
             actual = dt.date.fromisoformat(actual)
         elif self.type == "instant":
@@ -125,10 +131,10 @@ APPUSER, ADDRESS, RECORD = "core_appuser", "core_address", "core_customerrelatio
 FILTERS: dict[str, FilterSpec] = {
     spec.name: spec
     for spec in (
-        FilterSpec("first_name", "substring", "u.first_name", APPUSER, _own("first_name")),
-        FilterSpec("last_name", "substring", "u.last_name", APPUSER, _own("last_name")),
-        FilterSpec("city", "substring", "a.city", ADDRESS, _address("city")),
-        FilterSpec("country", "substring", "a.country", ADDRESS, _address("country")),
+        FilterSpec("first_name", "folded", "u.first_name", APPUSER, _own("first_name")),
+        FilterSpec("last_name", "folded", "u.last_name", APPUSER, _own("last_name")),
+        FilterSpec("city", "folded", "a.city", ADDRESS, _address("city")),
+        FilterSpec("country", "folded", "a.country", ADDRESS, _address("country")),
         FilterSpec("phone_number", "substring", "u.phone_number", APPUSER, _own("phone_number")),
         FilterSpec("id", "exact", "u.id", APPUSER, _own("id"), "int"),
         FilterSpec("gender", "exact", "u.gender", APPUSER, _own("gender")),
@@ -215,16 +221,17 @@ def search_sql(ref: Reference, text: str, cities: Sequence[str]) -> tuple[str, l
 
     Every word must match: a word at least 0.5 trigram-similar to a city's
     name means that city; any other word must be similar (pg_trgm's ``%``)
-    to the first or last name, equal the customer number, or be part of the
-    phone number.
+    to the first or last name (both folded, core.folding), equal the
+    customer number, or be part of the phone number.
     """
     clauses, params = [], []
-    for word in [w.upper() for w in text.split()][:SEARCH_MAX_WORDS]:
+    for typed in text.split()[:SEARCH_MAX_WORDS]:
+        word, folded = typed.upper(), fold(typed)
         similar = [
             row[0]
             for row in ref.rows(
-                "SELECT c FROM unnest(%s::text[]) c WHERE similarity(upper(c), %s) >= %s",
-                [list(cities), word, CITY_SIMILARITY],
+                "SELECT c FROM unnest(%s::text[]) c WHERE similarity(crm_fold(c), %s) >= %s",
+                [list(cities), folded, CITY_SIMILARITY],
             )
         ]
         if similar:
@@ -235,12 +242,12 @@ def search_sql(ref: Reference, text: str, cities: Sequence[str]) -> tuple[str, l
             # (every customer's name is one: the read table's triggers add it).
             clauses.append(
                 "(u.first_name IN (SELECT value FROM core_searchterm "
-                "WHERE field = 'first_name' AND upper(value) %% %s) "
+                "WHERE field = 'first_name' AND crm_fold(value) %% %s) "
                 "OR u.last_name IN (SELECT value FROM core_searchterm "
-                "WHERE field = 'last_name' AND upper(value) %% %s) "
+                "WHERE field = 'last_name' AND crm_fold(value) %% %s) "
                 "OR u.customer_id = %s OR u.email = lower(%s) OR upper(u.phone_number) LIKE %s)"
             )
-            params += [word, word, word, word, f"%{like_escape(word)}%"]
+            params += [folded, folded, word, word, f"%{like_escape(word)}%"]
     return "(" + " AND ".join(clauses or ["TRUE"]) + ")", params
 
 

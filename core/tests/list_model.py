@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from core.customers.ordering import FEW_TIES_PAIRS, INDEXED_ORDERS, SORT_FIELDS
+from core.folding import fold
 from core.models import NO_BIRTHDAY
 
 URL = "/api/users/"
@@ -51,8 +52,10 @@ EXACT = {"id": "id", "gender": "gender", "customer_id": "customer_id", "city_cod
 def matches(row: dict, name: str, value: str) -> bool:
     if name == "email":  # stored in lower case: any case finds it
         return row["email"] is not None and row["email"] == value.lower()
-    if name in SUBSTRING:
-        return upper(value) in upper(row[SUBSTRING[name]])
+    if name == "phone_number":
+        return upper(value) in upper(row["phone_number"])
+    if name in SUBSTRING:  # names and places: folded (core.folding), ü as ue
+        return fold(value) in fold(row[SUBSTRING[name]])
     if name in EXACT:
         return str(row[EXACT[name]]) == value
     if name in ("points_min", "points_max"):

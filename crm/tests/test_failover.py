@@ -3,7 +3,8 @@ nodes, synchronous replication) under the API's gunicorn, a writer and a reader,
 then ``kill -9`` of the primary's Patroni and postmaster (bench/failover.py).
 
 It runs on the PostgreSQL the suite runs on (the embedded 18, or the server
-of ``DATABASE_URL``: Debian's 15 in CI), with that version's programs, and
+of ``DATABASE_URL``), with that version's programs: in CI the first pass's
+18 (the second pass runs the tests of the project's SQL, not this one), and
 takes about a minute: the cluster's start (15 s), migrate, the failover
 itself (18 to 20 s: Patroni's leader key lives ``ttl`` = 20 s and is renewed
 every ``loop_wait`` = 2 s, deploy/patroni/patroni.yml) and the old primary's
@@ -31,7 +32,7 @@ pytestmark = [pytest.mark.django_db, needs_programs("etcd")]
 
 @pytest.fixture
 def bin_dir() -> object:
-    """The programs of the PostgreSQL the suite runs on (CI: both versions)."""
+    """The programs of the PostgreSQL the suite runs on."""
     major = connection.pg_version // 10000
     found = ha_cluster.bin_dir_for(major)
     if found is None:

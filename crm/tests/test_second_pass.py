@@ -1,4 +1,4 @@
-"""CI's second pass (PostgreSQL 15) runs the tests that send SQL, chosen by a rule
+"""CI's second pass (PostgreSQL 15) runs the tests of the project's own SQL, chosen by a rule
 (crm/tests/second_pass.py): the rule's cases, its mark applied before ``-m``
 selects, and no test that reaches PostgreSQL left out of it."""
 
@@ -18,30 +18,91 @@ import pytest
 from crm.tests import processes, second_pass
 from crm.tests.processes import REPO
 
+SQL = "core/tests/customers/test_plans.py"
+API = "core/tests/api/test_list.py"
+
 CASES = [
-    # (fixtures, marks, chosen)
-    ({"tmp_path"}, {}, False),
-    ({"db"}, {}, True),
-    ({"transactional_db"}, {}, True),
-    ({"_django_db_helper"}, {}, True),  # a fixture of the test's that uses db
-    (set(), {"django_db": ()}, True),
-    ({"live_server"}, {}, True),
-    ({"db"}, {"programs": ("nginx",)}, False),
-    ({"db"}, {"programs": ("redis-server", "nginx")}, False),
-    ({"db"}, {"programs": ("nginx", "pgbouncer")}, True),
-    ({"db"}, {"programs": ("promtool",)}, True),
-    ({"live_server"}, {"browser": (), "programs": ("chromium",)}, False),
-    ({"db"}, {"programs": ("nginx",), "sql": ()}, True),
-    ({"tmp_path"}, {"sql": ()}, True),
-    ({"db"}, {"embedded_server": ()}, False),
-    ({"tmp_path"}, {"embedded_server": (), "sql": ()}, False),
-    ({"tmp_path"}, {"programs": ("nginx",)}, False),
+    # (path, fixtures, marks, chosen)
+    (SQL, {"tmp_path"}, {}, False),
+    (SQL, {"db"}, {}, True),
+    (SQL, {"transactional_db"}, {}, True),
+    (SQL, {"_django_db_helper"}, {}, True),  # a fixture of the test's that uses db
+    (SQL, set(), {"django_db": ()}, True),
+    (SQL, {"live_server"}, {}, True),
+    (SQL, {"db"}, {"programs": ("nginx",)}, False),
+    (SQL, {"db"}, {"programs": ("redis-server", "nginx")}, False),
+    (SQL, {"db"}, {"programs": ("nginx", "pgbouncer")}, True),
+    (SQL, {"db"}, {"programs": ("promtool",)}, True),
+    (SQL, {"live_server"}, {"browser": (), "programs": ("chromium",)}, False),
+    (SQL, {"db"}, {"programs": ("nginx",), "sql": ()}, True),
+    (SQL, {"tmp_path"}, {"sql": ()}, True),
+    (SQL, {"db"}, {"embedded_server": ()}, False),
+    (SQL, {"tmp_path"}, {"embedded_server": (), "sql": ()}, False),
+    (SQL, {"tmp_path"}, {"programs": ("nginx",)}, False),
+    ("core/tests/history/test_erasure.py", {"db"}, {}, True),  # a folder of SQL subjects
+    ("core/tests/test_models.py", {"db"}, {}, True),
+    (API, {"db"}, {}, False),  # the API's requests: SQL the subjects' tests cover
+    (API, set(), {"django_db": ()}, False),
+    (API, {"db"}, {"sql": ()}, True),
+    ("core/tests/test_models_extra.py", {"db"}, {}, False),  # a file, not a prefix
 ]
 
 
-@pytest.mark.parametrize(("fixtures", "marks", "chosen"), CASES)
-def test_the_rule(fixtures, marks, chosen):
-    assert second_pass.choose(fixtures, marks)[0] is chosen
+@pytest.mark.parametrize(("path", "fixtures", "marks", "chosen"), CASES)
+def test_the_rule(path, fixtures, marks, chosen):
+    assert second_pass.choose(path, fixtures, marks)[0] is chosen
+
+
+def test_every_sql_subject_exists():
+    for subject in second_pass.SQL_SUBJECTS:
+        assert (REPO / subject).exists(), subject
+
+
+#: The product's modules that write SQL of their own (``.execute(``, ``.copy(``).
+def modules_writing_sql() -> list[str]:
+    found = []
+    for package in ("core", "crm"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            relative = path.relative_to(REPO).as_posix()
+            if "/tests/" in relative or "/migrations/" in relative:
+                continue
+            source = path.read_text(encoding="utf-8")
+            if ".execute(" in source or ".copy(" in source:
+                found.append(relative)
+    return found
+
+
+#: Modules that write SQL whose tests are not SQL subjects, and why.
+SQL_TESTED_ELSEWHERE = {
+    "crm/postgres/embedded.py": "the embedded server's own tests start servers of their own",
+    "crm/postgres/ha_cluster.py": "the failover test starts a Patroni cluster of its own, "
+    "with the first pass's PostgreSQL",
+    "crm/replicas.py": "the replica tests start embedded servers of their own",
+    "core/management/commands/database_role_settings.py": "prints ALTER ROLE … SET "
+    "(crm.postgres.config.role_settings_sql), the same statement on every version",
+    "core/security/middleware.py": "the session's statement timeout: "
+    "core/tests/security/test_timeouts.py, marked sql",
+    "core/security/export_slots.py": "advisory locks: core/tests/security/test_export_limits.py",
+    "core/triggers.py": "the triggers it installs: core/tests/test_read_table_declaration.py "
+    "and core/tests/customers/test_read_table.py",
+}
+
+
+def test_every_module_writing_sql_has_its_tests_on_the_second_pass():
+    """A module that writes SQL of its own has a test file among the SQL
+    subjects named after it (core/customers/plans.py: test_plans.py, or the
+    package's folder), or is listed with the reason it is tested elsewhere."""
+    subjects = " ".join(second_pass.SQL_SUBJECTS)
+    untested = []
+    for module in modules_writing_sql():
+        if module in SQL_TESTED_ELSEWHERE:
+            continue
+        *packages, name = module.split("/")[1:]
+        named = f"test_{name.removesuffix('.py')}.py" in subjects
+        if named or any(f"/{package}/" in subjects for package in packages):
+            continue
+        untested.append(module)
+    assert not untested, untested
 
 
 TESTS = """
@@ -85,6 +146,10 @@ def test_behind_nginx_about_the_sql():
 @pytest.mark.embedded_server
 def test_own_servers():
     pass
+
+@pytest.mark.sql
+def test_marked_sql():
+    pass
 """
 
 
@@ -103,13 +168,8 @@ def test_the_mark_is_set_before_m_selects(tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     collected = {line.split("::")[1] for line in done.stdout.splitlines() if "::" in line}
-    assert collected == {
-        "test_db",
-        "test_marked",
-        "test_through_a_fixture",
-        "test_behind_a_program_that_is_not_in_front",
-        "test_behind_nginx_about_the_sql",
-    }
+    # A file outside the SQL subjects: only what is marked sql.
+    assert collected == {"test_marked_sql", "test_behind_nginx_about_the_sql"}
 
 
 def test_ci_selects_the_second_pass_by_the_mark():
