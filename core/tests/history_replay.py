@@ -112,9 +112,12 @@ def replay_drift(
     *,
     starts: dict[int, dict[str, Any] | None] | None = None,
     after: int = 0,
+    addresses: dict[int, dict[str, Any]] | None = None,
 ) -> list[tuple[int, Any, Any]]:
     """Customers whose replayed history is not their row: (id, replayed, listed).
-    From nothing, or from the rows ``starts`` with the events after ``after``."""
+    From nothing, or from the rows ``starts`` with the events after ``after``;
+    an address that no row of ``starts`` has (nobody lived there, and a
+    customer moves in) starts as ``addresses`` has it (:func:`addresses_now`)."""
     if customers is None:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -123,13 +126,16 @@ def replay_drift(
             )
             customers = [pk for (pk,) in cursor.fetchall()]
     addresses = {
-        row["address_id"]: {
-            FIELD[column]: value
-            for column, value in row.items()
-            if FIELD[column].startswith("address.") and column != "address_id"
-        }
-        for row in (starts or {}).values()
-        if row is not None
+        **(addresses or {}),
+        **{
+            row["address_id"]: {
+                FIELD[column]: value
+                for column, value in row.items()
+                if FIELD[column].startswith("address.") and column != "address_id"
+            }
+            for row in (starts or {}).values()
+            if row is not None
+        },
     }
     drift = []
     for customer in sorted(customers):
@@ -139,6 +145,19 @@ def replay_drift(
         if events != now:
             drift.append((customer, events, now))
     return drift
+
+
+def addresses_now() -> dict[int, dict[str, Any]]:
+    """Every address as it is now, by id, in the history's field names."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, street, street_number, city_code, city, country FROM core_address"
+        )
+        names = [column.name for column in cursor.description][1:]
+        return {
+            pk: {f"address.{name}": value for name, value in zip(names, values, strict=True)}
+            for pk, *values in cursor.fetchall()
+        }
 
 
 def newest_event() -> int:
