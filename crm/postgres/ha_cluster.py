@@ -262,6 +262,20 @@ class Cluster:
         self.save()
 
     def _start_etcd(self) -> int:
+        """Start etcd; on ports taken since :func:`free_port` chose them (another
+        process bound one in between), again on new ones, a few times."""
+        for _ in range(3):
+            try:
+                return self._start_etcd_once()
+            except PortTaken:
+                # A fresh start: no member bootstrapped on the old ports, no old log.
+                shutil.rmtree(self.workdir / "etcd", ignore_errors=True)
+                (self.workdir / "etcd.log").unlink(missing_ok=True)
+                self.etcd_client_port = free_port("127.0.0.1")
+                self.etcd_peer_port = free_port("127.0.0.1")
+        return self._start_etcd_once()
+
+    def _start_etcd_once(self) -> int:
         config = yaml.safe_load(ETCD_CONF.read_text())
         client = f"http://127.0.0.1:{self.etcd_client_port}"
         peer = f"http://127.0.0.1:{self.etcd_peer_port}"
@@ -284,7 +298,10 @@ class Cluster:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise ClusterError(f"etcd exited ({self.workdir / 'etcd.log'})")
+                log = self.workdir / "etcd.log"
+                if "address already in use" in log.read_text(errors="replace"):
+                    raise PortTaken(log)
+                raise ClusterError(f"etcd exited ({log})")
             if (get_json(f"{client}/health") or {}).get("health") == "true":
                 return process.pid
             time.sleep(0.2)
@@ -462,6 +479,10 @@ def bin_dir_for(major: int) -> Path | None:
         if all((candidate / name).exists() for name in ("postgres", "pg_rewind", "initdb")):
             return candidate
     return None
+
+
+class PortTaken(ClusterError):
+    """A port chosen free was bound by another process before the server bound it."""
 
 
 def free_port(address: str) -> int:
