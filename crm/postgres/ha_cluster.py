@@ -299,9 +299,11 @@ class Cluster:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 log = self.workdir / "etcd.log"
-                if "address already in use" in log.read_text(errors="replace"):
+                said = log.read_text(errors="replace")
+                if "address already in use" in said:
                     raise PortTaken(log)
-                raise ClusterError(f"etcd exited ({log})")
+                last = "\n".join(said.splitlines()[-5:])
+                raise ClusterError(f"etcd exited ({log}):\n{last}")
             if (get_json(f"{client}/health") or {}).get("health") == "true":
                 return process.pid
             time.sleep(0.2)
