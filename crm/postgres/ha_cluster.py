@@ -291,6 +291,10 @@ class Cluster:
         )
         path = self.workdir / "etcd.yml"
         path.write_text(yaml.safe_dump(config))
+        # Readable by etcd's system user whatever the umask it was written
+        # under (no secret in it): in a full parallel test run, etcd once
+        # could not open it ("permission denied").
+        path.chmod(0o644)
         etcd = shutil.which("etcd") or "/usr/bin/etcd"
         if not Path(etcd).exists():
             raise ClusterError("etcd is not installed (apt-get install etcd-server)")

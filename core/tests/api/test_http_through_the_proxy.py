@@ -112,7 +112,9 @@ def test_a_csv_export_is_exactly_its_rows_and_a_cut_one_is_an_http_error(stack):
         ) as admin:
             ended = admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE query LIKE 'COPY %' AND pid <> pg_backend_pid()"
+                "WHERE query LIKE 'COPY %' AND pid <> pg_backend_pid() "
+                # Not another test worker's COPY, in its own database.
+                "AND datname = current_database()"
             ).fetchall()
         assert ended == [(True,)]
         with pytest.raises(http.client.IncompleteRead):
