@@ -408,6 +408,16 @@ class SampleCache:
         for alias in list(self._samples):
             self._refresh_in_background(alias, "replaced")
 
+    def reread(self) -> None:
+        """Every sample held is read again, now, once: the data may have been
+        replaced while nobody listened (the listener reconnecting after the
+        server came back). A sample of the same table is kept, not read again
+        every half second for REPLACED_WAIT_SECONDS as after a replacement
+        heard of: that held a session of each process and read the table
+        twice a second, for 30 s, right when the server was back."""
+        for alias in list(self._samples):
+            self._refresh_in_background(alias, "refresh")
+
     def clear(self) -> None:
         self._samples.clear()
 
@@ -498,7 +508,7 @@ class ReplacementListener(threading.Thread):
                 with psycopg.connect(**params, autocommit=True) as listening:
                     listening.execute(f"LISTEN {REPLACED_CHANNEL}")
                     if not heard_all:
-                        samples.replaced()
+                        samples.reread()  # a replacement may have gone unheard
                     heard_all = True
                     for _ in listening.notifies():
                         samples.replaced()
