@@ -61,15 +61,12 @@ from .history.context import request_writer
 from .models import AppUser, CustomerRelationship, CustomerRow, SearchTerm
 from .read_table import Join
 from .security.admin_login import ThrottledAuthenticationForm
+from .security.permissions import ERASE, READ_HISTORY
 
 #: The API's limit on ``search`` (core.api.params): longer text is cut.
 SEARCH_MAX_LENGTH = 100
 #: Events on a page of a customer's history in the admin.
 HISTORY_PAGE = 100
-#: What reading a customer's history and personal data needs, and erasing
-#: them: the API's permissions (core.api.history_views).
-READ_HISTORY = ("core.view_appuser", "core.view_history")
-ERASE = "core.erase_appuser"
 
 
 def customer_pk(text: str) -> int:
@@ -569,7 +566,7 @@ class AppUserAdmin(ReadTableAdmin):
         extra_context = {
             **(extra_context or {}),
             "can_read_personal_data": request.user.has_perms(READ_HISTORY),
-            "can_erase": request.user.has_perm(ERASE),
+            "can_erase": request.user.has_perms(ERASE),
         }
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
@@ -677,7 +674,7 @@ class AppUserAdmin(ReadTableAdmin):
         history, log entries and known values go too; see
         :func:`core.history.services.customer_erase`) after a confirmation
         page. Needs ``core.erase_appuser``, as the API's erasure does."""
-        if not request.user.has_perm(ERASE):
+        if not request.user.has_perms(ERASE):
             raise PermissionDenied
         customer = AppUser.objects.filter(pk=pk).first()
         if customer is None:

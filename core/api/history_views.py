@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from core.customers.pagination import EventPagination
 from core.history import selectors, services
 from core.history.context import request_writer
-from core.security.permissions import requiring
+from core.security.permissions import ERASE, READ_HISTORY, requiring
 
 from .params import HistoryParams, history_query
 from .serializers import ErrorSerializer
@@ -56,7 +56,7 @@ class CustomerHistoryApi(CustomerApiView):
     """Every change of a customer, their address and loyalty record: who, when, what."""
 
     name = "Customer history"
-    permission_classes = [requiring("core.view_appuser", "core.view_history")]
+    permission_classes = [requiring(*READ_HISTORY)]
     pagination_class = EventPagination
 
     @extend_schema(
@@ -85,7 +85,7 @@ class CustomerPersonalDataApi(CustomerApiView):
     """Everything held about a person, in one document (GDPR articles 15 and 20)."""
 
     name = "Customer personal data"
-    permission_classes = [requiring("core.view_appuser", "core.view_history")]
+    permission_classes = [requiring(*READ_HISTORY)]
 
     @extend_schema(
         operation_id="customers_personal_data",
@@ -110,7 +110,7 @@ class CustomerEraseApi(CustomerApiView):
     """The right to erasure: the person, and every trace of them, in one transaction."""
 
     name = "Customer erasure"
-    permission_classes = [requiring("core.erase_appuser")]
+    permission_classes = [requiring(*ERASE)]
 
     @extend_schema(
         operation_id="customers_erase",

@@ -6,6 +6,11 @@ from rest_framework.permissions import BasePermission, DjangoModelPermissions
 
 from core.models import AppUser
 
+#: What reading a customer's history and personal data needs, and erasing
+#: them: the API's (core.api.history_views) and the admin's alike.
+READ_HISTORY = ("core.view_appuser", "core.view_history")
+ERASE = ("core.erase_appuser",)
+
 #: What a view without a queryset is judged against: only its model is read,
 #: so it is made once (a QuerySet per request was 6% of a first page's CPU).
 CUSTOMERS = AppUser.objects.none()
