@@ -166,7 +166,7 @@ class ListSample:
         """Rows whose ``column``, folded (:mod:`core.folding`), contains ``text``."""
         key = f"folded:{column}"
         if key not in self._derived:
-            distinct, inverse = np.unique(self.columns[column], return_inverse=True)
+            distinct, inverse = self.distinct(column)
             self._derived[key] = np.array([fold(value) for value in distinct.tolist()])[inverse]
         return np.strings.find(self._derived[key], text) >= 0
 
@@ -179,7 +179,7 @@ class ListSample:
         string with each (0.3 ms a request)."""
         key = f"positions:{column}"
         if key not in self._derived:
-            distinct, inverse = np.unique(self.columns[column], return_inverse=True)
+            distinct, inverse = self.distinct(column)
             order = np.argsort(inverse, kind="stable")
             bounds = np.searchsorted(inverse[order], np.arange(len(distinct) + 1))
             self._derived[key] = {
@@ -226,12 +226,12 @@ class ListSample:
             self._derived[key] = np.argsort(self.columns[column], kind="stable")
         return self._derived[key]
 
-    def rank(self, column: str) -> np.ndarray:
-        """Each sampled row's place in ``column``'s order, ties level (a
-        b-tree's order: missing values last)."""
-        key = f"rank:{column}"
+    def distinct(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """``column``'s distinct values in order (a b-tree's: missing values
+        last), and each sampled row's place among them (ties level)."""
+        key = f"distinct:{column}"
         if key not in self._derived:
-            self._derived[key] = np.unique(self.columns[column], return_inverse=True)[1]
+            self._derived[key] = np.unique(self.columns[column], return_inverse=True)
         return self._derived[key]
 
     def walk(
@@ -281,7 +281,7 @@ class ListSample:
         missing values first, as PostgreSQL's ``DESC`` puts its nulls."""
         cached = f"order:{keys}"
         if cached not in self._derived:
-            ranks = [-self.rank(c) if descending else self.rank(c) for c, descending in keys]
+            ranks = [self.distinct(c)[1] * (-1 if descending else 1) for c, descending in keys]
             self._derived[cached] = np.lexsort(ranks[::-1]) if ranks else np.arange(self.size)
         return self._derived[cached]
 
