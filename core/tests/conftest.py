@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from core.customers.services import customer_create
 from core.dataset.loader import customer_dataset_replace
 from core.models import Address, AppUser, CustomerRelationship
+from crm.tests.module_data import module_data
 
 AS_OF = dt.date(2026, 1, 15)
 
@@ -17,6 +19,22 @@ AS_OF = dt.date(2026, 1, 15)
 @pytest.fixture
 def dataset(db) -> list[dict[str, Any]]:
     """150 generated customers plus the awkward ones, as the model sees them."""
+    return dataset_load()
+
+
+#: The dataset committed once for a module whose every test reads it
+#: (crm.tests.module_data): such a module names ``module_dataset`` its dataset.
+committed_dataset = module_data(lambda: dataset_load())
+
+
+@pytest.fixture
+def module_dataset(committed_dataset, db) -> list[dict[str, Any]]:
+    """The module's committed dataset, as :func:`dataset` gives it (a copy per test)."""
+    return copy.deepcopy(committed_dataset)
+
+
+def dataset_load() -> list[dict[str, Any]]:
+    """Load the dataset of :func:`dataset`, and return its rows as the model sees them."""
     customer_dataset_replace(n=150, chunk=64, seed=7, as_of=AS_OF)
     awkward = [
         ("100%", "Under_score", None),

@@ -15,13 +15,15 @@ from django.test.utils import CaptureQueriesContext
 
 from core.dataset.loader import customer_dataset_replace
 from core.models import AppUser, CustomerRelationship
+from crm.tests.module_data import module_data
 
 pytestmark = pytest.mark.django_db
 
+customers = module_data(lambda: customer_dataset_replace(n=300, chunk=300, seed=5))
+
 
 @pytest.fixture
-def admin_client(db):
-    customer_dataset_replace(n=300, chunk=300, seed=5)
+def admin_client(customers, db):
     user = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw-Secret-123")
     client = Client()
     client.force_login(user)

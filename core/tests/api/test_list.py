@@ -19,6 +19,13 @@ from core.tests.list_model import (
     walk,
 )
 
+
+@pytest.fixture
+def dataset(module_dataset):
+    """Every test here reads the same customers: loaded once for the module."""
+    return module_dataset
+
+
 pytestmark = pytest.mark.django_db
 
 

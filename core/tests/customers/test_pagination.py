@@ -15,6 +15,13 @@ from core.customers.cursors import seal
 from core.customers.pagination import CustomerPagination
 from core.tests.clients import api_client
 
+
+@pytest.fixture
+def dataset(module_dataset):
+    """Every test here reads the same customers: loaded once for the module."""
+    return module_dataset
+
+
 pytestmark = pytest.mark.django_db
 
 
