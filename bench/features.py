@@ -18,8 +18,20 @@ from .scenarios import OPTIMIZED_URL
 
 #: Names as users type them, a typo, and the widest searches there are: one
 #: letter, and four one-letter words (no name is similar to one letter, so
-#: they must come back empty fast, not after reading every customer).
-SEARCHES = ("jon smith", "mary johnson", "maria gonzalez", "smiht", "a", "a e i o")
+#: they must come back empty fast, not after reading every customer); then
+#: one common word each: a surname, a typo close to many first names, a
+#: city (each sorted by band: core.customers.page_statement.banded_matches).
+SEARCHES = (
+    "jon smith",
+    "mary johnson",
+    "maria gonzalez",
+    "smiht",
+    "a",
+    "a e i o",
+    "smith",
+    "marlne",
+    "vienna",
+)
 ADMIN_PAGES = (
     "/admin/core/appuser/",
     "/admin/core/appuser/?q=smith",

@@ -341,13 +341,23 @@ def customer_ordering(spec: str | Sequence[str] | None, *, searching: bool = Fal
 
 
 def rows_after(
-    ordering: Ordering, values: Sequence[Any], reverse: bool, *, unindexed: bool = False
+    ordering: Ordering,
+    values: Sequence[Any],
+    reverse: bool,
+    *,
+    unindexed: bool = False,
+    spelled_out: bool = False,
 ) -> Q | RowComparison:
     """Rows strictly after ``values`` in the ordering (before them if ``reverse``).
 
     Written as a seek on the ordering's index, unless ``unindexed``: a plan that
     sorts the matches (see :class:`Unindexed`) must not be handed a range of
-    the ordering's index to scan instead of its filters' indexes.
+    the ordering's index to scan instead of its filters' indexes. And as one
+    row comparison where the keys go one way, unless ``spelled_out``: each
+    key compared on its own, so that PostgreSQL folds a key that is a
+    constant (a band's rank, see
+    :func:`core.customers.page_statement.banded_matches`) and skips what it
+    rules out; a row comparison it evaluates on each row.
     """
     keys = ordering.keys
     expressions = [
@@ -358,16 +368,18 @@ def rows_after(
         greater = key.descending == reverse
         return (">" if greater else "<") + ("=" if inclusive else "")
 
-    if all(key.descending == keys[0].descending for key in keys):
-        return RowComparison(expressions, operator(keys[0]), values)
-    # Mixed directions (a first field with few ties, then others): no single
-    # row comparison exists; seek on the first key, and spell out the
-    # lexicographic order.
-    seek = RowComparison(expressions[:1], operator(keys[0], inclusive=True), values[:1])
     strict = Q()
     for i, key in enumerate(keys):
         term = Q(RowComparison([expressions[i]], operator(key), [values[i]]))
         for j in range(i):
             term &= Q(RowComparison([expressions[j]], "=", [values[j]]))
         strict |= term
+    if spelled_out:
+        return strict
+    if all(key.descending == keys[0].descending for key in keys):
+        return RowComparison(expressions, operator(keys[0]), values)
+    # Mixed directions (a first field with few ties, then others): no single
+    # row comparison exists; seek on the first key, and spell out the
+    # lexicographic order.
+    seek = RowComparison(expressions[:1], operator(keys[0], inclusive=True), values[:1])
     return Q(seek) & strict

@@ -240,6 +240,11 @@ class Plan:
     count: str
     estimate: Estimate
     threshold: int
+    #: Where the search's rank orders the page: the matches by rank, and the
+    #: other conditions (a sort reads them so, see
+    #: :func:`core.customers.page_statement.banded_matches`).
+    bands: tuple[tuple[Any, Q], ...] | None
+    others: Q
 
     @property
     def condition(self) -> Q:
@@ -266,6 +271,12 @@ def plan(
             tests &= condition.q
     for bound in query.bounds:
         start &= bound.q
+    bands, others = None, Q()
+    for condition in query.conditions if query.rank is not None else ():
+        if condition.bands is not None:
+            bands = condition.bands
+        else:
+            others &= condition.q
     threshold = exact_count_threshold()
     return Plan(
         ordering=query.ordering,
@@ -279,6 +290,8 @@ def plan(
         count=count_plan(expected, count, threshold),
         estimate=expected,
         threshold=threshold,
+        bands=bands,
+        others=others,
     )
 
 

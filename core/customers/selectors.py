@@ -76,6 +76,8 @@ class Condition:
     at_most: int | None = None
     #: It holds its column to one value.
     single: bool = False
+    #: The search's matches by rank (see :meth:`SearchMatch.bands`).
+    bands: tuple[tuple[Any, Q], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,7 @@ def customer_list(
     match = SearchMatch.of(words, found[len(texts) :]) if search else None
     conditions = [filter_condition(name, value) for name, value in filters.items()]
     if match is not None:
-        conditions.append(Condition(match.condition, match.sample_test, True))
+        conditions.append(Condition(match.condition, match.sample_test, True, bands=match.bands()))
     lead = ordering.keys[0]
     if ordering.by_record:
         # A customer without a loyalty record has no place in this order. The

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+from urllib.parse import urlencode
 
+import pytest
+from django.http import QueryDict
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.api.params import LIST_PARAMETERS
 from core.customers.search import closeness, edit_distance, search_words
+from core.customers.selectors import customer_list
+from core.customers.services import customer_create
 from core.dataset.loader import customer_dataset_replace
 from core.models import AppUser
 from core.tests.clients import api_client
@@ -133,3 +141,103 @@ def test_names_written_through_the_api_and_generated_are_searchable(db):
     }
     assert editor.post(URL, body, content_type="application/json").status_code == 201
     assert names(editor.get(f"{URL}?search=quixot")) == ["Zebulon Quixote"]
+
+
+def typo(word: str, where: int, kind: str) -> str:
+    """``word`` with one typo at ``where``: a letter dropped, doubled, or two swapped."""
+    i = where % len(word)
+    if kind == "drop" and len(word) > 3:
+        return word[:i] + word[i + 1 :]
+    if kind == "swap" and i + 1 < len(word):
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    if kind == "double":
+        return word[: i + 1] + word[i:]
+    return word
+
+
+#: Customers both of whose names a word can match, some as closely as each
+#: other (Smit Smits, for "smith": 0.8 each), some the first closer, some the
+#: last: each must be in one band, their nearer name's.
+CROSSED = [
+    ("Smith", "Smith"),
+    ("Smyth", "Smith"),
+    ("Smith", "Smit"),
+    ("Smit", "Smits"),
+    ("Jon", "Jones"),
+    ("Joan", "Jon"),
+    ("John", "Johns"),
+    ("Mary", "Marie"),
+]
+
+
+@pytest.fixture
+def crossed(namesakes) -> None:
+    for i, (first, last) in enumerate(CROSSED):
+        customer_create(
+            address={
+                "street": "Cross Street",
+                "street_number": str(i),
+                "city_code": "200",
+                "city": "Smithfield",
+                "country": "Somewhere",
+            },
+            relationship={"points": 100 + i},
+            first_name=first,
+            last_name=last,
+            gender="f" if i % 2 else "m",
+            customer_id=f"CROSS-{i}",
+            phone_number=f"+1 555 02{i:02d}",
+        )
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_a_one_word_search_pages_through_its_bands_in_the_order_of_the_ranked_matches(
+    dataset, crossed, data
+):
+    """A one-word search reads its matches band by band of the rank
+    (page_statement.banded_matches): every page, walked forward and back,
+    numbered and counted, is the ranked matches' (the export's ``CASE`` rank)."""
+    known = {row[field] for row in dataset for field in ("first_name", "last_name", "city")}
+    words = sorted(
+        {value for value in known if " " not in value}  # one word
+        | {name for names in CROSSED for name in names}
+        | {"Springfield", "Smithfield", "EDGE-1", "CROSS-3", "555"}
+    )
+    word = typo(
+        data.draw(st.sampled_from(words)),
+        data.draw(st.integers(0, 20)),
+        data.draw(st.sampled_from(["none", "drop", "swap", "double"])),
+    )
+    filters = data.draw(st.sampled_from([{}, {"gender": "f"}, {"points_min": "100"}]))
+    size = data.draw(st.integers(1, 9))
+    params = {"search": word, "page_size": size, **filters}
+    request = LIST_PARAMETERS.validate(QueryDict(urlencode(params)))
+    query = customer_list(filters=request.filters, search=request.search)
+    assert query.search.bands() is not None
+    expected = list(query.matches().values_list("id", flat=True))
+
+    client = api_client()
+    url = f"{URL}?{urlencode(params)}"
+    pages = []
+    while url:
+        body = client.get(url).json()
+        pages.append([row["id"] for row in body["results"]])
+        url, last = body["next"], body
+        assert len(pages) <= len(expected) + 1, "the cursor never moves on"
+    assert [i for page in pages for i in page] == expected
+    url, back = last["previous"], []
+    while url:
+        body = client.get(url).json()
+        back.insert(0, [row["id"] for row in body["results"]])
+        url = body["previous"]
+        assert len(back) <= len(pages), "the cursor never moves back"
+    assert back == pages[:-1]
+    page = data.draw(st.integers(1, len(pages)))
+    numbered = client.get(f"{URL}?{urlencode({**params, 'page': page, 'count': 'exact'})}")
+    assert [row["id"] for row in numbered.json()["results"]] == expected[
+        (page - 1) * size : page * size
+    ]
+    assert numbered.json()["count"] == len(expected)
