@@ -108,7 +108,7 @@ def page_statement(plan: Plan) -> tuple[str, list]:
     if shape is None:
         statement = build()
     else:
-        key = (shape, position.reverse, keys, plan.count, walking, plan.threshold)
+        key = (shape, position.reverse, keys, plan.count, walking, plan.threshold, plan.bands_first)
         statement = PAGE_STATEMENTS.get(key, build)
     return statement.sql, statement.params(values)
 
@@ -255,15 +255,40 @@ def columns_of(*conditions: Q | Expression) -> set[str]:
     return names
 
 
+#: The sort of a search's first bands, and of every band if they did not
+#: hold the page (see :func:`core.customers.plans.bands_first`).
+FIRST_BANDS_OR_ALL = """
+WITH best AS MATERIALIZED ({first})
+SELECT * FROM best WHERE (SELECT count(*) FROM best) = %s
+UNION ALL
+SELECT * FROM ({every}) sorted WHERE (SELECT count(*) FROM best) < %s
+"""
+
+
 def sort_statement(plan: Plan, boundary: Sequence[Param] | None) -> tuple[str, list]:
+    """The ids of the page's matches, sorted (:func:`matches_sorted`); for a
+    search, first from its best bands alone where the plan says they hold
+    the page (:data:`FIRST_BANDS_OR_ALL`)."""
+    if plan.bands is None or plan.bands_first == len(plan.bands):
+        return matches_sorted(plan, boundary, plan.bands)
+    first_sql, first_params = matches_sorted(plan, boundary, plan.bands[: plan.bands_first])
+    every_sql, every_params = matches_sorted(plan, boundary, plan.bands)
+    limit = Param(None, slot="limit")
+    sql = FIRST_BANDS_OR_ALL.format(first=first_sql, every=every_sql)
+    return sql, [*first_params, limit, *every_params, limit]
+
+
+def matches_sorted(
+    plan: Plan, boundary: Sequence[Param] | None, bands: tuple[tuple[Any, Q], ...] | None
+) -> tuple[str, list]:
     """The ids of the page's matches, read through their filters' indexes and
     sorted: an ``ORDER BY`` that no index matches, and the cursor as a
     filter of the matches (as an index condition, PostgreSQL would read the
     cursor's range of the ordering's index instead). Where no cursor
     narrows them, the ids come with ``COUNT(*) OVER ()``: every match."""
     ordering, reverse = plan.ordering, plan.position.reverse
-    if plan.bands is not None:
-        rows = banded_matches(plan, boundary)
+    if bands is not None:
+        rows = banded_matches(plan, boundary, bands)
     elif boundary is not None:
         rows = matches(plan).filter(rows_after(ordering, boundary, reverse, unindexed=True))
     else:
@@ -287,7 +312,9 @@ def matches(plan: Plan, *, ranked: bool = True) -> QuerySet:
 BAND_RANK = "band_rank"
 
 
-def banded_matches(plan: Plan, boundary: Sequence[Param] | None) -> QuerySet:
+def banded_matches(
+    plan: Plan, boundary: Sequence[Param] | None, bands: tuple[tuple[Any, Q], ...]
+) -> QuerySet:
     """The matches of a one-word search after the cursor's ``boundary``, as
     :func:`matches` gives them, read band by band of the rank
     (:meth:`core.customers.search.SearchMatch.bands`):
@@ -301,16 +328,16 @@ def banded_matches(plan: Plan, boundary: Sequence[Param] | None) -> QuerySet:
     there: PostgreSQL skips the bands ranked before the cursor's unread.
     """
     reverse = plan.position.reverse
-    bands = []
-    for score, band in plan.bands:
+    read = []
+    for score, band in bands:
         rows = CustomerRow.objects.alias(**{SEARCH_RANK: Cast(score, FloatField())})
         rows = rows.filter(band, plan.others)
         if boundary is not None:
             after = rows_after(plan.ordering, boundary, reverse, unindexed=True, spelled_out=True)
             rows = rows.filter(after)
         rows = rows.annotate(**{BAND_RANK: F(SEARCH_RANK)})
-        bands.append(rows.values("id", BAND_RANK).order_by())
-    union = bands[0].union(*bands[1:], all=True)
+        read.append(rows.values("id", BAND_RANK).order_by())
+    union = read[0].union(*read[1:], all=True)
     column = f'{connection.ops.quote_name(CustomerRow._meta.db_table)}."{BAND_RANK}"'
     rows = CustomerRow.objects.alias(**{SEARCH_RANK: RawSQL(column, [], FloatField())})
     alias = rows.query.get_initial_alias()

@@ -40,7 +40,9 @@ from crm.replicas import read_alias
 
 from .ordering import READ_TOGETHER, Ordering
 from .sample import ListSample, samples
+from .search import RankBand
 from .selectors import Condition, CustomerQuery
+from .statements import Param
 from .tunables import (
     COUNT_MARGIN,
     EXACT_COUNT_BUDGET_US,
@@ -240,11 +242,13 @@ class Plan:
     count: str
     estimate: Estimate
     threshold: int
-    #: Where the search's rank orders the page: the matches by rank, and the
-    #: other conditions (a sort reads them so, see
+    #: Where the search's rank orders the page: the matches by rank (each
+    #: band's rank and condition, best first), the other conditions, and how
+    #: many bands the sort reads first (all: no second try; see
     #: :func:`core.customers.page_statement.banded_matches`).
     bands: tuple[tuple[Any, Q], ...] | None
     others: Q
+    bands_first: int
 
     @property
     def condition(self) -> Q:
@@ -271,13 +275,15 @@ def plan(
             tests &= condition.q
     for bound in query.bounds:
         start &= bound.q
-    bands, others = None, Q()
+    bands, others, others_sampled = (), Q(), sample.everyone()
     for condition in query.conditions if query.rank is not None else ():
         if condition.bands is not None:
             bands = condition.bands
         else:
             others &= condition.q
+            others_sampled &= sampled[id(condition)]
     threshold = exact_count_threshold()
+    counted = count_plan(expected, count, threshold)
     return Plan(
         ordering=query.ordering,
         access=access,
@@ -287,12 +293,55 @@ def plan(
         exact_walk=query.exact_walk,
         position=position,
         budget=_budget(query, sample, sampled, expected, position, forced),
-        count=count_plan(expected, count, threshold),
+        count=counted,
         estimate=expected,
         threshold=threshold,
-        bands=bands,
+        bands=tuple((Param(band.score), band.condition) for band in bands) or None,
         others=others,
+        bands_first=bands_first(bands, sample, others_sampled, position, counted),
     )
+
+
+def bands_first(
+    bands: Sequence[RankBand],
+    sample: ListSample,
+    others: np.ndarray,
+    position: PagePosition,
+    count: str,
+) -> int:
+    """How many of a search's bands (best first) the sort of a page reads
+    first: those the sample expects to hold the page's rows (and those
+    before it, after the cursor), counting ``others``' matches only.
+
+    Every customer of a band ranks before every customer of a band ranked
+    lower (the bands of one rank are read together), so if
+    the bands read first hold that many rows, the page is theirs; if not (the
+    sample erred high), the statement reads every band after all, and what
+    it read first was fewer rows than a page. All of them where the sort
+    counts the matches (a first page's bounded or exact count reads every
+    match) or reads backwards.
+    """
+    if (count in (BOUNDED, EXACT) and position.boundary is None) or position.reverse:
+        return len(bands)
+    needed = position.offset + position.limit
+    after = position.boundary[0] if position.boundary is not None else math.inf
+    expected = 0
+    for read, band in enumerate(bands, 1):
+        if band.score > after:
+            continue  # before the cursor: not read at all
+        expected += sample.scaled(band.sample_test(sample) & others)
+        if expected >= needed:
+            return whole_ranks(bands, read)
+    return len(bands)
+
+
+def whole_ranks(bands: Sequence[RankBand], read: int) -> int:
+    """``read`` bands, and those after them of the same rank: a band's
+    customers and the next's tie where both rank the same (a first name's
+    band and a last name's), and the ids decide between them."""
+    while 0 < read < len(bands) and bands[read].score == bands[read - 1].score:
+        read += 1
+    return read
 
 
 def _budget(

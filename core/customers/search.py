@@ -63,6 +63,35 @@ def check_searchable(text: str) -> None:
 
 
 @dataclass(frozen=True)
+class RankBand:
+    """The customers a one-word search ranks ``score``: those with one of
+    ``names`` (a column and its values), and none of the values of ``closer``
+    (closer names in the other columns); or, for the last band, those matched
+    by ``unranked`` (the customer number, …) and by no name at all."""
+
+    score: float
+    names: tuple[str, list[str]] | None
+    closer: tuple[tuple[str, list[str]], ...]
+    unranked: Q | None = None
+
+    @property
+    def condition(self) -> Q:
+        band = one_of(*self.names) if self.names is not None else self.unranked
+        for column, values in self.closer:
+            band &= ~one_of(column, values)
+        return band
+
+    def sample_test(self, sample: ListSample) -> np.ndarray:
+        """The band's customers in the sample (the unranked, few, as none)."""
+        if self.names is None:
+            return np.zeros(sample.size, dtype=bool)
+        matches = sample.isin(*self.names)
+        for column, values in self.closer:
+            matches &= ~sample.isin(column, values)
+        return matches
+
+
+@dataclass(frozen=True)
 class SearchWord:
     """One word of a search and the known values it stands for: the places
     clearly similar to it (then it means those places), else the similar
@@ -113,50 +142,58 @@ class SearchWord:
                 ways |= CustomerFilter.base_filters[column.name].condition(self.upper)
         return ways
 
-    def bands(self) -> tuple[tuple[Param, Q], ...]:
-        """The word's matches by rank: for each rank a customer can have, the
-        condition of those who have it, each customer in exactly one.
+    def bands(self) -> tuple[RankBand, ...]:
+        """The word's matches by rank, best first: for each rank a customer can
+        have, the condition of those who have it, each customer in exactly one.
 
         A customer's rank is the closeness of the nearer of their names (or
         places, see :meth:`rank`): a customer is in the band of their closest
         name, and of the first such column where two are as close. Those
         matched by the customer number alone (or the e-mail address, or a
-        number) rank 0.
+        number) rank 0, last.
         """
-        columns = self.places or SEARCHED[Search.NAME]
-        scores = {
-            c.name: {value: closeness(self.upper, value) for value in self.similar.get(c.name, [])}
-            for c in columns
-        }
+        columns = self.ranked_columns
+        scores = self.closeness
 
-        def named(column: str, keep: Callable[[float], bool]) -> Q | None:
+        def named(column: str, keep: Callable[[float], bool]) -> tuple[str, list[str]] | None:
             values = [value for value, score in scores[column].items() if keep(score)]
-            return one_of(column, values) if values else None
+            return (column, values) if values else None
 
-        bands: list[tuple[Param, Q]] = []
+        bands: list[RankBand] = []
         for score in sorted({s for by in scores.values() for s in by.values()}, reverse=True):
             for i, column in enumerate(columns):
                 band = named(column.name, lambda s: s == score)  # noqa: B023 (used at once)
                 if band is None:
                     continue
-                for other in columns[:i]:
-                    closer = named(other.name, lambda s: s >= score)  # noqa: B023
-                    band &= ~closer if closer is not None else Q()
-                for other in columns[i + 1 :]:
-                    closer = named(other.name, lambda s: s > score)  # noqa: B023
-                    band &= ~closer if closer is not None else Q()
-                bands.append((Param(score), band))
+                closer = [
+                    *(named(other.name, lambda s: s >= score) for other in columns[:i]),  # noqa: B023
+                    *(named(other.name, lambda s: s > score) for other in columns[i + 1 :]),  # noqa: B023
+                ]
+                bands.append(RankBand(score, band, tuple(c for c in closer if c is not None)))
         unranked = self.unranked_condition()
         if unranked:
-            for column in columns:
-                known = named(column.name, lambda s: True)
-                unranked &= ~known if known is not None else Q()
-            bands.append((Param(0.0), unranked))
+            known = [named(column.name, lambda s: True) for column in columns]
+            bands.append(
+                RankBand(0.0, None, tuple(k for k in known if k is not None), unranked=unranked)
+            )
         return tuple(bands)
 
+    @property
+    def ranked_columns(self) -> list[Column]:
+        """The columns whose closeness to the word ranks a customer."""
+        return self.places or SEARCHED[Search.NAME]
+
+    @cached_property
+    def closeness(self) -> dict[str, dict[str, float]]:
+        """Each candidate value's closeness to the word (:func:`closeness`), by
+        column: computed once for the rank and the bands alike."""
+        return {
+            c.name: {value: closeness(self.upper, value) for value in self.similar.get(c.name, [])}
+            for c in self.ranked_columns
+        }
+
     def rank(self) -> Any:
-        columns = self.places or SEARCHED[Search.NAME]
-        cases = [closeness_case(c.name, self.upper, self.similar.get(c.name, [])) for c in columns]
+        cases = [closeness_case(c.name, self.closeness[c.name]) for c in self.ranked_columns]
         return cases[0] if len(cases) == 1 else Greatest(*cases)
 
     def sample_test(self, sample: ListSample) -> np.ndarray:
@@ -223,7 +260,7 @@ class SearchMatch:
             matches &= word.sample_test(sample)
         return matches
 
-    def bands(self) -> tuple[tuple[Param, Q], ...] | None:
+    def bands(self) -> tuple[RankBand, ...] | None:
         """The matches by rank, a condition for each rank a customer can have
         (:meth:`SearchWord.bands`); None for several words, whose ranks add up.
 
@@ -293,12 +330,13 @@ def edit_distance(a: str, b: str) -> int:
     return previous[len(b)]
 
 
-def closeness_case(column: str, word: str, values: list[str]) -> Any:
-    """``CASE WHEN column IN (…) THEN closeness …`` for the candidate ``values``
-    (one branch per distinct closeness, closest first; 0 for any other value)."""
+def closeness_case(column: str, scores: dict[str, float]) -> Any:
+    """``CASE WHEN column IN (…) THEN closeness …`` for the candidate values and
+    their closeness, ``scores`` (one branch per distinct closeness, closest
+    first; 0 for any other value)."""
     by_closeness: dict[float, list[str]] = defaultdict(list)
-    for value in values:
-        by_closeness[closeness(word, value)].append(value)
+    for value, score in scores.items():
+        by_closeness[score].append(value)
     if not by_closeness:
         return Value(0.0)
     return Case(

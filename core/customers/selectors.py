@@ -35,7 +35,7 @@ from .filters import CustomerFilter, KnownValueSubstring
 from .known import Containing, Similar, look_up
 from .ordering import READ_TOGETHER, Ordering, customer_ordering
 from .sample import ListSample, instant_number
-from .search import SearchMatch, search_words
+from .search import RankBand, SearchMatch, search_words
 from .statements import Param
 
 TABLE = read_table(CustomerRow)
@@ -77,7 +77,7 @@ class Condition:
     #: It holds its column to one value.
     single: bool = False
     #: The search's matches by rank (see :meth:`SearchMatch.bands`).
-    bands: tuple[tuple[Any, Q], ...] | None = None
+    bands: tuple[RankBand, ...] | None = None
 
 
 @dataclass(frozen=True)
