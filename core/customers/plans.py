@@ -275,13 +275,14 @@ def plan(
             tests &= condition.q
     for bound in query.bounds:
         start &= bound.q
+    searched = [c for c in query.conditions if c.bands] if query.rank is not None else []
     bands, others, others_sampled = (), Q(), sample.everyone()
-    for condition in query.conditions if query.rank is not None else ():
-        if condition.bands is not None:
-            bands = condition.bands
-        else:
-            others &= condition.q
-            others_sampled &= sampled[id(condition)]
+    if searched:
+        bands = searched[0].bands
+        for condition in query.conditions:
+            if condition is not searched[0]:
+                others &= condition.q
+                others_sampled &= sampled[id(condition)]
     threshold = exact_count_threshold()
     counted = count_plan(expected, count, threshold)
     return Plan(
