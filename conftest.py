@@ -122,6 +122,26 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(second_pass.MARK)
     # Every collected test, selected or not, for crm/tests/test_second_pass.py.
     config.stash[second_pass.COLLECTED] = list(items)
+    items[:] = slow_modules_first(items)
+
+
+#: Marks of tests that start programs of their own (nginx, gunicorn, etcd,
+#: Patroni, servers, Chromium): the suite's longest modules, up to a minute.
+SLOW_MARKS = ("programs", "embedded_server", "browser")
+
+
+def slow_modules_first(items: list) -> list:
+    """``items`` with the modules that start programs first, each module's
+    tests still together and in order. xdist hands whole modules to its
+    workers in this order (``--dist loadfile``): a minute-long module
+    handed out last keeps one worker busy while the other has nothing left.
+    """
+    slow = {
+        item.module.__name__
+        for item in items
+        if any(item.get_closest_marker(mark) for mark in SLOW_MARKS)
+    }
+    return sorted(items, key=lambda item: item.module.__name__ not in slow)
 
 
 def pytest_runtest_setup(item) -> None:
