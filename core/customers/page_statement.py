@@ -328,13 +328,13 @@ def banded_matches(
     there: PostgreSQL skips the bands ranked before the cursor's unread.
     """
     reverse = plan.position.reverse
+    after = Q()
+    if boundary is not None:
+        after = rows_after(plan.ordering, boundary, reverse, unindexed=True, spelled_out=True)
     read = []
     for score, band in bands:
         rows = CustomerRow.objects.alias(**{SEARCH_RANK: Cast(score, FloatField())})
-        rows = rows.filter(band, plan.others)
-        if boundary is not None:
-            after = rows_after(plan.ordering, boundary, reverse, unindexed=True, spelled_out=True)
-            rows = rows.filter(after)
+        rows = rows.filter(band, plan.others, after)
         rows = rows.annotate(**{BAND_RANK: F(SEARCH_RANK)})
         read.append(rows.values("id", BAND_RANK).order_by())
     union = read[0].union(*read[1:], all=True)
