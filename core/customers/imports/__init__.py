@@ -129,6 +129,7 @@ def customer_import(
         bad = sorted({line for line, _, _ in problems})
         if bad:
             cursor.execute(f"UPDATE {STAGING} SET invalid = true WHERE line = ANY(%s)", [bad])
+        merge.compare(cursor)
         result.created, result.updated, result.unchanged = merge.counts(cursor)
         result.invalid = len(bad)
         ordered = sorted(problems, key=lambda p: (p[0] or 0, p[1] or ""))

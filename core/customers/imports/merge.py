@@ -58,9 +58,18 @@ def differs(fields: list[ImportField], *, given_only: bool = False) -> str:
     return "(" + " OR ".join(tests) + ")"
 
 
-OWN_CHANGED = differs(OWN)
-ADDRESS_CHANGED = differs(ADDRESS)
-RECORD_CHANGED = differs(RECORD, given_only=True)
+#: Whether a matched row changes each table of record: the staging table's
+#: column that :func:`compare` fills, and the test it fills it with.
+OWN_CHANGED, ADDRESS_CHANGED, RECORD_CHANGED = (
+    "s.own_changed",
+    "s.address_changed",
+    "s.record_changed",
+)
+COMPARISONS = {
+    OWN_CHANGED: differs(OWN),
+    ADDRESS_CHANGED: differs(ADDRESS),
+    RECORD_CHANGED: differs(RECORD, given_only=True),
+}
 CHANGED = f"({OWN_CHANGED} OR {ADDRESS_CHANGED} OR {RECORD_CHANGED})"
 
 
@@ -96,14 +105,25 @@ def match(cursor, how: str) -> None:
     )
 
 
+def compare(cursor) -> None:
+    """Compare each valid matched row with its customer's read row once, and
+    note which tables of record it changes: the counts, the dry run's changes
+    and every statement of the merge then read the notes (a row that changes
+    nothing is passed over without comparing its fields again)."""
+    notes = ", ".join(f"{flag.removeprefix('s.')} = {test}" for flag, test in COMPARISONS.items())
+    cursor.execute(
+        f"UPDATE {STAGING} s SET {notes} FROM core_customer_list l "
+        "WHERE l.id = s.match_id AND NOT s.invalid"
+    )
+
+
 def counts(cursor) -> tuple[int, int, int]:
     """(created, updated, unchanged) of the valid rows."""
     cursor.execute(
         f"SELECT count(*) FILTER (WHERE s.match_id IS NULL), "
         f"count(*) FILTER (WHERE s.match_id IS NOT NULL AND {CHANGED}), "
         f"count(*) FILTER (WHERE s.match_id IS NOT NULL AND NOT {CHANGED}) "
-        f"FROM {STAGING} s LEFT JOIN core_customer_list l ON l.id = s.match_id "
-        "WHERE NOT s.invalid"
+        f"FROM {STAGING} s WHERE NOT s.invalid"
     )
     return cursor.fetchone()
 
