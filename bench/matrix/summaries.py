@@ -12,18 +12,17 @@ from .running import Result
 
 #: Upper edges (ms) of the distribution's buckets.
 BUCKETS = (5, 10, 15, 25, 50, 100, 250, 500, 1000, 2000)
-#: The list's targets at 3M customers (the one-table design's): every
-#: combination within TARGET_EACH_MS, TARGET_MOST_SHARE of them within
-#: TARGET_MOST_MS, the median within TARGET_MEDIAN_MS (on a quiet machine).
-TARGET_EACH_MS, TARGET_MOST_MS, TARGET_MOST_SHARE = 50.0, 15.0, 0.90
-TARGET_MEDIAN_MS = 8.0
-#: At 10M customers: every combination within this.
-TARGET_EACH_10M_MS = 100.0
+#: The list's targets at 3M customers (issue 33's, on a seed not tuned on):
+#: every combination within TARGET_EACH_MS, TARGET_MOST_SHARE of them within
+#: TARGET_MOST_MS.
+TARGET_EACH_MS, TARGET_MOST_MS, TARGET_MOST_SHARE = 50.0, 15.0, 0.92
+#: At 10M customers (``--sample 100``): every combination within this.
+TARGET_EACH_10M_MS = 150.0
 #: Counts within this factor of the truth count as trustworthy, and at least
 #: this share of combinations' counts must be.
 COUNT_FACTOR, TARGET_COUNT_SHARE = 2.0, 0.95
 #: The targets for regret (median, worst) and statements per request.
-TARGET_REGRET, TARGET_WORST_REGRET, TARGET_STATEMENTS = 1.5, 3.0, 2
+TARGET_REGRET, TARGET_WORST_REGRET, TARGET_STATEMENTS = 1.1, 2.0, 2
 
 
 def p50s(results: Sequence[Result]) -> np.ndarray:
