@@ -87,6 +87,7 @@ def customers_bulk_update(
             raise ConfirmationNeeded(matched, confirm)
         create_staging(cursor)
         _stage(cursor, matches_sql, params, values, increments)
+        merge.compare(cursor)
         _, updated, _ = merge.counts(cursor)
         result = BulkResult(matched, updated)
         if dry_run:
