@@ -46,6 +46,8 @@ FORMATS = ("csv", "ndjson", "json")
 
 #: First characters that make a spreadsheet evaluate a cell (OWASP, CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: Their codes, as SQL's ``ascii()`` reads a text's first character.
+FORMULA_CODES = ", ".join(str(ord(c)) for c in FORMULA_STARTS)
 
 #: What ends a complete export, given its row count (CSV: nothing, see above).
 TRAILERS: dict[str, Callable[[int], bytes]] = {

@@ -19,14 +19,17 @@ million. Here, in one transaction:
 1. **Staging** (:mod:`.reading`): the CSV passes through to ``COPY … FORMAT
    csv`` (PostgreSQL parses it, and names a malformed line); NDJSON is
    parsed here a line at a time. Memory stays flat whatever the file's size.
+   Then one pass (:func:`.merge.prepare`) reads each row as the API would,
+   finds its customer, and notes what the rules below must look at and which
+   tables it changes: at a million rows each pass costs seconds.
 2. **Validation** (:mod:`.validation`): every rule of the API's write
    serializer as SQL over all rows at once, the serializer itself on the
    rows the SQL flags; and what only a file can get wrong (a spreadsheet
    formula, a customer twice, an e-mail address someone else holds).
-3. **Merge** (:mod:`.merge`): a handful of set-based statements; the read
-   table's triggers and the history's follow, with the import's context
-   (source ``import``, its id) set by the caller
-   (:func:`core.history.context.writing_as`).
+3. **Merge** (:mod:`.merge`): a handful of set-based statements, each over
+   the rows that change its table; the read table's triggers and the
+   history's follow, with the import's context (source ``import``, its id)
+   set by the caller (:func:`core.history.context.writing_as`).
 
 By default nothing is written when any row is invalid; ``skip_invalid``
 writes the others; ``dry_run`` writes nothing and says what would change.
@@ -120,16 +123,15 @@ def customer_import(
         fmt, unread = stage(cursor, stream)
         say("validating every row")
         problems = [(e["line"], e["field"], e["message"]) for e in unread]
-        if fmt == "csv":
-            problems += validation.formula_errors(cursor)
-            cursor.execute(validation.unneutralised_sql())
-        merge.match(cursor, match)
+        merge.prepare(cursor, match, neutralised=fmt == "csv")
+        problems += validation.formula_errors(cursor)
         problems += validation.file_errors(cursor, match)
         problems += validation.validate(cursor, validate_row)
         bad = sorted({line for line, _, _ in problems})
         if bad:
             cursor.execute(f"UPDATE {STAGING} SET invalid = true WHERE line = ANY(%s)", [bad])
-        merge.compare(cursor)
+        # The rows the serializer cleaned: compared now, with their clean values.
+        merge.compare(cursor, rows="s.suspect")
         result.created, result.updated, result.unchanged = merge.counts(cursor)
         result.invalid = len(bad)
         ordered = sorted(problems, key=lambda p: (p[0] or 0, p[1] or ""))

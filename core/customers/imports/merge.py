@@ -15,8 +15,9 @@ from typing import Any
 
 from django.db import models
 
-from .fields import WRITABLE, ImportField
-from .reading import STAGING
+from . import validation
+from .fields import COLUMNS, WRITABLE, ImportField
+from .reading import FILE, STAGING
 
 OWN = [f for f in WRITABLE if f.group is None]
 ADDRESS = [f for f in WRITABLE if f.group == "address"]
@@ -90,31 +91,71 @@ NEW_RECORD = (
 )
 
 
-def match(cursor, how: str) -> None:
-    """Each row's customer: by customer_id (or, where the cell is empty, by
-    e-mail address), or by e-mail address only (``how="email"``)."""
-    if how != "email":
-        cursor.execute(
-            f"UPDATE {STAGING} s SET match_id = u.id FROM core_appuser u "
-            "WHERE coalesce(s.customer_id, '') <> '' AND u.customer_id = s.customer_id"
-        )
-    empty = "" if how == "email" else "coalesce(s.customer_id, '') = '' AND "
+def prepare(cursor, how: str, *, neutralised: bool) -> None:
+    """The file's rows into the staging table, in one pass (each pass over a
+    million rows costs seconds, a rewrite of them as many again):
+
+    * each cell as the API would read it (``neutralised``: a CSV's, without
+      the export's ``'`` in front of a would-be formula), and, for a CSV, the
+      names of the cells a spreadsheet would run, as the file has them;
+    * the customer the row matches: by customer_id (or, where that cell is
+      empty, by e-mail address), or by e-mail address only (``how="email"``);
+    * whether a rule might refuse it (the serializer then decides), and, if
+      none would, which tables of record it changes (:func:`compare`)."""
+    cells = ", ".join(
+        (validation.unneutralised_sql(f) if neutralised else f'f."{f.staged}"')
+        + f' AS "{f.staged}"'
+        for f in COLUMNS
+    )
+    formulas = validation.formulas_sql() if neutralised else "'{}'::text[]"
+    by_email = (
+        "(SELECT u.id FROM core_appuser u WHERE u.email = lower(nullif(s.email, '')))"
+        if how == "email"
+        # Looked up one by one, for the few rows without a customer_id: a
+        # hash of every customer's address cost 2.5 s a million rows.
+        else "CASE WHEN coalesce(s.customer_id, '') = '' THEN (SELECT u.id FROM core_appuser u "
+        "WHERE u.email = lower(nullif(s.email, ''))) END"
+    )
+    match_id = by_email if how == "email" else f"coalesce(by_id.id, {by_email})"
+    by_id = (
+        ""
+        if how == "email"
+        else "LEFT JOIN core_appuser by_id ON by_id.customer_id = nullif(s.customer_id, '')\n"
+    )
+    names = ", ".join(f'"{f.staged}"' for f in COLUMNS)
+    staged = ", ".join(f's."{f.staged}"' for f in COLUMNS)
+    flags = ", ".join(
+        f"CASE WHEN v.suspect OR l.id IS NULL THEN false ELSE {test} END"
+        for test in COMPARISONS.values()
+    )
     cursor.execute(
-        f"UPDATE {STAGING} s SET match_id = u.id FROM core_appuser u "
-        f"WHERE {empty}coalesce(s.email, '') <> '' AND u.email = lower(s.email)"
+        f"INSERT INTO {STAGING} (line, {names}, formulas, match_id, suspect, "
+        f"{', '.join(flag.removeprefix('s.') for flag in COMPARISONS)})\n"
+        f"SELECT s.line, {staged}, s.formulas, m.id, v.suspect, {flags}\n"
+        # OFFSET 0: each cell is read once, not again in each test that names it.
+        f"FROM (SELECT f.line, {cells}, {formulas} AS formulas FROM {FILE} f OFFSET 0) s\n"
+        f"{by_id}"
+        f"CROSS JOIN LATERAL (SELECT {match_id} AS id OFFSET 0) m\n"
+        "LEFT JOIN core_customer_list l ON l.id = m.id\n"
+        # OFFSET 0: the test runs once a row, not once for each flag that reads it.
+        f"CROSS JOIN LATERAL (SELECT {validation.suspect_sql()} AS suspect OFFSET 0) v"
     )
 
 
-def compare(cursor) -> None:
-    """Compare each valid matched row with its customer's read row once, and
-    note which tables of record it changes: the counts, the dry run's changes
-    and every statement of the merge then read the notes (a row that changes
-    nothing is passed over without comparing its fields again)."""
+def compare(cursor, *, rows: str = "true") -> None:
+    """Compare each valid matched row (of ``rows``) with its customer's read
+    row once, and note which tables of record it changes: the counts, the dry
+    run's changes and every statement of the merge then read the notes (a row
+    that changes nothing is passed over without comparing its fields again)."""
     notes = ", ".join(f"{flag.removeprefix('s.')} = {test}" for flag, test in COMPARISONS.items())
     cursor.execute(
         f"UPDATE {STAGING} s SET {notes} FROM core_customer_list l "
-        "WHERE l.id = s.match_id AND NOT s.invalid"
+        f"WHERE l.id = s.match_id AND NOT s.invalid AND {rows}"
     )
+    # Temporary tables are never analyzed by autovacuum: without statistics
+    # the merge's joins are planned for a table of a few thousand rows, and
+    # a million changed addresses took minutes in a nested loop.
+    cursor.execute(f"ANALYZE {STAGING}")
 
 
 def counts(cursor) -> tuple[int, int, int]:
