@@ -46,32 +46,42 @@ def listed(f: ImportField) -> str:
     return f"l.{f.column.column}"
 
 
-def differs(fields: list[ImportField], *, given_only: bool = False) -> str:
-    """Whether any of ``fields`` differs from the customer's read row; with
-    ``given_only``, only the cells the file gives count (a loyalty record's
-    empty cells leave it as it is)."""
-    tests = []
-    for f in fields:
-        test = f"{typed(f)} IS DISTINCT FROM {listed(f)}"
-        if given_only:
-            test = f"(coalesce(s.\"{f.staged}\", '') <> '' AND {test})"
-        tests.append(test)
-    return "(" + " OR ".join(tests) + ")"
+def differs(f: ImportField) -> str:
+    """Whether the file's cell of ``f`` differs from the customer's read row
+    (a loyalty record's empty cell leaves it as it is: no difference)."""
+    test = f"{typed(f)} IS DISTINCT FROM {listed(f)}"
+    if f.group == "relationship":
+        return f"(coalesce(s.\"{f.staged}\", '') <> '' AND {test})"
+    return test
 
 
-#: Whether a matched row changes each table of record: the staging table's
-#: column that :func:`compare` fills, and the test it fills it with.
-OWN_CHANGED, ADDRESS_CHANGED, RECORD_CHANGED = (
-    "s.own_changed",
-    "s.address_changed",
-    "s.record_changed",
+#: The fields that differ, by name: what :func:`compare` notes in ``s.changed``.
+DIFFERENCES = (
+    "array_remove(ARRAY["
+    + ", ".join(f"CASE WHEN {differs(f)} THEN '{f.name}' END" for f in WRITABLE)
+    + "]::text[], NULL)"
 )
-COMPARISONS = {
-    OWN_CHANGED: differs(OWN),
-    ADDRESS_CHANGED: differs(ADDRESS),
-    RECORD_CHANGED: differs(RECORD, given_only=True),
-}
-CHANGED = f"({OWN_CHANGED} OR {ADDRESS_CHANGED} OR {RECORD_CHANGED})"
+
+
+def changing(fields: list[ImportField]) -> str:
+    """Whether the row changes any of ``fields`` (by the notes)."""
+    names = ", ".join(f"'{f.name}'" for f in fields)
+    return f"s.changed && ARRAY[{names}]::text[]"
+
+
+OWN_CHANGED, ADDRESS_CHANGED, RECORD_CHANGED = changing(OWN), changing(ADDRESS), changing(RECORD)
+CHANGED = "cardinality(s.changed) > 0"
+
+
+def assigned(f: ImportField, alias: str, value: str | None = None) -> str:
+    """``f``'s column set to the file's value (or ``value``) where the notes
+    say it differs, else to itself: a field the file does not change keeps a
+    value a concurrent write gave it while this statement waited for its lock."""
+    column = f.field.column
+    return (
+        f"{column} = CASE WHEN '{f.name}' = ANY(s.changed) "
+        f"THEN {value or typed(f)} ELSE {alias}.{column} END"
+    )
 
 
 def matched(condition: str) -> str:
@@ -124,14 +134,10 @@ def prepare(cursor, how: str, *, neutralised: bool) -> None:
     )
     names = ", ".join(f'"{f.staged}"' for f in COLUMNS)
     staged = ", ".join(f's."{f.staged}"' for f in COLUMNS)
-    flags = ", ".join(
-        f"CASE WHEN v.suspect OR l.id IS NULL THEN false ELSE {test} END"
-        for test in COMPARISONS.values()
-    )
+    changed = f"CASE WHEN v.suspect OR l.id IS NULL THEN '{{}}' ELSE {DIFFERENCES} END"
     cursor.execute(
-        f"INSERT INTO {STAGING} (line, {names}, formulas, match_id, suspect, "
-        f"{', '.join(flag.removeprefix('s.') for flag in COMPARISONS)})\n"
-        f"SELECT s.line, {staged}, s.formulas, m.id, v.suspect, {flags}\n"
+        f"INSERT INTO {STAGING} (line, {names}, formulas, match_id, suspect, changed)\n"
+        f"SELECT s.line, {staged}, s.formulas, m.id, v.suspect, {changed}\n"
         # OFFSET 0: each cell is read once, not again in each test that names it.
         f"FROM (SELECT f.line, {cells}, {formulas} AS formulas FROM {FILE} f OFFSET 0) s\n"
         f"{by_id}"
@@ -144,12 +150,13 @@ def prepare(cursor, how: str, *, neutralised: bool) -> None:
 
 def compare(cursor, *, rows: str = "true") -> None:
     """Compare each valid matched row (of ``rows``) with its customer's read
-    row once, and note which tables of record it changes: the counts, the dry
-    run's changes and every statement of the merge then read the notes (a row
-    that changes nothing is passed over without comparing its fields again)."""
-    notes = ", ".join(f"{flag.removeprefix('s.')} = {test}" for flag, test in COMPARISONS.items())
+    row once, and note the fields it changes: the counts, the dry run's
+    changes and every statement of the merge then read the notes. A row that
+    changes nothing is passed over without comparing it again, and a field
+    that did not differ when the file was read is not written, whatever a
+    concurrent write made of it since."""
     cursor.execute(
-        f"UPDATE {STAGING} s SET {notes} FROM core_customer_list l "
+        f"UPDATE {STAGING} s SET changed = {DIFFERENCES} FROM core_customer_list l "
         f"WHERE l.id = s.match_id AND NOT s.invalid AND {rows}"
     )
     # Temporary tables are never analyzed by autovacuum: without statistics
@@ -174,9 +181,9 @@ def changes(cursor, limit: int) -> list[dict[str, Any]]:
     "changes": {field: [old, new]}}`` (a new customer: every given field)."""
     pairs = []
     for f in WRITABLE:
-        given = "" if f.group != "relationship" else f"coalesce(s.\"{f.staged}\", '') <> '' AND "
         pairs.append(
-            f"CASE WHEN {given}{typed(f)} IS DISTINCT FROM {listed(f)} "
+            f"CASE WHEN (s.match_id IS NULL AND {typed(f)} IS NOT NULL) "
+            f"OR '{f.name}' = ANY(s.changed) "
             f"THEN jsonb_build_object('{f.name}', jsonb_build_array(to_jsonb({listed(f)}), "
             f"to_jsonb({typed(f)}))) ELSE '{{}}'::jsonb END"
         )
@@ -201,7 +208,7 @@ def write(cursor) -> None:
 
 
 def _update_matched(cursor) -> None:
-    own = ", ".join(f"{f.field.column} = {typed(f)}" for f in OWN)
+    own = ", ".join(assigned(f, "u") for f in OWN)
     cursor.execute(
         f"UPDATE core_appuser u SET {own}, last_updated = now() "
         f"{matched(f'u.id = s.match_id AND {CHANGED}')}"
@@ -211,7 +218,7 @@ def _update_matched(cursor) -> None:
     sharing = (
         "EXISTS (SELECT FROM core_appuser o WHERE o.address_id = l.address_id AND o.id <> l.id)"
     )
-    address = ", ".join(f"{f.field.column} = {typed(f)}" for f in ADDRESS)
+    address = ", ".join(assigned(f, "a") for f in ADDRESS)
     cursor.execute(
         f"UPDATE core_address a SET {address} "
         f"{matched(f'a.id = l.address_id AND {ADDRESS_CHANGED} AND NOT {sharing}')}"
@@ -232,12 +239,11 @@ def _update_matched(cursor) -> None:
         f"UPDATE core_appuser u SET address_id = s.new_address_id FROM {STAGING} s "
         "WHERE u.id = s.match_id AND s.new_address_id IS NOT NULL"
     )
-    # A record's cells the file leaves empty stay as they are; a last
-    # activity is never before the record's creation (the table's check).
+    # A record's cells the file leaves empty stay as they are (they differ
+    # from nothing); a last activity is never before the record's creation
+    # (the table's check).
     record = ", ".join(
-        f"{f.field.column} = coalesce({typed(f)}, r.{f.field.column})"
-        if not isinstance(f.field, models.DateTimeField)
-        else f"{f.field.column} = greatest(coalesce({typed(f)}, r.{f.field.column}), r.created)"
+        assigned(f, "r", f"greatest({typed(f)}, r.created)" if f is ACTIVITY else None)
         for f in RECORD
     )
     cursor.execute(

@@ -58,9 +58,7 @@ def create_staging(cursor) -> None:
         "suspect boolean NOT NULL DEFAULT false, "
         "invalid boolean NOT NULL DEFAULT false, "
         "match_id bigint, new_id bigint, new_address_id bigint, "
-        "own_changed boolean NOT NULL DEFAULT false, "
-        "address_changed boolean NOT NULL DEFAULT false, "
-        "record_changed boolean NOT NULL DEFAULT false"
+        "changed text[] NOT NULL DEFAULT '{}'"
         ") ON COMMIT DROP"
     )
 

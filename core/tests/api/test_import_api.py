@@ -3,14 +3,19 @@ summary, a 400 naming each bad row, a 411 or 413 before a byte is staged."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
 
 from core.models import AppUser, HistoryEvent
 from core.security.api_users import api_user_create
+from core.tests.api.test_write_races import Request, customer_locked, wait_until_waiting
 from core.tests.customers.test_imports import csv_of, exported, loaded, rows_of
 from core.tests.dataset.snapshots import table_digest
+from core.tests.read_table import drift
 
 pytestmark = pytest.mark.django_db
 
@@ -135,3 +140,33 @@ def test_the_schema_documents_the_import(importer):
     operation = schema["paths"]["/api/users/import/"]["post"]
     assert {"200", "400", "411", "413"} <= set(operation["responses"])
     assert {p["name"] for p in operation["parameters"]} >= {"dry_run", "skip_invalid", "match"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_racing_patch_of_a_field_the_file_does_not_change_keeps_its_change(loaded, importer):
+    """The PATCH holds the customer's lock first; the import has read its file
+    and the customer, waits for the lock, then writes the new street beside
+    the PATCH's first name, though its file still has the old one."""
+    rows = rows_of(exported())
+    pk = int(rows[0]["id"])
+    rows[0]["address_street"] = "Importweg"
+    imported: list[int] = []
+
+    def run_import() -> None:
+        try:
+            imported.append(post(importer, csv_of(rows[:1])).status_code)
+        finally:
+            connection.close()
+
+    with customer_locked(pk):
+        single = Request(importer, "patch", f"/api/users/{pk}/", {"first_name": "Racer"})
+        single.start()
+        wait_until_waiting(1)
+        many = threading.Thread(target=run_import)
+        many.start()
+        wait_until_waiting(2)
+    many.join()
+    assert (single.result(), imported) == (200, [200])
+    customer = AppUser.objects.select_related("address").get(pk=pk)
+    assert (customer.first_name, customer.address.street) == ("Racer", "Importweg")
+    assert drift() == []
