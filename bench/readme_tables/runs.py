@@ -375,12 +375,53 @@ WRITE_MEASURES = (
     (r"list_p50_beside_import_ms", "list p50 beside the import (ms)"),
 )
 FLOOR = "no trigger (floor)"
+#: Issue 31's targets: the floor is the UPDATE's with no trigger, in the same run.
+UPDATE_OVER_FLOOR, BULK_OVER_FLOOR = 2.0, 1.5
+IMPORT_SECONDS, IMPORT_AGAIN_SECONDS, IMPORT_RSS_MB, BESIDE_OVER_IDLE = 60.0, 20.0, 400, 2.0
+
+
+def write_targets(value: Callable[[str], float | None]) -> dict[str, str]:
+    """Each measure's target, met or not, from the run's figures (``value``:
+    a measure's, every trigger on; ``floor`` appended: with none)."""
+
+    def mark(text: str, met: bool) -> str:
+        return f"{text}: {verdict(met)}"
+
+    floor = value("update floor")
+    targets = {}
+    if (update := value("update")) and floor:
+        targets["update"] = mark(
+            f"≤ {UPDATE_OVER_FLOOR:g}x the floor", update <= UPDATE_OVER_FLOOR * floor
+        )
+    if (bulk := value("bulk_update_api")) and floor:
+        targets["bulk_update_api"] = mark(
+            f"≤ {BULK_OVER_FLOOR:g}x the UPDATE's floor ({bulk / floor:.1f}x)",
+            bulk <= BULK_OVER_FLOOR * floor,
+        )
+    if (seconds := value("import")) is not None:
+        targets["import"] = mark(f"≤ {IMPORT_SECONDS:.0f} s", seconds <= IMPORT_SECONDS)
+    if (again := value("import_again")) is not None:
+        changes = value("import_again_changes") or 0
+        targets["import_again"] = mark(
+            f"≤ {IMPORT_AGAIN_SECONDS:.0f} s, 0 changes ({changes:.0f})",
+            again <= IMPORT_AGAIN_SECONDS and not changes,
+        )
+    if (rss := value("import_peak_rss")) is not None:
+        targets["import_peak_rss"] = mark(f"≤ {IMPORT_RSS_MB} MB", rss <= IMPORT_RSS_MB)
+    idle, beside = value("list_p50_idle"), value("list_p50_beside_import")
+    if idle and beside is not None:
+        errors = value("list_5xx_beside_import") or 0
+        targets["list_p50_beside_import"] = mark(
+            f"≤ {BESIDE_OVER_IDLE:g}x idle, no 5xx ({errors:.0f})",
+            beside <= BESIDE_OVER_IDLE * idle and not errors,
+        )
+    return targets
 
 
 def writes_table(published: Path) -> list[str]:
     """The latest bench_writes run (``writes/writes.csv``), one row a measure,
-    one column a variant of the triggers, and how far all of them are above
-    the floor."""
+    one column a variant of the triggers, how far all of them are above the
+    floor, and issue 31's target, met or not."""
     rows = read_csv(published / "writes" / "writes.csv")
     if not rows:
         return ["No write benchmark is published yet."]
@@ -394,10 +435,20 @@ def writes_table(published: Path) -> list[str]:
         f"({short(first['commit'])}, {day(first['at'])}, 1-minute load "
         f"{first['load_average_1m']}):",
         "",
-        "| | " + " | ".join(variants) + " | all / floor |",
-        "|---|" + "---:|" * (len(variants) + 1),
+        "| | " + " | ".join(variants) + " | all / floor | target |",
+        "|---|" + "---:|" * (len(variants) + 1) + "---|",
     ]
     measures = list(dict.fromkeys(row["measure"] for row in run))
+
+    def value(name: str) -> float | None:
+        """A measure by its name without its size and unit (``update floor``: the floor's)."""
+        name, _, variant = name.partition(" ")
+        pattern = re.escape(name) + r"(_\d+)?(_rows|_records)?(_s|_ms|_mb)?"
+        measure = next((m for m in measures if re.fullmatch(pattern, m)), None)
+        cell = values.get((measure, FLOOR if variant else "all triggers"), "")
+        return float(cell) if cell else None
+
+    targets = write_targets(value)
     for pattern, label in WRITE_MEASURES:
         measure = next((m for m in measures if re.fullmatch(pattern, m)), None)
         if measure is None:
@@ -408,7 +459,10 @@ def writes_table(published: Path) -> list[str]:
         if cells[0] and cells[-1]:
             ratio = f"{float(cells[0]) / float(cells[-1]):.1f}x"
         shown = [f"{float(cell):,.2f}" if cell else "" for cell in cells]
-        lines.append(f"| {label} | " + " | ".join(shown) + f" | {ratio} |")
+        name = re.sub(r"(_\d+)?(_rows|_records)?(_s|_ms|_mb)$", "", measure)
+        lines.append(
+            f"| {label} | " + " | ".join(shown) + f" | {ratio} | {targets.get(name, '')} |"
+        )
     return lines
 
 

@@ -146,3 +146,34 @@ def test_compare_finds_runs_in_every_csv_file_of_the_folder(tmp_path):
     call_command("bench_matrix", "--compare", before, "one-table-3m", "--output", str(folder))
     table = (folder / "matrix-compare.md").read_text()
     assert f"| per-combination p50 | {before} (3,000,000 customers) | one-table-3m" in table
+
+
+def test_the_write_targets_are_marked_from_the_latest_run(tmp_path):
+    """Issue 31's targets: within 2x (UPDATE) and 1.5x (bulk-update) of the
+    UPDATE's floor, an import within 60 s, again within 20 s with no change."""
+    published = tmp_path / "benchmarks"
+    shutil.copytree(run_records.PUBLISHED_DIR / "writes", published / "writes")
+    path = published / "writes" / "writes.csv"
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    latest = max(row["at"] for row in rows)
+    figures = {
+        ("update_100000_records_s", "all triggers"): "0.9",
+        ("update_100000_records_s", "no trigger (floor)"): "0.5",
+        ("bulk_update_api_100000_s", "all triggers"): "0.8",
+        ("import_1000000_rows_s", "all triggers"): "61",
+        ("import_again_1000000_rows_s", "all triggers"): "19",
+    }
+    for row in rows:
+        if row["at"] == latest:
+            row["value"] = figures.get((row["measure"], row["variant"]), row["value"])
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    table = regenerate("<!-- table:writes -->\n<!-- /table -->", published=published)
+    marks = {line.split(" | ")[0]: line.split(" | ")[-1] for line in table.splitlines()}
+    assert marks["| UPDATE of 100,000 loyalty records (s)"] == "≤ 2x the floor: met |"
+    assert marks["| POST bulk-update, 100,000 customers (s)"].endswith("(1.6x): **not met** |")
+    assert marks["| import of 1,000,000 rows, half new (s)"] == "≤ 60 s: **not met** |"
+    assert marks["| the same 1,000,000 rows again: nothing to change (s)"].endswith(": met |")
