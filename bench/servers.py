@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import connection
 
 from crm import env as environment
+from crm.postgres.embedded import socket_folder
 
 NGINX_DIR = Path(settings.BASE_DIR) / "deploy" / "nginx"
 NGINX_HTTP_CONF = NGINX_DIR / "crm-http.conf"
@@ -479,14 +480,16 @@ def serving_stack(
             # nginx sets X-Forwarded-For and X-Request-ID (crm-proxy.conf).
             env.setdefault("CRM_NUM_PROXIES", "1")
         port = free_port()
-        api_socket = workdir / "api.sock"
+        # pytest's numbered folders can grow past a socket path's 107 bytes.
+        sockets = socket_folder(workdir, "floor.sock", "crm-stack")
+        api_socket = sockets / "api.sock"
         api_bind = f"unix:{api_socket}" if proxy else f"127.0.0.1:{port}"
         stack.processes.insert(
             0, start_gunicorn(api_bind, env=env, log=workdir / "gunicorn.log", workers=workers)
         )
         floor_socket = None
         if floor_plan is not None and proxy:
-            floor_socket = workdir / "floor.sock"
+            floor_socket = sockets / "floor.sock"
             floor_env = {
                 "CRM_FLOOR_PLAN": str(floor_plan),
                 "CRM_FLOOR_DSN": dsn(floor_database),

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from core.customers import services
@@ -35,11 +36,19 @@ def customer_erase(pk: int, *, writer: Writer) -> dict[str, int]:
     only they held. One event stays: that ``writer`` erased the customer
     with this id, when, with which request id. Others' events are untouched,
     those of a shared address's other residents included.
+
+    An address that stays (someone else lives there, or may move in) keeps
+    its history: its events that only the erased customer's history held
+    (written while they were its only resident) stay as the address's,
+    concerning nobody, as an address's events do while no one lives there.
+    Without them, a resident who moved in later could not replay the
+    address they live at from the history.
     """
     customer = services.locked_customer(pk)
     row = CustomerRow.objects.filter(pk=pk).values(*KNOWN_FIELDS).first() or {}
     address_id = customer.address_id
     address_gone = services.delete_locked(customer)
+    _keep_address_histories(pk)
     removed, _ = HistoryEvent.objects.filter(customer_id=pk).delete()
     if address_gone:
         # Its events written while no one lived there (the address is
@@ -61,6 +70,22 @@ def customer_erase(pk: int, *, writer: Writer) -> dict[str, int]:
         source=writer.source,
     )
     return {"events_removed": removed}
+
+
+def _keep_address_histories(customer: int) -> None:
+    """The events of addresses still there that only ``customer``'s history
+    holds become the address's, concerning nobody (an event written for
+    several residents at once has a twin for each, which stays theirs)."""
+    twin = HistoryEvent.objects.filter(
+        entity=Entity.ADDRESS,
+        row_id=OuterRef("row_id"),
+        at=OuterRef("at"),
+        kind=OuterRef("kind"),
+        customer_id__isnull=False,
+    ).exclude(customer_id=customer)
+    HistoryEvent.objects.filter(
+        customer_id=customer, entity=Entity.ADDRESS, row_id__in=Address.objects.values("pk")
+    ).exclude(Exists(twin)).update(customer_id=None)
 
 
 def _forget_log_entries(customer: int, address: int | None) -> None:

@@ -387,15 +387,24 @@ def _start(data_dir: Path) -> None:
         ) from exc
 
 
+def socket_folder(folder: Path, socket: str, prefix: str) -> Path:
+    """``folder`` itself, unless the path of the Unix socket ``socket`` in it
+    would be too long: then a folder of its own (``prefix`` and a digest of
+    ``folder``) under the system's temporary folder."""
+    if len(str(folder / socket).encode()) <= MAX_SOCKET_PATH:
+        return folder
+    digest = hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+    short = Path(tempfile.gettempdir()) / f"{prefix}-{digest}"
+    short.mkdir(exist_ok=True)
+    return short
+
+
 def _socket_dir(data_dir: Path) -> Path:
-    """The data folder itself, unless its path is too long for a Unix socket:
-    then a folder of its own under the system's temporary folder."""
-    if len(str(data_dir / SOCKET_NAME).encode()) <= MAX_SOCKET_PATH:
-        return data_dir
-    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
-    folder = Path(tempfile.gettempdir()) / f"crm-pg-{digest}"
-    folder.mkdir(exist_ok=True)
-    folder.chmod(0o777 if _system_user() else 0o700)
+    """Where the server's socket goes (:func:`socket_folder`), open to the
+    server's own user when it runs as one."""
+    folder = socket_folder(data_dir, SOCKET_NAME, "crm-pg")
+    if folder != data_dir:
+        folder.chmod(0o777 if _system_user() else 0o700)
     return folder
 
 
