@@ -201,11 +201,12 @@ def test_the_least_recently_used_statement_goes_first():
 
 def test_a_matrix_run_keeps_every_statement(dataset, settings):
     """STATEMENT_CACHE_SIZE holds the shapes of the published bench_matrix
-    run at 3M (300 combinations chosen to differ, and their next pages)."""
+    run at 3M on seed 1 (300 combinations chosen to differ, and their next
+    pages), its latest run."""
     settings.CRM_THROTTLE_RATES = {"anon": None, "user": None}
     published = Path(settings.BASE_DIR) / "docs/benchmarks/matrix-3m/matrix.csv"
     with published.open() as file:
-        rows = list(csv.DictReader(file))
+        rows = [row for row in csv.DictReader(file) if row["seed"] == "1"]
     last_run = rows[-1]["run"]
     urls = [r["url"] for r in rows if r["run"] == last_run and "cursor=" not in r["url"]]
     assert len(urls) > 200
