@@ -375,19 +375,22 @@ WRITE_MEASURES = (
     (r"list_p50_beside_import_ms", "list p50 beside the import (ms)"),
 )
 FLOOR = "no trigger (floor)"
+#: A measure's size and unit (``import_1000000_rows_s``: ``_1000000_rows_s``).
+SIZE_AND_UNIT = re.compile(r"(_\d+)?(_rows|_records)?(_s|_ms|_mb)?$")
 #: Issue 31's targets: the floor is the UPDATE's with no trigger, in the same run.
 UPDATE_OVER_FLOOR, BULK_OVER_FLOOR = 2.0, 1.5
 IMPORT_SECONDS, IMPORT_AGAIN_SECONDS, IMPORT_RSS_MB, BESIDE_OVER_IDLE = 60.0, 20.0, 400, 2.0
 
 
-def write_targets(value: Callable[[str], float | None]) -> dict[str, str]:
+def write_targets(value: Callable[..., float | None]) -> dict[str, str]:
     """Each measure's target, met or not, from the run's figures (``value``:
-    a measure's, every trigger on; ``floor`` appended: with none)."""
+    a measure's by its name without size and unit, every trigger on; with
+    ``floor=True``, with none)."""
 
     def mark(text: str, met: bool) -> str:
         return f"{text}: {verdict(met)}"
 
-    floor = value("update floor")
+    floor = value("update", floor=True)
     targets = {}
     if (update := value("update")) and floor:
         targets["update"] = mark(
@@ -440,12 +443,9 @@ def writes_table(published: Path) -> list[str]:
     ]
     measures = list(dict.fromkeys(row["measure"] for row in run))
 
-    def value(name: str) -> float | None:
-        """A measure by its name without its size and unit (``update floor``: the floor's)."""
-        name, _, variant = name.partition(" ")
-        pattern = re.escape(name) + r"(_\d+)?(_rows|_records)?(_s|_ms|_mb)?"
-        measure = next((m for m in measures if re.fullmatch(pattern, m)), None)
-        cell = values.get((measure, FLOOR if variant else "all triggers"), "")
+    def value(name: str, floor: bool = False) -> float | None:
+        measure = next((m for m in measures if SIZE_AND_UNIT.sub("", m) == name), None)
+        cell = values.get((measure, FLOOR if floor else "all triggers"), "")
         return float(cell) if cell else None
 
     targets = write_targets(value)
@@ -459,10 +459,8 @@ def writes_table(published: Path) -> list[str]:
         if cells[0] and cells[-1]:
             ratio = f"{float(cells[0]) / float(cells[-1]):.1f}x"
         shown = [f"{float(cell):,.2f}" if cell else "" for cell in cells]
-        name = re.sub(r"(_\d+)?(_rows|_records)?(_s|_ms|_mb)$", "", measure)
-        lines.append(
-            f"| {label} | " + " | ".join(shown) + f" | {ratio} | {targets.get(name, '')} |"
-        )
+        target = targets.get(SIZE_AND_UNIT.sub("", measure), "")
+        lines.append(f"| {label} | " + " | ".join(shown) + f" | {ratio} | {target} |")
     return lines
 
 

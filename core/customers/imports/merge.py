@@ -69,7 +69,7 @@ def changing(fields: list[ImportField]) -> str:
     return f"s.changed && ARRAY[{names}]::text[]"
 
 
-OWN_CHANGED, ADDRESS_CHANGED, RECORD_CHANGED = changing(OWN), changing(ADDRESS), changing(RECORD)
+ADDRESS_CHANGED, RECORD_CHANGED = changing(ADDRESS), changing(RECORD)
 CHANGED = "cardinality(s.changed) > 0"
 
 
