@@ -50,10 +50,11 @@ def _samples():
 
 
 def _sample_load(reason: str) -> None:
-    """Read the planning sample under the requests' limits: a worker that
-    starts while a migration holds the customer tables gives up after
+    """Read the planning sample under the requests' lock timeout: a worker
+    that starts while a migration holds the customer tables gives up after
     CRM_LOCK_TIMEOUT_MS (not ready; the probe tries again) instead of
-    waiting for the migration with no limit."""
+    waiting for the migration with no limit. The read's own statement
+    timeout is the sample's (core.customers.sample.read_sample)."""
     from core.security.middleware import session_limits_apply
 
     session_limits_apply()

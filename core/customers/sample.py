@@ -32,14 +32,16 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import psycopg
 from django.conf import settings
-from django.db import DatabaseError, connections, models
+from django.db import DatabaseError, connections, models, transaction
+from django.db.backends.utils import CursorWrapper
 
 from core.folding import fold
 from core.models import CustomerRow
@@ -50,6 +52,7 @@ from .tunables import (
     REPLACED_RETRY_SECONDS,
     REPLACED_WAIT_SECONDS,
     SAMPLE_MAX_DRAWS,
+    SAMPLE_READ_TIMEOUT_SECONDS,
     SAMPLE_SECONDS,
     SAMPLE_SIZE,
     SKIPPED,
@@ -312,7 +315,7 @@ def read_sample(alias: str, size: int = SAMPLE_SIZE, seed: int = 0) -> ListSampl
     draw nothing. A table of at most ``size`` rows is read whole.
     """
     select = ", ".join(expression for expression, _ in SAMPLED.values())
-    with connections[alias].cursor() as cursor:
+    with _reading_limits(alias) as cursor:
         cursor.execute(
             f"SELECT (SELECT greatest(reltuples, 0)::bigint FROM pg_class "
             f"        WHERE oid = '{TABLE}'::regclass), min(id), max(id), {GENERATION} "
@@ -342,6 +345,31 @@ def read_sample(alias: str, size: int = SAMPLE_SIZE, seed: int = 0) -> ListSampl
         for i, (name, (_, kind)) in enumerate(SAMPLED.items())
     }
     return ListSample(table_rows, columns, generation)
+
+
+@contextmanager
+def _reading_limits(alias: str) -> Iterator[CursorWrapper]:
+    """A cursor on ``alias`` whose statements may take
+    :data:`~core.customers.tunables.SAMPLE_READ_TIMEOUT_SECONDS`, in a
+    transaction of their own (a savepoint in one already open).
+
+    The session's limits are a request's (2 s), which a read from disk
+    outlasts. The lock timeout stays the session's: a worker that starts
+    while a migration holds the table gives up soon, not ready. A read that
+    fails inside an open transaction (a test's, an API call's reading the
+    sample on first use) rolls back to its savepoint, undoing its limit, and
+    leaves the transaction usable; one that succeeds puts the limit back as
+    it was (``SET LOCAL`` would outlast a released savepoint).
+    """
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('statement_timeout'), "
+            "set_config('statement_timeout', %s, true)",
+            [f"{SAMPLE_READ_TIMEOUT_SECONDS}s"],
+        )
+        (previous, _) = cursor.fetchone()
+        yield cursor
+        cursor.execute("SELECT set_config('statement_timeout', %s, true)", [previous])
 
 
 class SampleCache:

@@ -50,6 +50,17 @@ SAMPLE_SIZE = 20_000
 #: rows made NumPy arrays), measured by `bench_plans`: 0.235-0.320 s, median
 #: 0.245, on 2026-12-06 (docs/benchmarks/plans/plans.csv).
 SAMPLE_READ_SECONDS = 0.25
+#: How long reading the sample may take before PostgreSQL cancels it: its
+#: own limit, not the requests' (CRM_STATEMENT_TIMEOUT_MS, 2 s by default).
+#: Read from disk (a server just started, the data just loaded, the table's
+#: files out of the OS cache: posix_fadvise DONTNEED on them with the server
+#: stopped), the sample took 2.5-3.0 s at 3M and 4.9-8.8 s at 10M on
+#: 2026-12-07, where warm it takes a third of a second: under the requests'
+#: limit a worker that started cold was not ready, and its first request read
+#: the sample and got a 503. Twice the slowest cold read, with room; longer
+#: than four times it, a worker is waiting on something other than the disk
+#: (the readiness probe says not ready meanwhile and tries again).
+SAMPLE_READ_TIMEOUT_SECONDS = 30
 #: How old a sample may get before it is read again, in the background: the
 #: longest the estimates may lag a day's writes (five minutes, as
 #: docs/list-query.md promises), and long enough that reading it again takes

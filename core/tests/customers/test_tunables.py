@@ -58,6 +58,16 @@ def test_reading_the_sample_takes_what_bench_plans_measured():
     assert pytest.approx(measured, rel=0.5) == tunables.SAMPLE_READ_SECONDS
 
 
+#: The slowest read of the sample from disk measured (10M customers, the
+#: table's files out of the OS cache; see tunables.SAMPLE_READ_TIMEOUT_SECONDS).
+COLD_SAMPLE_READ_SECONDS = 8.8
+
+
+def test_the_sample_read_outlasts_a_cold_read_and_not_much_more():
+    assert 2 * COLD_SAMPLE_READ_SECONDS <= tunables.SAMPLE_READ_TIMEOUT_SECONDS
+    assert tunables.SAMPLE_READ_TIMEOUT_SECONDS <= 4 * COLD_SAMPLE_READ_SECONDS
+
+
 def smallest_sample(matches: int, rows: int, within: float) -> int:
     """The fewest sampled rows that estimate ``matches`` of ``rows`` within
     ``within`` nine times in ten (a binomial's normal approximation)."""
