@@ -52,4 +52,3 @@ COLUMNS: tuple[ImportField, ...] = tuple(ImportField(c, _field(c)) for c in ROW)
 #: The columns an import writes.
 WRITABLE: tuple[ImportField, ...] = tuple(f for f in COLUMNS if f.name not in READ_ONLY)
 BY_CSV = {f.csv: f for f in COLUMNS}
-BY_NAME = {f.name: f for f in COLUMNS}

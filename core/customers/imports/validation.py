@@ -20,7 +20,6 @@ customer holds.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from django.db import models
 
@@ -28,7 +27,7 @@ from core.models import AppUser
 
 from ..export import FORMULA_CODES
 from .fields import WRITABLE, ImportField
-from .reading import STAGING, error
+from .reading import STAGING
 
 #: Validates one row as the API would: its writable fields by name (text as in
 #: the file, None for an empty cell) and the customer it updates (None: a new
@@ -255,8 +254,3 @@ def validate(cursor, validate_row: RowValidator) -> list[tuple[int, str, str]]:
                 f"FROM unnest({arrays}) AS c({aliases}) WHERE s.line = c.line",
                 [list(column) for column in zip(*cleaned_rows, strict=True)],
             )
-
-
-def error_rows(errors: list[tuple[int, str, str]]) -> list[dict[str, Any]]:
-    """Errors as the answer lists them: by line, then field."""
-    return [error(line, field, message) for line, field, message in sorted(errors)]
