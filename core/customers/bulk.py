@@ -23,6 +23,8 @@ from typing import Any
 
 from django.db import connection, transaction
 
+from crm.postgres.transaction_settings import set_local
+
 from .imports import DRY_RUN_CHANGES, merge
 from .imports.fields import WRITABLE
 from .imports.reading import STAGING, create_staging
@@ -72,7 +74,7 @@ def customers_bulk_update(
     ``confirm_over`` match and ``confirm`` is not their number."""
     with transaction.atomic(), connection.cursor() as cursor:
         if timeout_ms is not None:
-            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout_ms)])
+            set_local(cursor, {"statement_timeout": str(timeout_ms)})
         matches_sql, params = query.matches().order_by().values("id").query.sql_with_params()
         # The same row locks as a single write's, in one order (no deadlock
         # between two changes of many): a concurrent write of one of them

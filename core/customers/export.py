@@ -36,6 +36,7 @@ from django.db import connections, models, transaction
 
 from core.models import CustomerRow
 from crm.observability import metrics
+from crm.postgres.transaction_settings import set_local
 from crm.replicas import read_alias
 
 from .columns import GROUPS, OPTIONAL_GROUPS, ROW, Column
@@ -211,9 +212,7 @@ class CustomerExport:
                 stack.enter_context(self.guard)
             stack.enter_context(transaction.atomic(using=self.using))
             cursor = stack.enter_context(connections[self.using].cursor())
-            cursor.execute(
-                "SELECT set_config('statement_timeout', %s, true)", [str(self.timeout_ms)]
-            )
+            set_local(cursor, {"statement_timeout": str(self.timeout_ms)})
             # Django's debug cursor (DEBUG on) takes no parameters for COPY:
             # use psycopg's own cursor underneath.
             raw = cursor.cursor

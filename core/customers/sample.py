@@ -47,6 +47,7 @@ from core.folding import fold
 from core.models import CustomerRow
 from core.read_table import read_table
 from crm.observability import metrics
+from crm.postgres.transaction_settings import local_settings
 
 from .tunables import (
     REPLACED_RETRY_SECONDS,
@@ -361,15 +362,13 @@ def _reading_limits(alias: str) -> Iterator[CursorWrapper]:
     leaves the transaction usable; one that succeeds puts the limit back as
     it was (``SET LOCAL`` would outlast a released savepoint).
     """
-    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
-        cursor.execute(
-            "SELECT current_setting('statement_timeout'), "
-            "set_config('statement_timeout', %s, true)",
-            [f"{SAMPLE_READ_TIMEOUT_SECONDS}s"],
-        )
-        (previous, _) = cursor.fetchone()
+    limits = {"statement_timeout": f"{SAMPLE_READ_TIMEOUT_SECONDS}s"}
+    with (
+        transaction.atomic(using=alias),
+        connections[alias].cursor() as cursor,
+        local_settings(cursor, limits),
+    ):
         yield cursor
-        cursor.execute("SELECT set_config('statement_timeout', %s, true)", [previous])
 
 
 class SampleCache:

@@ -10,6 +10,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from psycopg import sql
 
 from core.models import Address, AppUser, CustomerRelationship, CustomerRow
+from crm.postgres.transaction_settings import set_local
 
 from .shadow import retired_name, shadow_name
 
@@ -85,7 +86,7 @@ def shadows_drop_after_failure() -> None:
 def try_dataset_lock(cursor) -> bool:
     """Take the dataset lock, waiting up to LOCK_WAIT for a dying session to let go."""
     with transaction.atomic(using=cursor.db.alias):
-        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_WAIT])
+        set_local(cursor, {"lock_timeout": LOCK_WAIT})
         try:
             with transaction.atomic(using=cursor.db.alias):
                 cursor.execute("SELECT pg_advisory_lock(%s)", [DATASET_LOCK_KEY])

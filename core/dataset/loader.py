@@ -27,6 +27,7 @@ from psycopg import sql
 from core.customers.sample import REPLACED_CHANNEL
 from core.customers.search import search_terms_rebuild
 from core.models import Address, AppUser, CustomerRelationship, CustomerRow, HistoryEvent
+from crm.postgres.transaction_settings import local_settings, set_local
 
 from . import binary_copy
 from .builds import BuildFailed, BuildPool, Builds, SerialBuilds, Step
@@ -44,10 +45,8 @@ from .progress import Progress
 from .sessions import (
     cursor_or_new,
     load_settings,
-    local_settings,
     may_compress_wal_with_lz4,
     separate_connection,
-    set_local,
 )
 from .shadow import (
     TableDefinition,

@@ -90,23 +90,6 @@ def separate_connection() -> psycopg.Connection:
     return psycopg.connect(**params, autocommit=True)
 
 
-def set_local(cursor, settings: dict[str, str]) -> None:
-    """SET LOCAL each setting: they end with the transaction."""
-    for name, value in settings.items():
-        cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
-
-
-@contextlib.contextmanager
-def local_settings(cursor, settings: dict[str, str]) -> Iterator[None]:
-    """``settings`` for the enclosed statements of the caller's transaction,
-    which gets its own values back afterwards (a failure rolls them back)."""
-    cursor.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(settings)), list(settings))
-    previous = dict(zip(settings, cursor.fetchone(), strict=True))
-    set_local(cursor, settings)
-    yield
-    set_local(cursor, previous)
-
-
 @contextlib.contextmanager
 def cursor_or_new(cursor) -> Iterator:
     """The given cursor, or a new one of Django's connection."""

@@ -49,6 +49,8 @@ from typing import IO, Any
 
 from django.db import connection, transaction
 
+from crm.postgres.transaction_settings import set_local
+
 from . import merge, validation
 from .reading import STAGING, UnreadableFile, create_staging, error, stage
 from .validation import RowValidator
@@ -117,7 +119,7 @@ def customer_import(
     result = ImportResult(import_id or uuid.uuid4().hex)
     with transaction.atomic(), connection.cursor() as cursor:
         if timeout_ms is not None:
-            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout_ms)])
+            set_local(cursor, {"statement_timeout": str(timeout_ms)})
         create_staging(cursor)
         say("reading the file")
         fmt, unread = stage(cursor, stream)
