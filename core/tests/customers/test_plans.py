@@ -167,12 +167,31 @@ def test_few_matches_are_sorted_many_are_walked():
 def test_a_walk_is_given_what_the_sort_would_cost():
     estimate = Estimate(MILLION, 30_000, 90_000)
     budget = walk_budget(estimate, expected=1_000, needed=51, follows=0)
-    assert budget * plans.row_us(0) == pytest.approx(plans.sort_us(estimate), rel=0.01)
+    walked = budget * (plans.row_us(0) + plans.INDEX_ENTRY_US)
+    assert walked == pytest.approx(plans.sort_us(estimate), rel=0.01)
     # Expected to need more than that, or needing more rows: not tried.
     assert walk_budget(estimate, expected=budget + 1, needed=51, follows=0) == 0
     assert walk_budget(estimate, expected=1_000, needed=budget + 1, follows=0) == 0
     # A walk in the table's own order reads rows faster: it may read more.
     assert walk_budget(estimate, expected=1_000, needed=51, follows=1) > budget * 5
+
+
+@given(
+    matches=st.integers(0, 10 * MILLION),
+    reads=st.integers(0, 10 * MILLION),
+    entries=st.integers(0, 10 * MILLION),
+    follows=st.floats(0, 1),
+    walk_follows=st.floats(0, 1),
+)
+def test_a_walk_that_falls_back_costs_at_most_twice_the_sort(
+    matches, reads, entries, follows, walk_follows
+):
+    """Whatever the estimate: the walk's rows, the index entries read again to
+    learn that the index went on past the budget, then the sort."""
+    estimate = Estimate(10 * MILLION, matches, reads, follows, entries)
+    budget = walk_budget(estimate, expected=0, needed=0, follows=walk_follows)
+    spent = budget * (plans.row_us(walk_follows) + plans.INDEX_ENTRY_US)
+    assert spent + plans.sort_us(estimate) <= 2 * plans.sort_us(estimate) + 1e-6
 
 
 def test_a_scan_replaces_an_index_that_would_read_too_many_customers():
