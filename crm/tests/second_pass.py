@@ -81,6 +81,7 @@ SQL_SUBJECTS: dict[str, str] = {
     "crm/tests/test_database_config.py": "the session's settings, migrations from zero",
     "crm/tests/test_backend.py": "the database backend's connection set-up",
     "crm/tests/test_pgbouncer.py": "sessions through the pooler",
+    "crm/tests/test_transaction_settings.py": "SET LOCAL with parameters, put back afterwards",
     "crm/tests/observability/test_health.py": "the probes' queries",
 }
 
