@@ -16,17 +16,13 @@ def current(name: str) -> str:
         return cursor.fetchone()[0]
 
 
+@pytest.mark.django_db(transaction=True)
 def test_settings_set_locally_end_with_the_transaction():
-    session_timeout = current("statement_timeout")
+    before = current("statement_timeout"), current("lock_timeout")
     with transaction.atomic(), connection.cursor() as cursor:
         set_local(cursor, {"statement_timeout": "1234ms", "lock_timeout": "567ms"})
-        assert current("statement_timeout") == "1234ms"
-        assert current("lock_timeout") == "567ms"
-    # The test's own transaction is still open: the savepoint's release keeps a
-    # SET LOCAL, which is why local_settings puts values back itself.
-    assert current("statement_timeout") == "1234ms"
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('statement_timeout', %s, true)", [session_timeout])
+        assert (current("statement_timeout"), current("lock_timeout")) == ("1234ms", "567ms")
+    assert (current("statement_timeout"), current("lock_timeout")) == before
 
 
 def test_local_settings_put_the_callers_values_back_afterwards():
